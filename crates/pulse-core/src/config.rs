@@ -1,0 +1,265 @@
+//! Configuration shared by every role: built-in defaults that work against the local stack,
+//! overridden by one TOML file, overridden by `PULSE_*` environment variables
+//! (`PULSE_KAFKA__BROKERS=host:9092` sets `kafka.brokers`).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::validate::PostLimits;
+
+/// The whole effective configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PulseConfig {
+    pub kafka: KafkaConfig,
+    pub pipeline: PipelineConfig,
+    pub enrich: EnrichConfig,
+    pub ingest: IngestConfig,
+    pub metrics: MetricsConfig,
+    pub log: LogConfig,
+}
+
+/// How to reach Kafka and which topics Pulse uses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma-separated.
+    pub brokers: String,
+    pub client_id: String,
+    pub topics: TopicsConfig,
+    /// Partitions of topics created by `pulse topics create`: the unit of parallelism.
+    pub partitions: i32,
+    pub replication_factor: i32,
+    /// Consumer session timeout; a member silent this long loses its partitions.
+    pub session_timeout_ms: u64,
+    /// How often consumers commit the offsets below which everything is handled.
+    pub commit_interval_ms: u64,
+    /// How long the producer retries one record before reporting it failed.
+    pub delivery_timeout_ms: u64,
+    /// Producer compression: none, gzip, snappy, lz4, zstd.
+    pub compression: String,
+    /// How often librdkafka reports statistics (consumer lag); 0 turns them off.
+    pub statistics_interval_ms: u64,
+}
+
+/// Topic names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TopicsConfig {
+    pub raw: String,
+    pub enriched: String,
+    pub dlq: String,
+}
+
+/// The consume -> process -> produce loop shared by every stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Largest batch handed to a stage.
+    pub batch_size: usize,
+    /// Longest a partial batch waits for more records.
+    pub batch_wait_ms: u64,
+    /// Records buffered between the consumer and the stage; consumption pauses when full.
+    pub queue_capacity: usize,
+    /// Processed batches whose outputs may await delivery at once.
+    pub max_in_flight_batches: usize,
+    /// On shutdown, how long to wait for in-flight work before exiting anyway (nothing
+    /// unfinished is committed).
+    pub drain_timeout_ms: u64,
+}
+
+/// The enrich stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnrichConfig {
+    /// Consumer group of `pulse enrich`.
+    pub group: String,
+    /// Posts whose text is larger than this many bytes go to the DLQ.
+    pub max_text_bytes: usize,
+    /// Accepted values of a post's `source`.
+    pub sources: BTreeSet<String>,
+    /// Keywords kept per post.
+    pub keywords_per_post: usize,
+    /// Longest key phrase, in words.
+    pub keyword_ngrams: usize,
+    /// Keywords are extracted from at most this many characters of a post.
+    pub keyword_text_chars: usize,
+}
+
+/// Producers (`pulse ingest ...`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Records awaiting broker acknowledgement at once.
+    pub max_in_flight: usize,
+}
+
+/// Prometheus exposition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of the `/metrics` endpoint of long-running roles; port 0 picks a free port.
+    pub listen: String,
+    pub enabled: bool,
+}
+
+/// Logging.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (human-readable) or `json`.
+    pub format: String,
+    /// A tracing filter such as `info` or `pulse_pipeline=debug,info`.
+    pub filter: String,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            client_id: "pulse".into(),
+            topics: TopicsConfig::default(),
+            partitions: 4,
+            replication_factor: 1,
+            session_timeout_ms: 10_000,
+            commit_interval_ms: 1_000,
+            delivery_timeout_ms: 120_000,
+            compression: "lz4".into(),
+            statistics_interval_ms: 5_000,
+        }
+    }
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        Self {
+            raw: "pulse.posts.raw".into(),
+            enriched: "pulse.posts.enriched".into(),
+            dlq: "pulse.posts.dlq".into(),
+        }
+    }
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 256,
+            batch_wait_ms: 50,
+            queue_capacity: 4_096,
+            max_in_flight_batches: 4,
+            drain_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl Default for EnrichConfig {
+    fn default() -> Self {
+        Self {
+            group: "pulse-enrich".into(),
+            max_text_bytes: 40_000,
+            sources: ["reddit", "twitter", "file", "http", "synthetic"]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            keywords_per_post: 8,
+            keyword_ngrams: 2,
+            keyword_text_chars: 4_000,
+        }
+    }
+}
+
+impl EnrichConfig {
+    /// The limits a post must respect to be enriched.
+    pub fn post_limits(&self) -> PostLimits {
+        PostLimits {
+            max_text_bytes: self.max_text_bytes,
+            sources: self.sources.clone(),
+        }
+    }
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 10_000,
+        }
+    }
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9464".into(),
+            enabled: true,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: "text".into(),
+            filter: "info".into(),
+        }
+    }
+}
+
+/// A configuration that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(#[from] Box<figment::Error>);
+
+impl PulseConfig {
+    /// Defaults, then `file` (which must exist when given), then `PULSE_*` variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(PulseConfig::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment
+            .merge(Env::prefixed("PULSE_").split("__"))
+            .extract()
+            .map_err(|e| ConfigError(Box::new(e)))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closure signature
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_environment_override_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "pulse.toml",
+                "[kafka]\nbrokers = \"kafka:9092\"\npartitions = 12\n[pipeline]\nbatch_size = 64\n",
+            )?;
+            jail.set_env("PULSE_KAFKA__PARTITIONS", "24");
+            jail.set_env("PULSE_KAFKA__TOPICS__RAW", "t.raw");
+            let config = PulseConfig::load(Some(Path::new("pulse.toml"))).unwrap();
+            assert_eq!(config.kafka.brokers, "kafka:9092");
+            assert_eq!(config.kafka.partitions, 24);
+            assert_eq!(config.kafka.topics.raw, "t.raw");
+            assert_eq!(config.kafka.topics.dlq, "pulse.posts.dlq");
+            assert_eq!(config.pipeline.batch_size, 64);
+            assert_eq!(config.pipeline.batch_wait_ms, 50);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_missing_files_are_errors() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("pulse.toml", "[kafka]\nbrokerz = \"x\"\n")?;
+            let err = PulseConfig::load(Some(Path::new("pulse.toml"))).unwrap_err();
+            assert!(err.to_string().contains("brokerz"), "{err}");
+            assert!(PulseConfig::load(Some(Path::new("absent.toml"))).is_err());
+            Ok(())
+        });
+    }
+}

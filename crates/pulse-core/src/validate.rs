@@ -1,0 +1,231 @@
+//! Judging a raw record: decode it into a [`Post`] or say precisely why it cannot be one.
+//!
+//! Every rejection carries a stable machine-readable `kind` (a DLQ header, a metric label)
+//! and a lowercase human-readable message.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::post::Post;
+
+/// Limits a post must respect to be enriched.
+#[derive(Debug, Clone)]
+pub struct PostLimits {
+    /// Largest accepted `text`, in bytes of UTF-8.
+    pub max_text_bytes: usize,
+    /// Accepted values of `source`.
+    pub sources: BTreeSet<String>,
+}
+
+/// Why a record is not an acceptable post.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Rejection {
+    #[error("record has no payload")]
+    EmptyRecord,
+    #[error("payload is not valid utf-8: {0}")]
+    InvalidUtf8(String),
+    #[error("payload is not json: {0}")]
+    NotJson(String),
+    #[error("payload is json but not an object")]
+    NotAnObject,
+    #[error("missing field `{0}`")]
+    MissingField(&'static str),
+    #[error("field `{field}` is invalid: {reason}")]
+    InvalidField { field: &'static str, reason: String },
+    #[error("text is empty")]
+    EmptyText,
+    #[error("text is {bytes} bytes, over the limit of {limit}")]
+    TextTooLong { bytes: usize, limit: usize },
+    #[error("unknown source `{0}`")]
+    UnknownSource(String),
+}
+
+impl Rejection {
+    /// A short stable name of the rejection's kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Rejection::EmptyRecord => "empty_record",
+            Rejection::InvalidUtf8(_) => "invalid_utf8",
+            Rejection::NotJson(_) => "not_json",
+            Rejection::NotAnObject => "not_an_object",
+            Rejection::MissingField(_) => "missing_field",
+            Rejection::InvalidField { .. } => "invalid_field",
+            Rejection::EmptyText => "empty_text",
+            Rejection::TextTooLong { .. } => "text_too_long",
+            Rejection::UnknownSource(_) => "unknown_source",
+        }
+    }
+}
+
+/// Fields without which a record is not a post; each must be a JSON string.
+const REQUIRED_STRINGS: [&str; 5] = ["id", "source", "channel", "text", "created_at"];
+
+/// Decodes and validates the bytes of one raw record.
+pub fn decode_post(bytes: &[u8], limits: &PostLimits) -> Result<Post, Rejection> {
+    if bytes.is_empty() {
+        return Err(Rejection::EmptyRecord);
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| Rejection::InvalidUtf8(e.to_string()))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| Rejection::NotJson(e.to_string()))?;
+    post_from_value(value, limits)
+}
+
+/// Validates a JSON value that should be a post (used by ingest paths that parse JSON
+/// themselves).
+pub fn post_from_value(value: Value, limits: &PostLimits) -> Result<Post, Rejection> {
+    let Value::Object(object) = &value else {
+        return Err(Rejection::NotAnObject);
+    };
+    for field in REQUIRED_STRINGS {
+        match object.get(field) {
+            None | Some(Value::Null) => return Err(Rejection::MissingField(field)),
+            Some(Value::String(s)) if field != "text" && s.trim().is_empty() => {
+                return Err(Rejection::InvalidField {
+                    field,
+                    reason: "must not be empty".into(),
+                })
+            }
+            Some(Value::String(_)) => {}
+            Some(other) => {
+                return Err(Rejection::InvalidField {
+                    field,
+                    reason: format!("expected a string, found {}", json_type(other)),
+                })
+            }
+        }
+    }
+    if let Some(Value::String(created_at)) = object.get("created_at") {
+        chrono::DateTime::parse_from_rfc3339(created_at).map_err(|e| Rejection::InvalidField {
+            field: "created_at",
+            reason: format!("not an rfc 3339 time: {e}"),
+        })?;
+    }
+    let post: Post = serde_json::from_value(value).map_err(|e| Rejection::InvalidField {
+        field: "post",
+        reason: e.to_string(),
+    })?;
+    check_post(&post, limits)?;
+    Ok(post)
+}
+
+/// Checks the rules that apply to an already-typed post.
+pub fn check_post(post: &Post, limits: &PostLimits) -> Result<(), Rejection> {
+    if post.text.trim().is_empty() {
+        return Err(Rejection::EmptyText);
+    }
+    if post.text.len() > limits.max_text_bytes {
+        return Err(Rejection::TextTooLong {
+            bytes: post.text.len(),
+            limit: limits.max_text_bytes,
+        });
+    }
+    if !limits.sources.contains(&post.source) {
+        return Err(Rejection::UnknownSource(post.source.clone()));
+    }
+    Ok(())
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> PostLimits {
+        PostLimits {
+            max_text_bytes: 32,
+            sources: ["file".to_string(), "reddit".to_string()].into(),
+        }
+    }
+
+    fn kind_of(bytes: &[u8]) -> &'static str {
+        decode_post(bytes, &limits()).unwrap_err().kind()
+    }
+
+    const GOOD: &str = r#"{"id":"file:1","source":"file","channel":"c","text":"hello","created_at":"2026-01-01T00:00:00Z"}"#;
+
+    #[test]
+    fn a_good_post_decodes() {
+        let post = decode_post(GOOD.as_bytes(), &limits()).unwrap();
+        assert_eq!(post.id, "file:1");
+        assert_eq!(post.author, None);
+    }
+
+    #[test]
+    fn every_kind_of_bad_record_is_named() {
+        assert_eq!(kind_of(b""), "empty_record");
+        assert_eq!(kind_of(b"{\"text\":\"\xff\"}"), "invalid_utf8");
+        assert_eq!(kind_of(b"not json"), "not_json");
+        assert_eq!(kind_of(b"{\"id\":"), "not_json");
+        assert_eq!(kind_of(b"[1,2]"), "not_an_object");
+        assert_eq!(
+            kind_of(&GOOD.replace("\"id\":\"file:1\",", "").into_bytes()),
+            "missing_field"
+        );
+        assert_eq!(
+            kind_of(&GOOD.replace("\"hello\"", "null").into_bytes()),
+            "missing_field"
+        );
+        assert_eq!(
+            kind_of(&GOOD.replace("\"hello\"", "42").into_bytes()),
+            "invalid_field"
+        );
+        assert_eq!(
+            kind_of(&GOOD.replace("\"file:1\"", "\" \"").into_bytes()),
+            "invalid_field"
+        );
+        assert_eq!(
+            kind_of(
+                &GOOD
+                    .replace("2026-01-01T00:00:00Z", "yesterday")
+                    .into_bytes()
+            ),
+            "invalid_field"
+        );
+        assert_eq!(
+            kind_of(&GOOD.replace("hello", "  \\n ").into_bytes()),
+            "empty_text"
+        );
+        assert_eq!(
+            kind_of(&GOOD.replace("hello", &"x".repeat(33)).into_bytes()),
+            "text_too_long"
+        );
+        assert_eq!(
+            kind_of(
+                &GOOD
+                    .replace("\"source\":\"file\"", "\"source\":\"myspace\"")
+                    .into_bytes()
+            ),
+            "unknown_source"
+        );
+    }
+
+    #[test]
+    fn a_bad_timestamp_names_created_at() {
+        let err = decode_post(
+            GOOD.replace("2026-01-01T00:00:00Z", "yesterday").as_bytes(),
+            &limits(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Rejection::InvalidField {
+                    field: "created_at",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,58 @@
+//! Reading lines with a bound on their length, so one huge line cannot exhaust memory.
+
+use std::io::{self, BufRead};
+
+/// One line of a file, without its line terminator.
+pub(super) enum Line {
+    Bytes(Vec<u8>),
+    /// Longer than allowed; its bytes were skipped.
+    TooLong {
+        bytes: usize,
+        prefix: Vec<u8>,
+    },
+}
+
+/// Reads the next line of at most `max` bytes; `None` at the end of the input.
+pub(super) fn read_line(reader: &mut dyn BufRead, max: usize) -> io::Result<Option<Line>> {
+    let mut line = Vec::new();
+    let mut total = 0usize;
+    let mut saw_any = false;
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            break;
+        }
+        saw_any = true;
+        let (chunk, found_newline) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (&available[..i], true),
+            None => (available, false),
+        };
+        let room = max.saturating_sub(line.len());
+        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        total += chunk.len();
+        let used = chunk.len() + usize::from(found_newline);
+        reader.consume(used);
+        if found_newline {
+            break;
+        }
+    }
+    if !saw_any {
+        return Ok(None);
+    }
+    if line.last() == Some(&b'\r') && total <= max {
+        line.pop();
+        total -= 1;
+    }
+    if total > max {
+        line.truncate(256);
+        return Ok(Some(Line::TooLong {
+            bytes: total,
+            prefix: line,
+        }));
+    }
+    Ok(Some(Line::Bytes(line)))
+}

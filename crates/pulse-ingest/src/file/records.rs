@@ -1,0 +1,310 @@
+//! Line-oriented readers: JSON lines (Pulse posts or Reddit/Pushshift dump records) and
+//! plain text.
+
+use std::io::BufRead;
+
+use pulse_core::validate::{check_post, post_from_value};
+use pulse_core::{Post, Rejection};
+use serde_json::{Map, Value};
+
+use super::lines::{read_line, Line};
+use super::{FileContext, FileError};
+use crate::SourceItem;
+
+/// What the line reader found next.
+enum NextLine {
+    /// A non-blank line and its number.
+    Line(u64, Vec<u8>),
+    /// An item that replaces the line (an overlong line) or a read error.
+    Item(Box<Result<SourceItem, FileError>>),
+}
+
+/// Reads lines, skipping blank ones; turns read errors into a final [`FileError`].
+struct LineReader {
+    reader: Box<dyn BufRead + Send>,
+    context: FileContext,
+    line: u64,
+    finished: bool,
+}
+
+impl LineReader {
+    /// The next non-blank line with its number, or the item that replaces it.
+    fn next_line(&mut self) -> Option<NextLine> {
+        while !self.finished {
+            self.line += 1;
+            match read_line(&mut *self.reader, self.context.max_line_bytes) {
+                Ok(None) => self.finished = true,
+                Err(source) => {
+                    self.finished = true;
+                    return Some(NextLine::Item(Box::new(Err(FileError::Read {
+                        path: self.context.display.clone(),
+                        line: self.line,
+                        source,
+                    }))));
+                }
+                Ok(Some(Line::TooLong { bytes, prefix })) => {
+                    return Some(NextLine::Item(Ok(malformed(
+                        &self.context,
+                        self.line,
+                        "line_too_long",
+                        format!(
+                            "line is {bytes} bytes, over the limit of {}; its first {} bytes are kept",
+                            self.context.max_line_bytes,
+                            prefix.len()
+                        ),
+                        prefix,
+                    )))))
+                }
+                Ok(Some(Line::Bytes(bytes))) => {
+                    if bytes.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    return Some(NextLine::Line(self.line, bytes));
+                }
+            }
+        }
+        None
+    }
+}
+
+fn malformed(
+    context: &FileContext,
+    line: u64,
+    kind: &str,
+    error: String,
+    raw: Vec<u8>,
+) -> SourceItem {
+    SourceItem::Malformed {
+        location: context.location(line),
+        kind: kind.to_string(),
+        error,
+        raw,
+    }
+}
+
+fn rejected(context: &FileContext, line: u64, rejection: Rejection, raw: Vec<u8>) -> SourceItem {
+    malformed(context, line, rejection.kind(), rejection.to_string(), raw)
+}
+
+/// JSON lines: Pulse posts (missing id, source, channel and created_at derived) or
+/// Reddit/Pushshift dump records (comments and submissions).
+pub(super) struct JsonLines(LineReader);
+
+impl JsonLines {
+    pub(super) fn new(reader: Box<dyn BufRead + Send>, context: FileContext) -> Self {
+        Self(LineReader {
+            reader,
+            context,
+            line: 0,
+            finished: false,
+        })
+    }
+}
+
+impl Iterator for JsonLines {
+    type Item = Result<SourceItem, FileError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (line, bytes) = match self.0.next_line()? {
+            NextLine::Line(line, bytes) => (line, bytes),
+            NextLine::Item(item) => return Some(*item),
+        };
+        let context = &self.0.context;
+        let location = context.location(line);
+        let post = std::str::from_utf8(&bytes)
+            .map_err(|e| Rejection::InvalidUtf8(e.to_string()))
+            .and_then(|text| {
+                serde_json::from_str::<Value>(text).map_err(|e| Rejection::NotJson(e.to_string()))
+            })
+            .and_then(|value| match value {
+                Value::Object(object) if is_dump_record(&object) => {
+                    dump_post(context, line, object)
+                }
+                Value::Object(object) => pulse_post(context, line, object),
+                _ => Err(Rejection::NotAnObject),
+            });
+        Some(Ok(match post {
+            Ok(post) => SourceItem::Post { post, location },
+            Err(rejection) => rejected(context, line, rejection, bytes),
+        }))
+    }
+}
+
+fn pulse_post(
+    context: &FileContext,
+    line: u64,
+    mut object: Map<String, Value>,
+) -> Result<Post, Rejection> {
+    let mut default = |field: &str, value: Value| {
+        if matches!(object.get(field), None | Some(Value::Null)) {
+            object.insert(field.to_string(), value);
+        }
+    };
+    default("id", Value::String(context.derived_id(line)));
+    default("source", Value::String("file".into()));
+    default("channel", Value::String(context.channel.clone()));
+    default(
+        "created_at",
+        Value::String(context.derived_time(line).to_rfc3339()),
+    );
+    post_from_value(Value::Object(object), &context.limits)
+}
+
+/// A Reddit/Pushshift dump record: a comment (`body`) or a submission (`title`).
+fn is_dump_record(object: &Map<String, Value>) -> bool {
+    object.contains_key("subreddit")
+        && object.contains_key("created_utc")
+        && (object.contains_key("body") || object.contains_key("title"))
+}
+
+fn dump_post(
+    context: &FileContext,
+    line: u64,
+    record: Map<String, Value>,
+) -> Result<Post, Rejection> {
+    let string = |field: &str| {
+        record
+            .get(field)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let is_comment = record.contains_key("body");
+    let removed = |s: &str| matches!(s.trim(), "[deleted]" | "[removed]");
+    let text = if is_comment {
+        string("body").unwrap_or_default()
+    } else {
+        let title = string("title").unwrap_or_default();
+        match string("selftext") {
+            Some(body) if !body.trim().is_empty() && !removed(&body) => {
+                format!("{title}\n\n{body}")
+            }
+            _ => title,
+        }
+    };
+    if removed(&text) {
+        return Err(Rejection::InvalidField {
+            field: "text",
+            reason: "the post was deleted or removed".into(),
+        });
+    }
+    let name = string("name").or_else(|| {
+        string("id").map(|id| format!("{}{id}", if is_comment { "t1_" } else { "t3_" }))
+    });
+    let id = match name {
+        Some(name) => format!("reddit:{name}"),
+        None => context.derived_id(line),
+    };
+    let created = match record.get("created_utc") {
+        Some(Value::Number(n)) => n.as_f64(),
+        Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    }
+    .and_then(|secs| chrono::DateTime::from_timestamp(secs as i64, 0))
+    .ok_or(Rejection::InvalidField {
+        field: "created_utc",
+        reason: "expected seconds since the epoch".into(),
+    })?;
+    let subreddit = string("subreddit").unwrap_or_default();
+    let mut post = serde_json::json!({
+        "id": id,
+        "source": "reddit",
+        "channel": if subreddit.is_empty() { context.channel.clone() } else { format!("reddit/r/{subreddit}") },
+        "text": text,
+        "created_at": created.to_rfc3339(),
+    });
+    if let Value::Object(fields) = &mut post {
+        if let Some(author) = string("author").filter(|a| !removed(a)) {
+            fields.insert("author".into(), Value::String(author));
+        }
+        if let Some(permalink) = string("permalink") {
+            fields.insert(
+                "url".into(),
+                Value::String(format!("https://www.reddit.com{permalink}")),
+            );
+        }
+        if let Some(parent) = string("parent_id") {
+            fields.insert(
+                "parent_id".into(),
+                Value::String(format!("reddit:{parent}")),
+            );
+        }
+        let meta: Map<String, Value> = [
+            "score",
+            "num_comments",
+            "ups",
+            "downs",
+            "gilded",
+            "controversiality",
+        ]
+        .into_iter()
+        .filter_map(|k| {
+            record
+                .get(k)
+                .filter(|v| v.is_number())
+                .map(|v| (k.to_string(), v.clone()))
+        })
+        .collect();
+        if !meta.is_empty() {
+            fields.insert("meta".into(), Value::Object(meta));
+        }
+    }
+    post_from_value(post, &context.limits)
+}
+
+/// Plain text: every non-blank line is the text of one post.
+pub(super) struct TextLines(LineReader);
+
+impl TextLines {
+    pub(super) fn new(reader: Box<dyn BufRead + Send>, context: FileContext) -> Self {
+        Self(LineReader {
+            reader,
+            context,
+            line: 0,
+            finished: false,
+        })
+    }
+}
+
+impl Iterator for TextLines {
+    type Item = Result<SourceItem, FileError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (line, bytes) = match self.0.next_line()? {
+            NextLine::Line(line, bytes) => (line, bytes),
+            NextLine::Item(item) => return Some(*item),
+        };
+        let context = &self.0.context;
+        let text = match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(e) => {
+                let reason = e.utf8_error().to_string();
+                return Some(Ok(rejected(
+                    context,
+                    line,
+                    Rejection::InvalidUtf8(reason),
+                    e.into_bytes(),
+                )));
+            }
+        };
+        let post = Post {
+            id: context.derived_id(line),
+            source: "file".into(),
+            channel: context.channel.clone(),
+            author: None,
+            text,
+            created_at: context.derived_time(line),
+            url: None,
+            lang: None,
+            parent_id: None,
+            meta: Map::new(),
+            extra: Map::new(),
+        };
+        Some(Ok(match check_post(&post, &context.limits) {
+            Ok(()) => SourceItem::Post {
+                post,
+                location: context.location(line),
+            },
+            Err(rejection) => rejected(context, line, rejection, post.text.into_bytes()),
+        }))
+    }
+}

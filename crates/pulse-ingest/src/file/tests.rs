@@ -1,0 +1,188 @@
+use std::io::Write;
+
+use super::*;
+
+fn options() -> FileOptions {
+    FileOptions {
+        channel: None,
+        format: None,
+        limits: PostLimits {
+            max_text_bytes: 100,
+            sources: ["file", "reddit"].into_iter().map(String::from).collect(),
+        },
+        max_line_bytes: 1_000,
+        bytes_read: None,
+    }
+}
+
+fn read(path: &Path) -> Vec<SourceItem> {
+    FileSource::open(path, &options())
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap()
+}
+
+fn write(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn ids(items: &[SourceItem]) -> Vec<String> {
+    items
+        .iter()
+        .filter_map(|i| match i {
+            SourceItem::Post { post, .. } => Some(post.id.clone()),
+            SourceItem::Malformed { .. } => None,
+        })
+        .collect()
+}
+
+fn kinds(items: &[SourceItem]) -> Vec<(String, String)> {
+    items
+        .iter()
+        .filter_map(|i| match i {
+            SourceItem::Malformed { location, kind, .. } => Some((location.clone(), kind.clone())),
+            SourceItem::Post { .. } => None,
+        })
+        .collect()
+}
+
+use std::path::PathBuf;
+
+#[test]
+fn jsonl_derives_missing_fields_and_reports_bad_lines_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        "posts.jsonl",
+        b"{\"text\":\"first post\"}\n\
+          {\"id\":\"x:1\",\"text\":\"second\",\"created_at\":\"2026-01-01T00:00:00Z\",\"extra\":1}\n\
+          \n\
+          not json\n\
+          [1]\n\
+          {\"text\":\"\"}\n\
+          {\"text\":\"\xff\"}\n\
+          {\"text\":42}\n",
+    );
+    let items = read(&path);
+    let ids = ids(&items);
+    assert_eq!(ids.len(), 2);
+    assert!(
+        ids[0].starts_with("file:") && ids[0].ends_with(":1"),
+        "{ids:?}"
+    );
+    assert_eq!(ids[1], "x:1");
+    let display = path.display().to_string();
+    assert_eq!(
+        kinds(&items),
+        vec![
+            (format!("{display}:4"), "not_json".to_string()),
+            (format!("{display}:5"), "not_an_object".to_string()),
+            (format!("{display}:6"), "empty_text".to_string()),
+            (format!("{display}:7"), "invalid_utf8".to_string()),
+            (format!("{display}:8"), "invalid_field".to_string()),
+        ]
+    );
+    let SourceItem::Post { post, .. } = &items[0] else {
+        panic!()
+    };
+    assert_eq!(post.channel, "file/posts.jsonl");
+    assert_eq!(post.source, "file");
+}
+
+#[test]
+fn same_file_same_ids_whatever_the_compression() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = b"one\ntwo\n\nthree\n";
+    let plain = write(&dir, "talk.txt", body);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(body).unwrap();
+    let sub = tempfile::tempdir().unwrap();
+    let gz_path = write(&sub, "talk.txt.gz", &gz.finish().unwrap());
+    let zst_dir = tempfile::tempdir().unwrap();
+    let zst_path = write(
+        &zst_dir,
+        "talk.txt.zst",
+        &zstd::encode_all(&body[..], 3).unwrap(),
+    );
+    let first = ids(&read(&plain));
+    assert_eq!(first.len(), 3);
+    assert_eq!(first, ids(&read(&plain)));
+    assert_eq!(first, ids(&read(&gz_path)));
+    assert_eq!(first, ids(&read(&zst_path)));
+    assert!(
+        first[2].ends_with(":4"),
+        "line numbers count blank lines: {first:?}"
+    );
+}
+
+#[test]
+fn csv_maps_columns_and_keeps_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        "survey.csv",
+        b"id,author,text,mood\nr1,ann,\"Hello, world\",happy\nr2,bob,,sad\nr3,cy,too,many,fields\n",
+    );
+    let items = read(&path);
+    assert_eq!(ids(&items), vec!["r1".to_string()]);
+    let SourceItem::Post { post, .. } = &items[0] else {
+        panic!()
+    };
+    assert_eq!(post.text, "Hello, world");
+    assert_eq!(post.author.as_deref(), Some("ann"));
+    assert_eq!(post.extra["mood"], "happy");
+    let kinds: Vec<String> = kinds(&items).into_iter().map(|(_, k)| k).collect();
+    assert_eq!(kinds, vec!["empty_text", "invalid_csv"]);
+}
+
+#[test]
+fn csv_without_text_column_is_a_file_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, "bad.csv", b"a,b\n1,2\n");
+    let err = FileSource::open(&path, &options()).err().unwrap();
+    assert!(err.to_string().contains("no `text` column"), "{err}");
+}
+
+#[test]
+fn pushshift_comments_and_submissions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        "RC_2024-01.ndjson",
+        br#"{"id":"abc","subreddit":"rust","author":"ferris","body":"Borrow checker wins","created_utc":1704067200,"score":5,"parent_id":"t3_p1","permalink":"/r/rust/comments/p1/x/abc/"}
+{"id":"p1","subreddit":"rust","title":"Rust 2024","selftext":"[removed]","created_utc":"1704067100","num_comments":3}
+{"id":"gone","subreddit":"rust","body":"[deleted]","created_utc":1704067300}
+"#,
+    );
+    let items = read(&path);
+    assert_eq!(ids(&items), vec!["reddit:t1_abc", "reddit:t3_p1"]);
+    let SourceItem::Post { post, .. } = &items[0] else {
+        panic!()
+    };
+    assert_eq!(post.channel, "reddit/r/rust");
+    assert_eq!(post.created_at.to_rfc3339(), "2024-01-01T00:00:00+00:00");
+    assert_eq!(post.parent_id.as_deref(), Some("reddit:t3_p1"));
+    assert_eq!(post.meta["score"], 5);
+    let SourceItem::Post { post, .. } = &items[1] else {
+        panic!()
+    };
+    assert_eq!(post.text, "Rust 2024");
+    assert_eq!(kinds(&items).len(), 1);
+}
+
+#[test]
+fn overlong_lines_are_reported_not_read_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut body = vec![b'x'; 5_000];
+    body.extend_from_slice(b"\nshort\n");
+    let path = write(&dir, "long.txt", &body);
+    let items = read(&path);
+    assert_eq!(ids(&items).len(), 1);
+    let SourceItem::Malformed { kind, raw, .. } = &items[0] else {
+        panic!()
+    };
+    assert_eq!(kind, "line_too_long");
+    assert!(raw.len() <= 256);
+}

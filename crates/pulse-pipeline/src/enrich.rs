@@ -1,0 +1,115 @@
+//! The enrich stage: raw post bytes in, enriched post JSON out (keyed by post id), every
+//! unusable record to the DLQ with its reason.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use pulse_core::{decode_post, EnrichedPost, PostLimits};
+use pulse_nlp::Enricher;
+
+use crate::stage::{Outcome, SourceRecord, Stage, StageError};
+
+/// Validates and enriches raw posts.
+pub struct EnrichStage {
+    enricher: Arc<Enricher>,
+    limits: Arc<PostLimits>,
+    output_topic: String,
+}
+
+impl EnrichStage {
+    /// A stage emitting to `output_topic` (the enriched topic).
+    pub fn new(enricher: Arc<Enricher>, limits: PostLimits, output_topic: String) -> Self {
+        Self {
+            enricher,
+            limits: Arc::new(limits),
+            output_topic,
+        }
+    }
+}
+
+impl Stage for EnrichStage {
+    fn name(&self) -> &'static str {
+        "enrich"
+    }
+
+    fn output_topic(&self) -> Option<&str> {
+        Some(&self.output_topic)
+    }
+
+    async fn process(&self, batch: &[SourceRecord]) -> Result<Vec<Outcome>, StageError> {
+        let payloads: Vec<Option<Vec<u8>>> = batch.iter().map(|r| r.payload.clone()).collect();
+        let enricher = self.enricher.clone();
+        let limits = self.limits.clone();
+        // Decoding, inference and keyword extraction are CPU work: off the async runtime.
+        tokio::task::spawn_blocking(move || enrich_batch(&enricher, &limits, &payloads))
+            .await
+            .map_err(|e| StageError(format!("enrichment task failed: {e}")))
+    }
+}
+
+fn enrich_batch(
+    enricher: &Enricher,
+    limits: &PostLimits,
+    payloads: &[Option<Vec<u8>>],
+) -> Vec<Outcome> {
+    let decoded: Vec<_> = payloads
+        .iter()
+        .map(|payload| decode_post(payload.as_deref().unwrap_or_default(), limits))
+        .collect();
+    let texts: Vec<&str> = decoded
+        .iter()
+        .filter_map(|post| post.as_ref().ok().map(|p| p.text.as_str()))
+        .collect();
+    let mut enrichments = enricher.enrich(&texts).into_iter();
+    let model = enricher.model_name();
+    let now = Utc::now();
+    decoded
+        .into_iter()
+        .map(|post| match post {
+            Err(rejection) => Outcome::Reject {
+                kind: rejection.kind().to_string(),
+                error: rejection.to_string(),
+            },
+            Ok(post) => {
+                let enrichment = enrichments.next().unwrap_or_default();
+                let key = post.id.clone();
+                let enriched = EnrichedPost::new(post, enrichment, model.clone(), now);
+                match serde_json::to_vec(&enriched) {
+                    Ok(payload) => Outcome::Emit { key, payload },
+                    Err(error) => Outcome::Reject {
+                        kind: "unserializable".to_string(),
+                        error: format!("enriched post cannot be serialized: {error}"),
+                    },
+                }
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pulse_core::config::EnrichConfig;
+
+    #[test]
+    fn good_posts_are_emitted_in_order_and_bad_ones_rejected() {
+        let config = EnrichConfig::default();
+        let enricher = Enricher::new(&config);
+        let good = |id: &str| {
+            Some(format!(r#"{{"id":"{id}","source":"file","channel":"c","text":"Rust async runtimes compared","created_at":"2026-01-01T00:00:00Z"}}"#).into_bytes())
+        };
+        let payloads = vec![good("a"), Some(b"{".to_vec()), None, good("b")];
+        let outcomes = enrich_batch(&enricher, &config.post_limits(), &payloads);
+        assert_eq!(outcomes.len(), 4);
+        let Outcome::Emit { key, payload } = &outcomes[0] else {
+            panic!("{:?}", outcomes[0])
+        };
+        assert_eq!(key, "a");
+        let enriched: EnrichedPost = serde_json::from_slice(payload).unwrap();
+        assert_eq!(enriched.post.id, "a");
+        assert!(!enriched.enrichment.keywords.is_empty());
+        assert!(matches!(&outcomes[1], Outcome::Reject { kind, .. } if kind == "not_json"));
+        assert!(matches!(&outcomes[2], Outcome::Reject { kind, .. } if kind == "empty_record"));
+        assert!(matches!(&outcomes[3], Outcome::Emit { key, .. } if key == "b"));
+    }
+}

@@ -1,0 +1,19 @@
+//! The generic stage loop of Pulse and the stages built on it.
+//!
+//! A [`Stage`] turns a batch of consumed records into one [`Outcome`] per record; the
+//! [`runner`] does everything else: consuming with bounded queues (consumption pauses when
+//! they are full), batching by count and time, producing outcomes and dead letters, waiting
+//! for their delivery, committing only offsets below which every record is handled, and
+//! draining on shutdown. [`publish`] is the producer side used by every ingest source.
+
+mod delivery;
+pub mod enrich;
+pub mod metrics;
+pub mod publish;
+pub mod runner;
+pub mod stage;
+
+pub use enrich::EnrichStage;
+pub use metrics::PipelineMetrics;
+pub use runner::run_stage;
+pub use stage::{Outcome, SourceRecord, Stage, StageError};

@@ -1,0 +1,58 @@
+//! The small trait every stage implements.
+
+use std::future::Future;
+
+use pulse_kafka::Origin;
+
+/// A record consumed from a topic, as handed to a stage.
+#[derive(Debug, Clone)]
+pub struct SourceRecord {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+}
+
+impl SourceRecord {
+    /// Where this record came from, for dead letters.
+    pub fn origin(&self) -> Origin {
+        Origin::Record {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            offset: self.offset,
+        }
+    }
+}
+
+/// What became of one record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Produce `payload` keyed by `key` to the stage's output topic.
+    Emit { key: String, payload: Vec<u8> },
+    /// The record is unusable: send its original bytes to the DLQ with this reason.
+    Reject { kind: String, error: String },
+    /// The stage handled the record itself (a sink wrote it).
+    Done,
+}
+
+/// A batch that could not be handled now and should be retried as a whole (a store is
+/// down, ...). Bad input is never a `StageError`: it is an [`Outcome::Reject`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StageError(pub String);
+
+/// One step of the pipeline.
+pub trait Stage: Send + Sync + 'static {
+    /// Short name used in logs, metrics and DLQ headers (`enrich`, `sink-batch`, ...).
+    fn name(&self) -> &'static str;
+
+    /// Topic that [`Outcome::Emit`] records go to, if the stage emits any.
+    fn output_topic(&self) -> Option<&str>;
+
+    /// Handles a batch; returns exactly one outcome per record, in order.
+    fn process(
+        &self,
+        batch: &[SourceRecord],
+    ) -> impl Future<Output = Result<Vec<Outcome>, StageError>> + Send;
+}

@@ -1,0 +1,243 @@
+//! `pulse ingest ...`: producers that publish posts to the raw topic.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use prometheus_client::registry::Registry;
+use pulse_core::PulseConfig;
+use pulse_ingest::file::{FileOptions, FileSource};
+use pulse_ingest::{FileFormat, SourceItem, SyntheticSource};
+use pulse_kafka::create_producer;
+use pulse_pipeline::publish::{PublishTally, Publisher};
+use pulse_pipeline::PipelineMetrics;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::shutdown;
+
+#[derive(Debug, Subcommand)]
+pub enum IngestCommand {
+    /// Posts from files: JSONL posts, CSV with a header, plain text (a post per line),
+    /// Reddit/Pushshift NDJSON dumps; `.gz` and `.zst` are decompressed.
+    File {
+        /// Files to ingest, in order.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Channel of records that name none (default: `file/<file name>`).
+        #[arg(long)]
+        channel: Option<String>,
+        /// Format, when the file name does not tell.
+        #[arg(long, value_enum)]
+        format: Option<FormatArg>,
+        /// Longest accepted line in bytes; longer lines go to the DLQ.
+        #[arg(long, default_value_t = 1 << 20)]
+        max_line_bytes: usize,
+    },
+    /// Generated posts (source `synthetic`) for demos and load tests.
+    Synthetic {
+        /// Posts per second; 0 for as fast as the broker takes them.
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+        /// Stop after this many posts (default: run until interrupted).
+        #[arg(long)]
+        count: Option<u64>,
+        /// Seed of the generator: the same seed gives the same posts.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Channels to spread posts over.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "synthetic/tech,synthetic/sports,synthetic/culture"
+        )]
+        channels: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    Jsonl,
+    Csv,
+    Text,
+}
+
+impl From<FormatArg> for FileFormat {
+    fn from(format: FormatArg) -> Self {
+        match format {
+            FormatArg::Jsonl => FileFormat::JsonLines,
+            FormatArg::Csv => FileFormat::Csv,
+            FormatArg::Text => FileFormat::Text,
+        }
+    }
+}
+
+/// Runs an ingest command to completion (or Ctrl-C).
+pub async fn run(command: IngestCommand, config: PulseConfig) -> anyhow::Result<ExitCode> {
+    let abort = shutdown::on_signal()?;
+    let publisher = Publisher {
+        producer: create_producer(&config.kafka)?,
+        raw_topic: config.kafka.topics.raw.clone(),
+        dlq_topic: config.kafka.topics.dlq.clone(),
+        limits: config.enrich.post_limits(),
+        max_in_flight: config.ingest.max_in_flight,
+        metrics: PipelineMetrics::register(&mut Registry::default()).for_stage("ingest"),
+    };
+    let (items_tx, items_rx) = mpsc::channel::<SourceItem>(4_096);
+    let bytes_read = Arc::new(AtomicU64::new(0));
+    let (reader, total_bytes, what) = match command {
+        IngestCommand::File {
+            paths,
+            channel,
+            format,
+            max_line_bytes,
+        } => {
+            let total: u64 = paths
+                .iter()
+                .filter_map(|p| std::fs::metadata(p).ok())
+                .map(|m| m.len())
+                .sum();
+            let options = FileOptions {
+                channel,
+                format: format.map(Into::into),
+                limits: config.enrich.post_limits(),
+                max_line_bytes,
+                bytes_read: Some(bytes_read.clone()),
+            };
+            let what = format!("{} file(s)", paths.len());
+            let reader =
+                tokio::task::spawn_blocking(move || read_files(&paths, &options, &items_tx));
+            (reader, Some(total), what)
+        }
+        IngestCommand::Synthetic {
+            rate,
+            count,
+            seed,
+            channels,
+        } => {
+            let source = SyntheticSource::new(seed, channels, count);
+            let reader = tokio::task::spawn_blocking(move || generate(source, rate, &items_tx));
+            (reader, None, "synthetic generator".to_string())
+        }
+    };
+
+    let tally = Arc::new(PublishTally::default());
+    let progress = tokio::spawn(report_progress(
+        tally.clone(),
+        bytes_read,
+        total_bytes,
+        abort.child_token(),
+    ));
+    let started = Instant::now();
+    let published = publisher.publish(items_rx, &tally, &abort).await;
+    progress.abort();
+    let file_errors = reader.await?;
+    let posts = tally.posts.load(Ordering::Relaxed);
+    let dead = tally.dead_letters.load(Ordering::Relaxed);
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "ingested {posts} posts from {what} in {seconds:.1} s ({:.0} posts/s); {dead} malformed records sent to {}",
+        posts as f64 / seconds.max(0.001),
+        config.kafka.topics.dlq,
+    );
+    if let Err(interrupted) = published {
+        eprintln!("error: {interrupted}");
+        return Ok(ExitCode::from(130));
+    }
+    Ok(if file_errors > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Reads every file in order into `items`; returns how many files could not be read whole.
+fn read_files(paths: &[PathBuf], options: &FileOptions, items: &mpsc::Sender<SourceItem>) -> usize {
+    let mut failed = 0;
+    for path in paths {
+        let source = match FileSource::open(path, options) {
+            Ok(source) => source,
+            Err(error) => {
+                eprintln!("error: {error}");
+                failed += 1;
+                continue;
+            }
+        };
+        for item in source {
+            match item {
+                Ok(item) => {
+                    if items.blocking_send(item).is_err() {
+                        return failed;
+                    }
+                }
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    failed += 1;
+                    break;
+                }
+            }
+        }
+    }
+    failed
+}
+
+/// Paces the generator at `rate` posts per second (unpaced when 0).
+fn generate(source: SyntheticSource, rate: f64, items: &mpsc::Sender<SourceItem>) -> usize {
+    let interval = (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate));
+    let started = Instant::now();
+    for (sent, item) in source.enumerate() {
+        if let Some(interval) = interval {
+            let due = started + interval.mul_f64(sent as f64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+        if items.blocking_send(item).is_err() {
+            break;
+        }
+    }
+    0
+}
+
+async fn report_progress(
+    tally: Arc<PublishTally>,
+    bytes_read: Arc<AtomicU64>,
+    total_bytes: Option<u64>,
+    stop: CancellationToken,
+) {
+    let terminal = std::io::stderr().is_terminal();
+    let bar = match total_bytes {
+        Some(total) if terminal => ProgressBar::new(total).with_style(
+            ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} {msg} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ),
+        _ if terminal => ProgressBar::new_spinner(),
+        _ => ProgressBar::hidden(),
+    };
+    let started = Instant::now();
+    let mut ticker =
+        tokio::time::interval(Duration::from_millis(if terminal { 200 } else { 5_000 }));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        let posts = tally.posts.load(Ordering::Relaxed);
+        let message = format!(
+            "{posts} posts ({:.0}/s), {} malformed",
+            posts as f64 / started.elapsed().as_secs_f64().max(0.001),
+            tally.dead_letters.load(Ordering::Relaxed)
+        );
+        bar.set_position(bytes_read.load(Ordering::Relaxed));
+        bar.set_message(message.clone());
+        if !terminal && posts > 0 {
+            eprintln!("progress: {message}");
+        }
+    }
+    bar.finish_and_clear();
+}

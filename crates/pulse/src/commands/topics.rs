@@ -1,0 +1,24 @@
+//! `pulse topics create`.
+
+use std::process::ExitCode;
+
+use pulse_core::PulseConfig;
+use pulse_kafka::admin::{create_topics, TopicStatus};
+
+/// Creates the raw, enriched and DLQ topics and prints what happened to each.
+pub async fn create(config: &PulseConfig) -> anyhow::Result<ExitCode> {
+    for (topic, status) in ensure(config).await? {
+        let status = match status {
+            TopicStatus::Created => "created",
+            TopicStatus::AlreadyExists => "exists",
+        };
+        println!("{topic}: {status}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Creates whichever of Pulse's topics are missing.
+pub async fn ensure(config: &PulseConfig) -> anyhow::Result<Vec<(String, TopicStatus)>> {
+    let topics = &config.kafka.topics;
+    Ok(create_topics(&config.kafka, &[&topics.raw, &topics.enriched, &topics.dlq]).await?)
+}

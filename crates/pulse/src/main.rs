@@ -1,0 +1,104 @@
+//! `pulse`: every role of the Pulse pipeline as a subcommand of one binary, so a laptop runs
+//! `pulse up` and a cluster runs each role as its own deployment.
+
+mod commands;
+mod shutdown;
+mod telemetry;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use pulse_core::PulseConfig;
+
+/// Real-time social-media analytics: ingest, enrich, store and serve posts.
+#[derive(Debug, Parser)]
+#[command(name = "pulse", version, about)]
+struct Cli {
+    /// Configuration file (TOML); `PULSE_*` environment variables override it.
+    #[arg(long, global = true, env = "PULSE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log format: `text` (readable) or `json`; overrides `log.format`.
+    #[arg(long, global = true, value_name = "FORMAT")]
+    log_format: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Every role in one process (topics ensured first), printing live counts.
+    Up,
+    /// Consume raw posts, enrich them, produce enriched posts (DLQ for bad input).
+    Enrich,
+    /// Produce posts to the raw topic.
+    #[command(subcommand)]
+    Ingest(commands::ingest::IngestCommand),
+    /// Kafka topic administration.
+    #[command(subcommand)]
+    Topics(TopicsCommand),
+    /// Configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TopicsCommand {
+    /// Create the raw, enriched and DLQ topics (existing ones are left as they are).
+    Create,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration (defaults, file, environment) as TOML.
+    Show,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut config = match PulseConfig::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(format) = cli.log_format {
+        config.log.format = format;
+    }
+    if let Err(error) = telemetry::init_logs(&config.log) {
+        eprintln!("error: {error:#}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(code) => code,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: PulseConfig) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Up => commands::up::run(config).await,
+        Command::Enrich => commands::enrich::run(config).await,
+        Command::Ingest(ingest) => commands::ingest::run(ingest, config).await,
+        Command::Topics(TopicsCommand::Create) => commands::topics::create(&config).await,
+        Command::Config(ConfigCommand::Show) => {
+            print!("{}", toml::to_string_pretty(&config)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! Logs (tracing, readable or JSON, on stderr) and the Prometheus `/metrics` endpoint every
+//! long-running role serves.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use prometheus_client::registry::Registry;
+use pulse_core::config::{LogConfig, MetricsConfig};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global tracing subscriber.
+pub fn init_logs(config: &LogConfig) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(&config.filter)
+        .with_context(|| format!("invalid log filter `{}`", config.filter))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.format.as_str() {
+        "json" => builder.json().init(),
+        "text" => builder.init(),
+        other => anyhow::bail!("unknown log format `{other}` (expected text or json)"),
+    }
+    Ok(())
+}
+
+/// Serves `/metrics` (and `/healthz`) until `shutdown`; returns the bound address.
+pub async fn serve_metrics(
+    config: &MetricsConfig,
+    registry: Registry,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Option<SocketAddr>> {
+    if !config.enabled {
+        return Ok(None);
+    }
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("cannot listen for metrics on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    let registry = Arc::new(registry);
+    let app = Router::new()
+        .route("/metrics", get(move || metrics(registry.clone())))
+        .route("/healthz", get(|| async { "ok" }));
+    tokio::spawn(async move {
+        let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
+        if let Err(error) = server.await {
+            tracing::warn!(%error, "metrics server stopped");
+        }
+    });
+    tracing::info!(%address, "serving /metrics");
+    Ok(Some(address))
+}
+
+async fn metrics(registry: Arc<Registry>) -> impl IntoResponse {
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, &registry) {
+        Ok(()) => (
+            [(
+                CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
+        Err(error) => (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode metrics: {error}"),
+        )
+            .into_response(),
+    }
+}
