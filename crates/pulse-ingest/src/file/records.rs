@@ -43,7 +43,7 @@ impl LineReader {
                     }))));
                 }
                 Ok(Some(Line::TooLong { bytes, prefix })) => {
-                    return Some(NextLine::Item(Ok(malformed(
+                    return Some(NextLine::Item(Box::new(Ok(malformed(
                         &self.context,
                         self.line,
                         "line_too_long",
