@@ -2,7 +2,7 @@
 //! overridden by one TOML file, overridden by `PULSE_*` environment variables
 //! (`PULSE_KAFKA__BROKERS=host:9092` sets `kafka.brokers`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -44,6 +44,9 @@ pub struct KafkaConfig {
     pub compression: String,
     /// How often librdkafka reports statistics (consumer lag); 0 turns them off.
     pub statistics_interval_ms: u64,
+    /// Extra librdkafka properties for every client (e.g. `"security.protocol" = "ssl"`),
+    /// applied last so they override Pulse's own settings.
+    pub librdkafka: BTreeMap<String, String>,
 }
 
 /// Topic names.
@@ -130,6 +133,7 @@ impl Default for KafkaConfig {
             delivery_timeout_ms: 120_000,
             compression: "lz4".into(),
             statistics_interval_ms: 5_000,
+            librdkafka: BTreeMap::new(),
         }
     }
 }

@@ -8,6 +8,8 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::ClientConfig;
 
+use crate::client::with_overrides;
+
 /// A topic that could not be created.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -33,10 +35,11 @@ pub async fn create_topics(
     config: &KafkaConfig,
     topics: &[&str],
 ) -> Result<Vec<(String, TopicStatus)>, AdminError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+    let mut client = ClientConfig::new();
+    client
         .set("bootstrap.servers", &config.brokers)
-        .set("client.id", &config.client_id)
-        .create()?;
+        .set("client.id", &config.client_id);
+    let admin: AdminClient<DefaultClientContext> = with_overrides(client, config).create()?;
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|name| {

@@ -18,7 +18,7 @@ pub fn producer_config(config: &KafkaConfig) -> ClientConfig {
         .set("linger.ms", "5")
         .set("message.timeout.ms", config.delivery_timeout_ms.to_string())
         .set("queue.buffering.max.messages", "500000");
-    client
+    with_overrides(client, config)
 }
 
 /// Consumer settings for `group`: offsets are committed by Pulse only (never automatically),
@@ -38,6 +38,14 @@ pub fn consumer_config(config: &KafkaConfig, group: &str) -> ClientConfig {
             "statistics.interval.ms",
             config.statistics_interval_ms.to_string(),
         );
+    with_overrides(client, config)
+}
+
+/// Applies the user's `kafka.librdkafka` properties over Pulse's.
+pub(crate) fn with_overrides(mut client: ClientConfig, config: &KafkaConfig) -> ClientConfig {
+    for (key, value) in &config.librdkafka {
+        client.set(key, value);
+    }
     client
 }
 

@@ -148,6 +148,13 @@ pub async fn run_stage<S: Stage>(
         );
     }
     let _ = io.producer.flush(Duration::from_secs(5));
+    tracing::info!(
+        stage = stage.name(),
+        consumed = metrics.consumed.get(),
+        produced = metrics.emitted.get(),
+        dead_lettered = metrics.dead_letters.get(),
+        "stage stopped"
+    );
     result?
 }
 

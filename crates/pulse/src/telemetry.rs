@@ -1,6 +1,7 @@
 //! Logs (tracing, readable or JSON, on stderr) and the Prometheus `/metrics` endpoint every
 //! long-running role serves.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ pub fn init_logs(config: &LogConfig) -> anyhow::Result<()> {
         .with_context(|| format!("invalid log filter `{}`", config.filter))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match config.format.as_str() {
         "json" => builder.json().init(),

@@ -1,0 +1,287 @@
+//! Shared helpers of the integration tests: each test gets its own topics and consumer
+//! group on the real local broker, runs the real `pulse` binary, and reads topics back.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use pulse_core::config::KafkaConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+/// Longest any test waits for the pipeline to catch up.
+pub const PATIENCE: Duration = Duration::from_secs(180);
+
+/// Brokers of the local stack (or `PULSE_TEST_BROKERS`).
+pub fn brokers() -> String {
+    std::env::var("PULSE_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_string())
+}
+
+/// One test's private topics and group.
+pub struct Lane {
+    pub raw: String,
+    pub enriched: String,
+    pub dlq: String,
+    pub group: String,
+    pub partitions: i32,
+    pub dir: tempfile::TempDir,
+}
+
+impl Lane {
+    /// Creates `partitions`-partition topics named after `test` and a unique suffix.
+    pub fn new(test: &str, partitions: i32) -> Lane {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let suffix = format!("{test}.{}.{nanos}", std::process::id());
+        let lane = Lane {
+            raw: format!("test.{suffix}.raw"),
+            enriched: format!("test.{suffix}.enriched"),
+            dlq: format!("test.{suffix}.dlq"),
+            group: format!("test.{suffix}.enrich"),
+            partitions,
+            dir: tempfile::tempdir().expect("temporary directory"),
+        };
+        let config = lane.kafka_config();
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        runtime
+            .block_on(pulse_kafka::admin::create_topics(
+                &config,
+                &[&lane.raw, &lane.enriched, &lane.dlq],
+            ))
+            .expect(
+                "topics created on the local broker (is the stack running? scripts/stack start)",
+            );
+        lane
+    }
+
+    pub fn kafka_config(&self) -> KafkaConfig {
+        KafkaConfig {
+            brokers: brokers(),
+            partitions: self.partitions,
+            ..KafkaConfig::default()
+        }
+    }
+
+    /// A `pulse` command configured for this lane through `PULSE_*` variables.
+    pub fn pulse(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pulse"));
+        command
+            .args(args)
+            .env("PULSE_KAFKA__BROKERS", brokers())
+            .env("PULSE_KAFKA__TOPICS__RAW", &self.raw)
+            .env("PULSE_KAFKA__TOPICS__ENRICHED", &self.enriched)
+            .env("PULSE_KAFKA__TOPICS__DLQ", &self.dlq)
+            .env("PULSE_KAFKA__COMMIT_INTERVAL_MS", "200")
+            .env("PULSE_KAFKA__STATISTICS_INTERVAL_MS", "1000")
+            .env("PULSE_ENRICH__GROUP", &self.group)
+            .env("PULSE_METRICS__LISTEN", "127.0.0.1:0")
+            .env("PULSE_LOG__FORMAT", "json")
+            .env("PULSE_LOG__FILTER", "info")
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs `pulse ingest file PATH` and asserts it succeeded.
+    pub fn ingest_file(&self, path: &Path) {
+        let output = self
+            .pulse(&["ingest", "file", path.to_str().expect("utf-8 path")])
+            .output()
+            .expect("pulse ingest runs");
+        assert!(
+            output.status.success(),
+            "pulse ingest failed: {}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Starts `pulse enrich` with its logs in `<dir>/<name>.log`.
+    pub fn spawn_enrich(&self, name: &str, extra_env: &[(&str, &str)]) -> Role {
+        let log = self.dir.path().join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let mut command = self.pulse(&["enrich"]);
+        command
+            .envs(extra_env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(file);
+        Role {
+            child: command.spawn().expect("pulse enrich starts"),
+            log,
+        }
+    }
+}
+
+/// A running `pulse` role.
+pub struct Role {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Role {
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("signal sent");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "pulse did not exit within 60 s of SIGTERM; log: {}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// JSON log lines whose message is `message`.
+    pub fn log_events(&self, message: &str) -> Vec<serde_json::Value> {
+        self.logs()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|event| event["fields"]["message"] == message)
+            .collect()
+    }
+}
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.kill();
+        }
+    }
+}
+
+/// A record read back from a topic.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Record {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.payload).expect("record is json")
+    }
+}
+
+fn reader() -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", "pulse-tests-reader")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .expect("reader consumer")
+}
+
+/// High watermarks of each partition of `topic`.
+pub fn high_watermarks(topic: &str, partitions: i32) -> Vec<i64> {
+    let consumer = reader();
+    (0..partitions)
+        .map(|p| {
+            consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .expect("watermarks")
+                .1
+        })
+        .collect()
+}
+
+/// Records in `topic` (sum of high watermarks).
+pub fn count(topic: &str, partitions: i32) -> i64 {
+    high_watermarks(topic, partitions).iter().sum()
+}
+
+/// Every record of `topic` up to its current high watermarks.
+pub fn read_all(topic: &str, partitions: i32) -> Vec<Record> {
+    let ends = high_watermarks(topic, partitions);
+    let consumer = reader();
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..partitions {
+        assignment
+            .add_partition_offset(topic, p, Offset::Beginning)
+            .expect("assignment");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut positions = vec![0i64; partitions as usize];
+    let mut records = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    while positions.iter().zip(&ends).any(|(at, end)| at < end) {
+        assert!(
+            Instant::now() < deadline,
+            "reading {topic} stalled at {positions:?} of {ends:?}"
+        );
+        let Some(message) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let message = message.expect("consume");
+        let headers = message
+            .headers()
+            .map(pulse_kafka::dlq::headers_as_map)
+            .unwrap_or_default();
+        positions[message.partition() as usize] = message.offset() + 1;
+        records.push(Record {
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            headers,
+        });
+    }
+    records
+}
+
+/// Offsets committed by `group` on each partition of `topic` (-1 when none).
+pub fn committed(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut list = TopicPartitionList::new();
+    for p in 0..partitions {
+        list.add_partition(topic, p);
+    }
+    let offsets = consumer
+        .committed_offsets(list, Duration::from_secs(10))
+        .expect("committed offsets");
+    (0..partitions)
+        .map(
+            |p| match offsets.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => o,
+                _ => -1,
+            },
+        )
+        .collect()
+}
+
+/// Polls `condition` every 50 ms until it holds; fails the test after `PATIENCE`.
+pub fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
