@@ -12,6 +12,9 @@ use pulse_kafka::dlq::header;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
+/// Dead letters by (partition, offset) of their origin: (original payload, error kind).
+type LettersByOrigin = BTreeMap<(i32, i64), (Option<Vec<u8>>, String)>;
+
 fn good(id: &str) -> Vec<u8> {
     format!(r#"{{"id":"{id}","source":"file","channel":"test/dlq","text":"A perfectly fine post about {id}","created_at":"2026-11-01T00:00:00Z"}}"#).into_bytes()
 }
@@ -157,7 +160,7 @@ fn malformed_records_reach_the_dlq_with_reasons_and_good_ones_are_delivered() {
     assert_eq!(from_ingest, expected_ingest);
 
     // From enrich: one letter per bad raw record, naming its partition and offset.
-    let from_enrich: BTreeMap<(i32, i64), (Option<Vec<u8>>, String)> = letters
+    let from_enrich: LettersByOrigin = letters
         .iter()
         .filter(|l| l.headers[header::STAGE] == "enrich")
         .map(|l| {
@@ -176,7 +179,7 @@ fn malformed_records_reach_the_dlq_with_reasons_and_good_ones_are_delivered() {
             )
         })
         .collect();
-    let expected_enrich: BTreeMap<(i32, i64), (Option<Vec<u8>>, String)> = raw_offsets
+    let expected_enrich: LettersByOrigin = raw_offsets
         .iter()
         .filter(|(_, (_, kind))| *kind != "good")
         .map(|(origin, (payload, kind))| (*origin, (payload.clone(), kind.to_string())))
