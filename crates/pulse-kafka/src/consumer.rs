@@ -2,7 +2,9 @@
 //! it commits what is handled of the revoked partitions and forgets them; librdkafka's
 //! statistics feed a consumer-lag gauge.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -148,4 +150,62 @@ fn offsets_list(offsets: &[(TopicPartition, i64)]) -> KafkaResult<TopicPartition
         tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
     }
     Ok(tpl)
+}
+
+/// Notices a member left idle while its group's records go unconsumed.
+///
+/// A member with no partitions is normal when a group has more members than partitions.
+/// It is a fault when, in addition, the group has unconsumed records and its committed
+/// offsets stand still between two checks: nobody is consuming them. tansu 0.6 gets there
+/// when a member joins shortly after the group's leader crashed (it hands out the dead
+/// leader's stale assignment); rejoining the group repairs it. On Apache Kafka the
+/// condition only holds while the whole group is stuck, where a rejoin is harmless.
+#[derive(Debug, Default)]
+pub struct StallDetector {
+    last: Option<BTreeMap<TopicPartition, i64>>,
+}
+
+impl StallDetector {
+    /// Blocking: one check, to be called periodically (well apart: at least the session
+    /// timeout). `true` when the member should rejoin.
+    pub fn stalled(
+        &mut self,
+        consumer: &PulseConsumer,
+        topics: &[&str],
+        timeout: Duration,
+    ) -> KafkaResult<bool> {
+        if consumer.assignment()?.count() > 0 {
+            self.last = None;
+            return Ok(false);
+        }
+        let mut partitions = TopicPartitionList::new();
+        for topic in topics {
+            let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+            for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+                partitions.add_partition(topic, partition.id());
+            }
+        }
+        let committed = consumer.committed_offsets(partitions, timeout)?;
+        let mut snapshot = BTreeMap::new();
+        let mut unconsumed = false;
+        for element in committed.elements() {
+            let (low, high) =
+                consumer.fetch_watermarks(element.topic(), element.partition(), timeout)?;
+            let position = match element.offset() {
+                Offset::Offset(offset) => offset,
+                _ => low,
+            };
+            unconsumed |= position < high;
+            snapshot.insert((element.topic().to_string(), element.partition()), position);
+        }
+        let stalled = unconsumed && self.last.as_ref() == Some(&snapshot);
+        self.last = Some(snapshot);
+        Ok(stalled)
+    }
+}
+
+/// Leaves and rejoins the group, forcing a fresh assignment.
+pub fn rejoin(consumer: &PulseConsumer, topics: &[&str]) -> KafkaResult<()> {
+    consumer.unsubscribe();
+    consumer.subscribe(topics)
 }

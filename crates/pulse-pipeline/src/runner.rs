@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pulse_core::config::PipelineConfig;
-use pulse_kafka::consumer::commit_handled;
+use pulse_kafka::consumer::{commit_handled, rejoin, StallDetector};
 use pulse_kafka::{DeadLetter, PulseConsumer};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::Message;
@@ -28,6 +28,11 @@ pub struct StageIo {
     pub producer: FutureProducer,
     pub dlq_topic: String,
     pub commit_interval: Duration,
+    /// Topics the consumer is subscribed to (for rejoining a stalled group).
+    pub topics: Vec<String>,
+    /// How often to check for an idle member of a stalled group; at least the session
+    /// timeout.
+    pub stall_check_interval: Duration,
 }
 
 /// A stage loop that could not go on.
@@ -96,6 +101,12 @@ pub async fn run_stage<S: Stage>(
         metrics.clone(),
     ));
 
+    let watchdog = tokio::spawn(watch_for_stall(
+        io.consumer.clone(),
+        io.topics.clone(),
+        io.stall_check_interval,
+    ));
+
     let mut process = process;
     let processed = tokio::select! {
         result = &mut process => Some(result),
@@ -129,6 +140,7 @@ pub async fn run_stage<S: Stage>(
     let _ = consume.await;
     let _ = confirm_task.await;
     committer.abort();
+    watchdog.abort();
     let final_commit = io.consumer.clone();
     let committed =
         tokio::task::spawn_blocking(move || commit_handled(&final_commit, CommitMode::Sync))
@@ -406,5 +418,41 @@ async fn commit_periodically(consumer: Arc<PulseConsumer>, every: Duration, metr
             }
             Err(error) => tracing::warn!(%error, "offset commit task failed"),
         }
+    }
+}
+
+/// Rejoins the group when this member is idle while nobody consumes the group's records.
+async fn watch_for_stall(consumer: Arc<PulseConsumer>, topics: Vec<String>, every: Duration) {
+    let mut ticker = tokio::time::interval(every.max(Duration::from_secs(1)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    let mut detector = StallDetector::default();
+    loop {
+        ticker.tick().await;
+        let consumer = consumer.clone();
+        let topics = topics.clone();
+        let check = tokio::task::spawn_blocking(move || {
+            let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+            let stalled = detector.stalled(&consumer, &topics, Duration::from_secs(10))?;
+            if stalled {
+                tracing::warn!(
+                    "no partitions here and the group's records go unconsumed; rejoining the group"
+                );
+                rejoin(&consumer, &topics)?;
+            }
+            Ok::<_, rdkafka::error::KafkaError>(detector)
+        })
+        .await;
+        detector = match check {
+            Ok(Ok(detector)) => detector,
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "stall check failed; trying again later");
+                StallDetector::default()
+            }
+            Err(error) => {
+                tracing::warn!(%error, "stall check task failed");
+                StallDetector::default()
+            }
+        };
     }
 }

@@ -145,8 +145,8 @@ impl FileSource {
         let decoded = decompress(path, counted);
         let format = options.format.unwrap_or_else(|| FileFormat::detect(path));
         let reader: Box<dyn Iterator<Item = Result<SourceItem, FileError>> + Send> = match format {
-            FileFormat::JsonLines => Box::new(records::JsonLines::new(decoded, context)),
-            FileFormat::Text => Box::new(records::TextLines::new(decoded, context)),
+            FileFormat::JsonLines => Box::new(records::LineRecords::json(decoded, context)),
+            FileFormat::Text => Box::new(records::LineRecords::text(decoded, context)),
             FileFormat::Csv => Box::new(csv_rows::CsvRows::new(decoded, context)?),
         };
         Ok(Self { reader })

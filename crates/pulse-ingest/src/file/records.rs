@@ -86,47 +86,67 @@ fn rejected(context: &FileContext, line: u64, rejection: Rejection, raw: Vec<u8>
     malformed(context, line, rejection.kind(), rejection.to_string(), raw)
 }
 
-/// JSON lines: Pulse posts (missing id, source, channel and created_at derived) or
-/// Reddit/Pushshift dump records (comments and submissions).
-pub(super) struct JsonLines(LineReader);
+/// Records of a line-oriented file: each non-blank line is parsed by `parse`.
+pub(super) struct LineRecords {
+    lines: LineReader,
+    parse: fn(&FileContext, u64, Vec<u8>) -> SourceItem,
+}
 
-impl JsonLines {
-    pub(super) fn new(reader: Box<dyn BufRead + Send>, context: FileContext) -> Self {
-        Self(LineReader {
-            reader,
-            context,
-            line: 0,
-            finished: false,
-        })
+impl LineRecords {
+    /// JSON lines: Pulse posts (missing id, source, channel and created_at derived) or
+    /// Reddit/Pushshift dump records (comments and submissions).
+    pub(super) fn json(reader: Box<dyn BufRead + Send>, context: FileContext) -> Self {
+        Self::new(reader, context, json_item)
+    }
+
+    /// Plain text: every non-blank line is the text of one post.
+    pub(super) fn text(reader: Box<dyn BufRead + Send>, context: FileContext) -> Self {
+        Self::new(reader, context, text_item)
+    }
+
+    fn new(
+        reader: Box<dyn BufRead + Send>,
+        context: FileContext,
+        parse: fn(&FileContext, u64, Vec<u8>) -> SourceItem,
+    ) -> Self {
+        Self {
+            lines: LineReader {
+                reader,
+                context,
+                line: 0,
+                finished: false,
+            },
+            parse,
+        }
     }
 }
 
-impl Iterator for JsonLines {
+impl Iterator for LineRecords {
     type Item = Result<SourceItem, FileError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let (line, bytes) = match self.0.next_line()? {
-            NextLine::Line(line, bytes) => (line, bytes),
-            NextLine::Item(item) => return Some(*item),
-        };
-        let context = &self.0.context;
-        let location = context.location(line);
-        let post = std::str::from_utf8(&bytes)
-            .map_err(|e| Rejection::InvalidUtf8(e.to_string()))
-            .and_then(|text| {
-                serde_json::from_str::<Value>(text).map_err(|e| Rejection::NotJson(e.to_string()))
-            })
-            .and_then(|value| match value {
-                Value::Object(object) if is_dump_record(&object) => {
-                    dump_post(context, line, object)
-                }
-                Value::Object(object) => pulse_post(context, line, object),
-                _ => Err(Rejection::NotAnObject),
-            });
-        Some(Ok(match post {
-            Ok(post) => SourceItem::Post { post, location },
-            Err(rejection) => rejected(context, line, rejection, bytes),
-        }))
+        match self.lines.next_line()? {
+            NextLine::Line(line, bytes) => Some(Ok((self.parse)(&self.lines.context, line, bytes))),
+            NextLine::Item(item) => Some(*item),
+        }
+    }
+}
+
+fn json_item(context: &FileContext, line: u64, bytes: Vec<u8>) -> SourceItem {
+    let location = context.location(line);
+    let post = std::str::from_utf8(&bytes)
+        .map_err(|e| Rejection::InvalidUtf8(e.to_string()))
+        .and_then(|text| {
+            serde_json::from_str::<Value>(text).map_err(|e| Rejection::NotJson(e.to_string()))
+        })
+        .and_then(|value| match value {
+            Value::Object(object) if is_dump_record(&object) => dump_post(context, line, object),
+            Value::Object(object) => pulse_post(context, line, object),
+            _ => Err(Rejection::NotAnObject),
+        });
+    match post {
+        Ok(post) => SourceItem::Post { post, location },
+        Err(rejection) => rejected(context, line, rejection, bytes),
     }
 }
 
@@ -251,60 +271,37 @@ fn dump_post(
     post_from_value(post, &context.limits)
 }
 
-/// Plain text: every non-blank line is the text of one post.
-pub(super) struct TextLines(LineReader);
-
-impl TextLines {
-    pub(super) fn new(reader: Box<dyn BufRead + Send>, context: FileContext) -> Self {
-        Self(LineReader {
-            reader,
-            context,
-            line: 0,
-            finished: false,
-        })
-    }
-}
-
-impl Iterator for TextLines {
-    type Item = Result<SourceItem, FileError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let (line, bytes) = match self.0.next_line()? {
-            NextLine::Line(line, bytes) => (line, bytes),
-            NextLine::Item(item) => return Some(*item),
-        };
-        let context = &self.0.context;
-        let text = match String::from_utf8(bytes) {
-            Ok(text) => text,
-            Err(e) => {
-                let reason = e.utf8_error().to_string();
-                return Some(Ok(rejected(
-                    context,
-                    line,
-                    Rejection::InvalidUtf8(reason),
-                    e.into_bytes(),
-                )));
-            }
-        };
-        let post = Post {
-            id: context.derived_id(line),
-            source: "file".into(),
-            channel: context.channel.clone(),
-            author: None,
-            text,
-            created_at: context.derived_time(line),
-            url: None,
-            lang: None,
-            parent_id: None,
-            meta: Map::new(),
-            extra: Map::new(),
-        };
-        Some(Ok(match check_post(&post, &context.limits) {
-            Ok(()) => SourceItem::Post {
-                post,
-                location: context.location(line),
-            },
-            Err(rejection) => rejected(context, line, rejection, post.text.into_bytes()),
-        }))
+fn text_item(context: &FileContext, line: u64, bytes: Vec<u8>) -> SourceItem {
+    let text = match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            let reason = e.utf8_error().to_string();
+            return rejected(
+                context,
+                line,
+                Rejection::InvalidUtf8(reason),
+                e.into_bytes(),
+            );
+        }
+    };
+    let post = Post {
+        id: context.derived_id(line),
+        source: "file".into(),
+        channel: context.channel.clone(),
+        author: None,
+        text,
+        created_at: context.derived_time(line),
+        url: None,
+        lang: None,
+        parent_id: None,
+        meta: Map::new(),
+        extra: Map::new(),
+    };
+    match check_post(&post, &context.limits) {
+        Ok(()) => SourceItem::Post {
+            post,
+            location: context.location(line),
+        },
+        Err(rejection) => rejected(context, line, rejection, post.text.into_bytes()),
     }
 }

@@ -58,6 +58,8 @@ impl EnrichRole {
             producer: create_producer(&config.kafka)?,
             dlq_topic: topics.dlq.clone(),
             commit_interval: Duration::from_millis(config.kafka.commit_interval_ms),
+            topics: vec![topics.raw.clone()],
+            stall_check_interval: Duration::from_millis(2 * config.kafka.session_timeout_ms),
         };
         tracing::info!(group = %config.enrich.group, from = %topics.raw, to = %topics.enriched, "enrich role ready");
         Ok(Self {
