@@ -19,6 +19,7 @@ pub struct PulseConfig {
     pub pipeline: PipelineConfig,
     pub enrich: EnrichConfig,
     pub ingest: IngestConfig,
+    pub speed: SpeedConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
 }
@@ -99,6 +100,35 @@ pub struct EnrichConfig {
 pub struct IngestConfig {
     /// Records awaiting broker acknowledgement at once.
     pub max_in_flight: usize,
+}
+
+/// The speed layer (Redis) and `pulse sink speed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpeedConfig {
+    /// Redis connection URL.
+    pub redis_url: String,
+    /// Prefix of every key, so several deployments (or tests) share one Redis.
+    pub key_prefix: String,
+    /// How long minute buckets, term sets and seen-post marks live, in seconds.
+    pub retention_secs: u64,
+    /// Recent posts kept per channel for the live feed.
+    pub feed_length: usize,
+    /// Consumer group of `pulse sink speed`.
+    pub group: String,
+}
+
+impl Default for SpeedConfig {
+    fn default() -> Self {
+        Self {
+            redis_url: "redis://127.0.0.1:6379".into(),
+            key_prefix: "pulse".into(),
+            // 25 h: a 24 h window is always complete.
+            retention_secs: 25 * 3600,
+            feed_length: 1_000,
+            group: "pulse-speed".into(),
+        }
+    }
 }
 
 /// Prometheus exposition.

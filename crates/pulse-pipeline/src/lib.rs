@@ -11,9 +11,11 @@ pub mod enrich;
 pub mod metrics;
 pub mod publish;
 pub mod runner;
+pub mod speed_sink;
 pub mod stage;
 
 pub use enrich::EnrichStage;
 pub use metrics::PipelineMetrics;
 pub use runner::run_stage;
+pub use speed_sink::SpeedSinkStage;
 pub use stage::{Outcome, SourceRecord, Stage, StageError};

@@ -127,6 +127,11 @@ pub struct StageMetrics {
 }
 
 impl StageMetrics {
+    /// The stage these metrics belong to.
+    pub fn name(&self) -> &str {
+        &self.stage
+    }
+
     /// Counts one dead letter of `kind`.
     pub fn dead_letter(&self, kind: &str) {
         self.dead_letters.inc();

@@ -31,6 +31,9 @@ enum Command {
     Up,
     /// Consume raw posts, enrich them, produce enriched posts (DLQ for bad input).
     Enrich,
+    /// Write enriched posts to a store.
+    #[command(subcommand)]
+    Sink(commands::sink::SinkCommand),
     /// Produce posts to the raw topic.
     #[command(subcommand)]
     Ingest(commands::ingest::IngestCommand),
@@ -94,6 +97,7 @@ async fn run(command: Command, config: PulseConfig) -> anyhow::Result<ExitCode> 
     match command {
         Command::Up => commands::up::run(config).await,
         Command::Enrich => commands::enrich::run(config).await,
+        Command::Sink(sink) => commands::sink::run(sink, config).await,
         Command::Ingest(ingest) => commands::ingest::run(ingest, config).await,
         Command::Topics(TopicsCommand::Create) => commands::topics::create(&config).await,
         Command::Config(ConfigCommand::Show) => {

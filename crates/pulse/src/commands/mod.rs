@@ -2,5 +2,7 @@
 
 pub mod enrich;
 pub mod ingest;
+pub mod role;
+pub mod sink;
 pub mod topics;
 pub mod up;

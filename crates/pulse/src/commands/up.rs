@@ -10,8 +10,7 @@ use pulse_pipeline::metrics::StageMetrics;
 use pulse_pipeline::PipelineMetrics;
 use tokio_util::sync::CancellationToken;
 
-use super::enrich::EnrichRole;
-use super::topics;
+use super::{enrich, sink, topics};
 use crate::{shutdown, telemetry};
 
 /// Ensures the topics, runs every role, prints counts every few seconds.
@@ -23,37 +22,51 @@ pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
     }
     let mut registry = Registry::default();
     let metrics = PipelineMetrics::register(&mut registry);
-    let enrich = EnrichRole::build(&config, &metrics)?;
+    let enrich = enrich::build(&config, &metrics)?;
+    let speed = sink::build_speed(&config, &metrics)?;
     if let Some(address) =
         telemetry::serve_metrics(&config.metrics, registry, shutdown.clone()).await?
     {
         println!("metrics: http://{address}/metrics");
     }
-    let status = tokio::spawn(print_status(enrich.metrics.clone(), shutdown.clone()));
-    let result = enrich.run(shutdown.clone()).await;
+    let status = tokio::spawn(print_status(
+        [enrich.metrics.clone(), speed.metrics.clone()],
+        shutdown.clone(),
+    ));
+    let (enriched, applied) =
+        tokio::join!(enrich.run(shutdown.clone()), speed.run(shutdown.clone()));
     shutdown.cancel();
     let _ = status.await;
-    result?;
+    enriched?;
+    applied?;
     println!("pulse up: stopped cleanly");
     Ok(ExitCode::SUCCESS)
 }
 
-async fn print_status(enrich: StageMetrics, shutdown: CancellationToken) {
+async fn print_status(stages: [StageMetrics; 2], shutdown: CancellationToken) {
     let mut ticker = tokio::time::interval(Duration::from_secs(5));
-    let mut last = (Instant::now(), 0u64);
+    let mut last = (Instant::now(), [0u64; 2]);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = ticker.tick() => {}
         }
-        let produced = enrich.emitted.get();
-        let rate = (produced - last.1) as f64 / last.0.elapsed().as_secs_f64().max(0.001);
-        last = (Instant::now(), produced);
-        println!(
-            "enrich: consumed {} | enriched {} ({rate:.0}/s) | dead-lettered {}",
-            enrich.consumed.get(),
-            produced,
-            enrich.dead_letters.get(),
-        );
+        let seconds = last.0.elapsed().as_secs_f64().max(0.001);
+        let line: Vec<String> = stages
+            .iter()
+            .zip(last.1.iter_mut())
+            .map(|(stage, previous)| {
+                let consumed = stage.consumed.get();
+                let rate = (consumed - *previous) as f64 / seconds;
+                *previous = consumed;
+                format!(
+                    "{}: consumed {consumed} ({rate:.0}/s), dead-lettered {}",
+                    stage.name(),
+                    stage.dead_letters.get()
+                )
+            })
+            .collect();
+        last.0 = Instant::now();
+        println!("{}", line.join(" | "));
     }
 }

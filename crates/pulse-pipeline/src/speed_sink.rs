@@ -1,0 +1,66 @@
+//! The speed sink: enriched posts into the Redis speed layer. A record that is not an
+//! enriched post goes to the DLQ; Redis errors fail the batch, which the stage loop retries
+//! with backoff (nothing past it is committed).
+
+use pulse_core::EnrichedPost;
+use pulse_speed::SpeedLayer;
+
+use crate::stage::{Outcome, SourceRecord, Stage, StageError};
+
+/// Applies enriched posts to the speed layer.
+pub struct SpeedSinkStage {
+    layer: SpeedLayer,
+}
+
+impl SpeedSinkStage {
+    pub fn new(layer: SpeedLayer) -> Self {
+        Self { layer }
+    }
+}
+
+impl Stage for SpeedSinkStage {
+    fn name(&self) -> &'static str {
+        "sink-speed"
+    }
+
+    fn output_topic(&self) -> Option<&str> {
+        None
+    }
+
+    async fn process(&self, batch: &[SourceRecord]) -> Result<Vec<Outcome>, StageError> {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut posts = Vec::with_capacity(batch.len());
+        for record in batch {
+            let decoded = record
+                .payload
+                .as_deref()
+                .ok_or_else(|| "record has no payload".to_string())
+                .and_then(|bytes| {
+                    serde_json::from_slice::<EnrichedPost>(bytes)
+                        .map_err(|e| format!("not an enriched post: {e}"))
+                });
+            match decoded {
+                Ok(post) => {
+                    posts.push(post);
+                    outcomes.push(Outcome::Done);
+                }
+                Err(error) => outcomes.push(Outcome::Reject {
+                    kind: "not_enriched_post".to_string(),
+                    error,
+                }),
+            }
+        }
+        let report = self
+            .layer
+            .apply(&posts)
+            .await
+            .map_err(|e| StageError(format!("cannot apply to the speed layer: {e}")))?;
+        if report.duplicates > 0 {
+            tracing::debug!(
+                duplicates = report.duplicates,
+                "already applied posts skipped"
+            );
+        }
+        Ok(outcomes)
+    }
+}

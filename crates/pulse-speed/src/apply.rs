@@ -1,0 +1,167 @@
+//! Applying enriched posts: one atomic script per post, pipelined per batch.
+//!
+//! Sums are kept as integers in millionths (score, emotion probabilities), so aggregates are
+//! exact and independent of the order in which posts arrive.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::LazyLock;
+
+use pulse_core::EnrichedPost;
+use redis::Script;
+
+use crate::keys::minute_of;
+use crate::{SpeedError, SpeedLayer};
+
+/// Marks the post seen (SET NX EX) and only if it was new increments its minute counters,
+/// the minute and hour term sets, and appends it to the channel's feed.
+///
+/// KEYS: seen, minute counters, minute keywords, hour keywords, minute entities,
+/// hour entities, feed. ARGV: ttl, hour ttl, label (or ''), score micros, then counted
+/// lists: emotions (name, micros), keywords, entities; then feed cap and the post's JSON.
+static APPLY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local ttl = tonumber(ARGV[1])
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ttl) then return 0 end
+local hour_ttl = tonumber(ARGV[2])
+local m = KEYS[2]
+redis.call('HINCRBY', m, 'n', 1)
+if ARGV[3] ~= '' then
+  redis.call('HINCRBY', m, 'l:' .. ARGV[3], 1)
+  redis.call('HINCRBY', m, 'scored', 1)
+  redis.call('HINCRBY', m, 'score', ARGV[4])
+end
+local i = 5
+local n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do redis.call('HINCRBY', m, 'e:' .. ARGV[i], ARGV[i + 1]); i = i + 2 end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  redis.call('ZINCRBY', KEYS[3], 1, ARGV[i]); redis.call('ZINCRBY', KEYS[4], 1, ARGV[i]); i = i + 1
+end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  redis.call('ZINCRBY', KEYS[5], 1, ARGV[i]); redis.call('ZINCRBY', KEYS[6], 1, ARGV[i]); i = i + 1
+end
+redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[i], '*', 'post', ARGV[i + 1])
+for k = 2, 7 do redis.call('EXPIRE', KEYS[k], (k == 4 or k == 6) and hour_ttl or ttl) end
+return 1
+",
+    )
+});
+
+/// What a batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Posts counted now.
+    pub applied: usize,
+    /// Posts already counted before (redelivery), left alone.
+    pub duplicates: usize,
+}
+
+/// `value` in millionths, for exact integer sums.
+pub fn micros(value: f32) -> i64 {
+    (f64::from(value) * 1e6).round() as i64
+}
+
+/// The member under which an entity is counted: `kind:text`.
+pub fn entity_member(kind: pulse_core::EntityKind, text: &str) -> String {
+    let kind = serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    format!("{kind}:{text}")
+}
+
+impl SpeedLayer {
+    /// Applies a batch atomically per post, in one round trip; posts seen before are
+    /// skipped.
+    pub async fn apply(&self, posts: &[EnrichedPost]) -> Result<ApplyReport, SpeedError> {
+        if posts.is_empty() {
+            return Ok(ApplyReport::default());
+        }
+        let mut connection = self.connection.clone();
+        // Pipelined EVALSHA needs the script loaded, also after a Redis restart.
+        APPLY.prepare_invoke().load_async(&mut connection).await?;
+        let ttl = self.retention_secs;
+        let hour_ttl = ttl + 3_600;
+        let mut pipe = redis::pipe();
+        let mut last_seen: BTreeMap<&str, i64> = BTreeMap::new();
+        for enriched in posts {
+            let post = &enriched.post;
+            let minute = minute_of(post.created_at);
+            let hour = minute.div_euclid(60);
+            let channel = post.channel.as_str();
+            let keys = &self.keys;
+            let mut invocation = APPLY.prepare_invoke();
+            invocation
+                .key(keys.seen(channel, &post.id))
+                .key(keys.minute(channel, minute))
+                .key(keys.minute_keywords(channel, minute))
+                .key(keys.hour_keywords(channel, hour))
+                .key(keys.minute_entities(channel, minute))
+                .key(keys.hour_entities(channel, hour))
+                .key(keys.feed(channel))
+                .arg(ttl)
+                .arg(hour_ttl);
+            match &enriched.enrichment.sentiment {
+                Some(sentiment) => invocation
+                    .arg(label_name(sentiment.label))
+                    .arg(micros(sentiment.score)),
+                None => invocation.arg("").arg(0),
+            };
+            invocation.arg(enriched.enrichment.emotions.len());
+            for (emotion, probability) in &enriched.enrichment.emotions {
+                invocation.arg(emotion).arg(micros(*probability));
+            }
+            let keywords: BTreeSet<&str> = enriched
+                .enrichment
+                .keywords
+                .iter()
+                .map(|k| k.term.as_str())
+                .collect();
+            invocation.arg(keywords.len());
+            for term in &keywords {
+                invocation.arg(*term);
+            }
+            let entities: BTreeSet<String> = enriched
+                .enrichment
+                .entities
+                .iter()
+                .map(|e| entity_member(e.kind, &e.text))
+                .collect();
+            invocation.arg(entities.len());
+            for member in &entities {
+                invocation.arg(member);
+            }
+            invocation
+                .arg(self.feed_length)
+                .arg(serde_json::to_string(enriched).unwrap_or_default());
+            pipe.invoke_script(&invocation);
+            let seen = last_seen.entry(channel).or_insert(i64::MIN);
+            *seen = (*seen).max(post.created_at.timestamp_millis());
+        }
+        for (channel, millis) in &last_seen {
+            pipe.cmd("ZADD")
+                .arg(self.keys.channels())
+                .arg("GT")
+                .arg(*millis)
+                .arg(*channel)
+                .ignore();
+        }
+        let applied: Vec<i64> = pipe.query_async(&mut connection).await?;
+        let new = applied.iter().filter(|&&a| a == 1).count();
+        Ok(ApplyReport {
+            applied: new,
+            duplicates: posts.len() - new,
+        })
+    }
+}
+
+/// The field name of a sentiment label.
+pub fn label_name(label: pulse_core::SentimentLabel) -> &'static str {
+    match label {
+        pulse_core::SentimentLabel::Negative => "negative",
+        pulse_core::SentimentLabel::Neutral => "neutral",
+        pulse_core::SentimentLabel::Positive => "positive",
+    }
+}

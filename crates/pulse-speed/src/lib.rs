@@ -1,0 +1,59 @@
+//! Pulse's speed layer: rolling aggregates of enriched posts in Redis, for the live view.
+//!
+//! Per channel: per-minute buckets (count, sentiment label counts, score and emotion sums),
+//! per-minute and per-hour sorted sets of keywords and entities, a capped stream of recent
+//! posts, and a registry of channels with their last-seen time. Every key of a channel
+//! shares the hash tag `{channel}`, so the layer works on Redis Cluster. Applying a post is
+//! one atomic script that first marks the post id as seen: redelivery never double-counts.
+//! Windows are folded from the buckets at read time.
+
+mod apply;
+mod keys;
+mod window;
+
+pub use apply::{entity_member, label_name, micros, ApplyReport};
+pub use keys::{minute_of, Keys};
+pub use window::{MinuteStats, TermCount, WindowStats};
+
+use pulse_core::config::SpeedConfig;
+use redis::aio::ConnectionManager;
+
+/// An error talking to Redis.
+#[derive(Debug, thiserror::Error)]
+pub enum SpeedError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("invalid window: {0}")]
+    Window(String),
+}
+
+/// A handle on the speed layer; cheap to clone (one multiplexed, reconnecting connection).
+#[derive(Clone)]
+pub struct SpeedLayer {
+    connection: ConnectionManager,
+    keys: Keys,
+    retention_secs: u64,
+    feed_length: usize,
+}
+
+impl SpeedLayer {
+    /// A handle on the configured Redis. The connection is made on first use and remade
+    /// after failures, so a role starts (and retries) while Redis is down. Must be called
+    /// within a Tokio runtime.
+    pub fn connect(config: &SpeedConfig) -> Result<Self, SpeedError> {
+        let client = redis::Client::open(config.redis_url.as_str())?;
+        let connection =
+            client.get_connection_manager_lazy(redis::aio::ConnectionManagerConfig::new())?;
+        Ok(Self {
+            connection,
+            keys: Keys::new(&config.key_prefix),
+            retention_secs: config.retention_secs.max(1),
+            feed_length: config.feed_length.max(1),
+        })
+    }
+
+    /// The key layout in use.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+}

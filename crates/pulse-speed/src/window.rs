@@ -1,0 +1,279 @@
+//! Reading windows: minute buckets folded at read time, top terms merged from hour sets for
+//! the whole hours of the window and minute sets for its edges.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::LazyLock;
+
+use redis::{AsyncCommands, Script};
+use serde::Serialize;
+
+use crate::{SpeedError, SpeedLayer};
+
+/// Merges term sets into a scratch key and returns every member scoring at least the k-th
+/// score (so ties at the cut are all there to be ordered by the caller).
+/// KEYS: scratch, sets...; ARGV: k.
+static TOP_TERMS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if #KEYS < 2 then return {} end
+redis.call('ZUNIONSTORE', KEYS[1], #KEYS - 1, unpack(KEYS, 2))
+local k = tonumber(ARGV[1])
+local kth = redis.call('ZREVRANGE', KEYS[1], k - 1, k - 1, 'WITHSCORES')
+local result
+if #kth == 0 then
+  result = redis.call('ZREVRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+else
+  result = redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', kth[2], 'WITHSCORES')
+end
+redis.call('DEL', KEYS[1])
+return result
+",
+    )
+});
+
+/// Counters of one minute, or summed over a window.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MinuteStats {
+    /// Minutes since the Unix epoch (the first minute, for a window's totals).
+    pub minute: i64,
+    pub count: u64,
+    /// Posts per sentiment label (`negative`, `neutral`, `positive`).
+    pub labels: BTreeMap<String, u64>,
+    /// Posts that had a sentiment.
+    pub scored: u64,
+    /// Sum of sentiment scores, in millionths.
+    pub score_micros: i64,
+    /// Sums of emotion probabilities, in millionths.
+    pub emotion_micros: BTreeMap<String, i64>,
+}
+
+impl MinuteStats {
+    fn from_hash(minute: i64, fields: HashMap<String, i64>) -> Self {
+        let mut stats = MinuteStats {
+            minute,
+            ..MinuteStats::default()
+        };
+        for (field, value) in fields {
+            match field.as_str() {
+                "n" => stats.count = value.max(0) as u64,
+                "scored" => stats.scored = value.max(0) as u64,
+                "score" => stats.score_micros = value,
+                _ => {
+                    if let Some(label) = field.strip_prefix("l:") {
+                        stats.labels.insert(label.to_string(), value.max(0) as u64);
+                    } else if let Some(emotion) = field.strip_prefix("e:") {
+                        stats.emotion_micros.insert(emotion.to_string(), value);
+                    }
+                }
+            }
+        }
+        stats
+    }
+
+    fn add(&mut self, other: &MinuteStats) {
+        self.count += other.count;
+        self.scored += other.scored;
+        self.score_micros += other.score_micros;
+        for (label, n) in &other.labels {
+            *self.labels.entry(label.clone()).or_default() += n;
+        }
+        for (emotion, sum) in &other.emotion_micros {
+            *self.emotion_micros.entry(emotion.clone()).or_default() += sum;
+        }
+    }
+}
+
+/// A term and the number of posts that had it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TermCount {
+    pub term: String,
+    pub count: u64,
+}
+
+/// Everything the live view shows of a channel over `[from_minute, to_minute)`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WindowStats {
+    pub channel: String,
+    pub from_minute: i64,
+    pub to_minute: i64,
+    pub totals: MinuteStats,
+    /// Mean sentiment score of posts that had one.
+    pub mean_score: Option<f64>,
+    /// Mean probability of each emotion over the window's posts.
+    pub emotion_means: BTreeMap<String, f64>,
+    /// Most frequent keywords, by count then term.
+    pub keywords: Vec<TermCount>,
+    /// Most frequent entities (`kind:text`), by count then term.
+    pub entities: Vec<TermCount>,
+    /// One entry per minute of the window, oldest first (zeros included).
+    pub series: Vec<MinuteStats>,
+}
+
+static SCRATCH: AtomicU64 = AtomicU64::new(0);
+
+impl SpeedLayer {
+    /// The window `[from_minute, to_minute)` of `channel`, with the `top_k` terms.
+    pub async fn window(
+        &self,
+        channel: &str,
+        from_minute: i64,
+        to_minute: i64,
+        top_k: usize,
+    ) -> Result<WindowStats, SpeedError> {
+        let span = to_minute - from_minute;
+        let longest = (self.retention_secs / 60) as i64 + 60;
+        if span <= 0 || span > longest {
+            return Err(SpeedError::Window(format!(
+                "a window spans 1 to {longest} minutes, not {span}"
+            )));
+        }
+        let mut connection = self.connection.clone();
+        let mut pipe = redis::pipe();
+        for minute in from_minute..to_minute {
+            pipe.hgetall(self.keys.minute(channel, minute));
+        }
+        let hashes: Vec<HashMap<String, i64>> = pipe.query_async(&mut connection).await?;
+        let series: Vec<MinuteStats> = (from_minute..to_minute)
+            .zip(hashes)
+            .map(|(minute, fields)| MinuteStats::from_hash(minute, fields))
+            .collect();
+        let mut totals = MinuteStats {
+            minute: from_minute,
+            ..MinuteStats::default()
+        };
+        for minute in &series {
+            totals.add(minute);
+        }
+
+        // Whole hours inside the window come from hour sets, the edges from minute sets.
+        let first_hour = (from_minute + 59).div_euclid(60);
+        let end_hour = to_minute.div_euclid(60);
+        let mut keyword_sets = Vec::new();
+        let mut entity_sets = Vec::new();
+        for hour in first_hour..end_hour {
+            keyword_sets.push(self.keys.hour_keywords(channel, hour));
+            entity_sets.push(self.keys.hour_entities(channel, hour));
+        }
+        let covered = first_hour * 60..end_hour.max(first_hour) * 60;
+        for minute in (from_minute..to_minute).filter(|m| !covered.contains(m)) {
+            keyword_sets.push(self.keys.minute_keywords(channel, minute));
+            entity_sets.push(self.keys.minute_entities(channel, minute));
+        }
+        let keywords = self
+            .top_terms(&mut connection, channel, keyword_sets, top_k)
+            .await?;
+        let entities = self
+            .top_terms(&mut connection, channel, entity_sets, top_k)
+            .await?;
+
+        let mean_score =
+            (totals.scored > 0).then(|| totals.score_micros as f64 / 1e6 / totals.scored as f64);
+        let emotion_means = totals
+            .emotion_micros
+            .iter()
+            .filter(|_| totals.count > 0)
+            .map(|(emotion, sum)| (emotion.clone(), *sum as f64 / 1e6 / totals.count as f64))
+            .collect();
+        Ok(WindowStats {
+            channel: channel.to_string(),
+            from_minute,
+            to_minute,
+            totals,
+            mean_score,
+            emotion_means,
+            keywords,
+            entities,
+            series,
+        })
+    }
+
+    async fn top_terms(
+        &self,
+        connection: &mut redis::aio::ConnectionManager,
+        channel: &str,
+        sets: Vec<String>,
+        top_k: usize,
+    ) -> Result<Vec<TermCount>, SpeedError> {
+        if top_k == 0 || sets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let scratch = self.keys.scratch(
+            channel,
+            SCRATCH.fetch_add(1, Ordering::Relaxed) ^ u64::from(std::process::id()) << 32,
+        );
+        let mut invocation = TOP_TERMS.prepare_invoke();
+        invocation.key(scratch);
+        for set in &sets {
+            invocation.key(set);
+        }
+        invocation.arg(top_k);
+        let flat: Vec<(String, f64)> = invocation.invoke_async(connection).await?;
+        let mut terms: Vec<TermCount> = flat
+            .into_iter()
+            .map(|(term, score)| TermCount {
+                term,
+                count: score.max(0.0) as u64,
+            })
+            .collect();
+        terms.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.term.cmp(&b.term)));
+        terms.truncate(top_k);
+        Ok(terms)
+    }
+
+    /// Known channels with their last-seen time (ms since the epoch), most recent first.
+    pub async fn channels(&self) -> Result<Vec<(String, i64)>, SpeedError> {
+        let mut connection = self.connection.clone();
+        let channels: Vec<(String, f64)> = connection
+            .zrevrange_withscores(self.keys.channels(), 0, -1)
+            .await?;
+        Ok(channels.into_iter().map(|(c, ms)| (c, ms as i64)).collect())
+    }
+
+    /// The `count` most recent posts of a channel's feed (JSON), newest first, with their
+    /// stream ids.
+    pub async fn recent(
+        &self,
+        channel: &str,
+        count: usize,
+    ) -> Result<Vec<(String, String)>, SpeedError> {
+        let mut connection = self.connection.clone();
+        let reply: redis::streams::StreamRangeReply = connection
+            .xrevrange_count(self.keys.feed(channel), "+", "-", count)
+            .await?;
+        Ok(feed_entries(reply.ids))
+    }
+
+    /// Feed entries of `channel` after stream id `after` (`0` for all), oldest first, at
+    /// most `count`. Does not block: a blocking read would stall the shared connection, so
+    /// live readers (SSE) poll.
+    pub async fn feed_after(
+        &self,
+        channel: &str,
+        after: &str,
+        count: usize,
+    ) -> Result<Vec<(String, String)>, SpeedError> {
+        let mut connection = self.connection.clone();
+        let options = redis::streams::StreamReadOptions::default().count(count);
+        let reply: Option<redis::streams::StreamReadReply> = connection
+            .xread_options(&[self.keys.feed(channel)], &[after], &options)
+            .await?;
+        Ok(reply
+            .map(|r| {
+                r.keys
+                    .into_iter()
+                    .flat_map(|k| feed_entries(k.ids))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}
+
+fn feed_entries(ids: Vec<redis::streams::StreamId>) -> Vec<(String, String)> {
+    ids.into_iter()
+        .filter_map(|entry| {
+            let post: Option<String> = entry.get("post");
+            post.map(|p| (entry.id, p))
+        })
+        .collect()
+}

@@ -1,0 +1,63 @@
+//! A stage wired to its consumer group, input topic, producer and DLQ: what every
+//! consuming role (`pulse enrich`, `pulse sink speed`, `pulse up`) runs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pulse_core::config::PipelineConfig;
+use pulse_core::PulseConfig;
+use pulse_kafka::consumer::subscribe;
+use pulse_kafka::create_producer;
+use pulse_pipeline::metrics::StageMetrics;
+use pulse_pipeline::runner::StageIo;
+use pulse_pipeline::{run_stage, PipelineMetrics, Stage};
+use tokio_util::sync::CancellationToken;
+
+/// A stage ready to run.
+pub struct StageRole<S: Stage> {
+    stage: Arc<S>,
+    io: StageIo,
+    pipeline: PipelineConfig,
+    /// This role's metrics; `pulse up` reads them for its status lines.
+    pub metrics: StageMetrics,
+}
+
+impl<S: Stage> StageRole<S> {
+    /// Wires `stage` to consume `input` in consumer group `group`.
+    pub fn build(
+        config: &PulseConfig,
+        metrics: &PipelineMetrics,
+        stage: S,
+        group: &str,
+        input: &str,
+    ) -> anyhow::Result<Self> {
+        let consumer = subscribe(&config.kafka, group, &[input], metrics.lag.clone())?;
+        let io = StageIo {
+            consumer,
+            producer: create_producer(&config.kafka)?,
+            dlq_topic: config.kafka.topics.dlq.clone(),
+            commit_interval: Duration::from_millis(config.kafka.commit_interval_ms),
+            topics: vec![input.to_string()],
+            stall_check_interval: Duration::from_millis(2 * config.kafka.session_timeout_ms),
+        };
+        tracing::info!(
+            stage = stage.name(),
+            group,
+            from = input,
+            to = stage.output_topic().unwrap_or("-"),
+            "role ready"
+        );
+        Ok(Self {
+            metrics: metrics.for_stage(stage.name()),
+            stage: Arc::new(stage),
+            io,
+            pipeline: config.pipeline.clone(),
+        })
+    }
+
+    /// Runs until `shutdown`, then drains and commits.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        run_stage(self.stage, self.io, &self.pipeline, self.metrics, shutdown).await?;
+        Ok(())
+    }
+}

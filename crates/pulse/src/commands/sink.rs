@@ -1,0 +1,46 @@
+//! `pulse sink ...`: the roles that write enriched posts to the stores.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use prometheus_client::registry::Registry;
+use pulse_core::PulseConfig;
+use pulse_pipeline::{PipelineMetrics, SpeedSinkStage};
+use pulse_speed::SpeedLayer;
+
+use super::role::StageRole;
+use crate::{shutdown, telemetry};
+
+#[derive(Debug, Subcommand)]
+pub enum SinkCommand {
+    /// Enriched posts into the Redis speed layer (live windows, top terms, feed).
+    Speed,
+}
+
+/// Runs a sink role until SIGINT/SIGTERM.
+pub async fn run(command: SinkCommand, config: PulseConfig) -> anyhow::Result<ExitCode> {
+    let shutdown = shutdown::on_signal()?;
+    let mut registry = Registry::default();
+    let metrics = PipelineMetrics::register(&mut registry);
+    let role = match command {
+        SinkCommand::Speed => build_speed(&config, &metrics)?,
+    };
+    telemetry::serve_metrics(&config.metrics, registry, shutdown.clone()).await?;
+    role.run(shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The speed sink: enriched topic into Redis, in group `speed.group`.
+pub fn build_speed(
+    config: &PulseConfig,
+    metrics: &PipelineMetrics,
+) -> anyhow::Result<StageRole<SpeedSinkStage>> {
+    let stage = SpeedSinkStage::new(SpeedLayer::connect(&config.speed)?);
+    StageRole::build(
+        config,
+        metrics,
+        stage,
+        &config.speed.group,
+        &config.kafka.topics.enriched,
+    )
+}
