@@ -88,7 +88,7 @@ pub async fn run_stage<S: Stage>(
         metrics.clone(),
         abort.clone(),
     ));
-    let confirm_task = tokio::spawn(confirm_batches(
+    let mut confirm_task = tokio::spawn(confirm_batches(
         io.consumer.clone(),
         pending_rx,
         io.producer.clone(),
@@ -112,33 +112,39 @@ pub async fn run_stage<S: Stage>(
         result = &mut process => Some(result),
         _ = shutdown.cancelled() => None,
     };
-    let result = match processed {
-        Some(result) => {
-            // The process task ended without a shutdown: a stage bug. Stop fetching too.
-            shutdown.cancel();
-            result
+    if processed.is_some() {
+        // The process task ended without a shutdown: a stage bug. Stop fetching too.
+        shutdown.cancel();
+    } else {
+        tracing::info!(
+            stage = stage.name(),
+            "shutting down: draining in-flight work"
+        );
+    }
+    // The deadline covers both processing and delivery confirmation: a broker that stays
+    // down must not hold the shutdown forever.
+    let drain = Duration::from_millis(pipeline.drain_timeout_ms);
+    let mut outcome = processed;
+    let drained = tokio::time::timeout(drain, async {
+        if outcome.is_none() {
+            outcome = Some((&mut process).await);
         }
-        None => {
-            tracing::info!(
-                stage = stage.name(),
-                "shutting down: draining in-flight work"
-            );
-            let drain = Duration::from_millis(pipeline.drain_timeout_ms);
-            match tokio::time::timeout(drain, &mut process).await {
-                Ok(result) => result,
-                Err(_) => {
-                    tracing::warn!(
-                        stage = stage.name(),
-                        "drain deadline passed; unfinished records stay uncommitted"
-                    );
-                    abort.cancel();
-                    process.await
-                }
-            }
-        }
+        let _ = (&mut confirm_task).await;
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            stage = stage.name(),
+            "drain deadline passed; unfinished records stay uncommitted"
+        );
+        abort.cancel();
+        let _ = confirm_task.await;
+    }
+    let result = match outcome {
+        Some(result) => result,
+        None => process.await,
     };
     let _ = consume.await;
-    let _ = confirm_task.await;
     committer.abort();
     watchdog.abort();
     let final_commit = io.consumer.clone();

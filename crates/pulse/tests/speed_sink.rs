@@ -1,6 +1,7 @@
 //! Acceptance of `pulse sink speed`: enriched posts from Kafka reach the Redis speed layer;
-//! while Redis is down the sink retries, stays up and commits nothing past unapplied posts;
-//! once Redis is back every post is counted exactly once.
+//! while Redis is down the sink retries, stays up and commits nothing past unapplied posts,
+//! and a shutdown then ends at the drain deadline; once Redis is back every post is counted
+//! exactly once.
 
 mod common;
 
@@ -125,19 +126,23 @@ fn the_speed_sink_survives_redis_going_down_and_counts_every_post_once() {
     let group = format!("{}.speed", lane.group);
     let url = format!("redis://127.0.0.1:{port}");
 
-    let log = lane.dir.path().join("sink.log");
-    let mut sink = common::Role {
-        child: lane
-            .pulse(&["sink", "speed"])
-            .env("PULSE_SPEED__REDIS_URL", &url)
-            .env("PULSE_SPEED__KEY_PREFIX", &prefix)
-            .env("PULSE_SPEED__GROUP", &group)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log"))
-            .spawn()
-            .expect("pulse sink speed starts"),
-        log,
+    let spawn_sink = |name: &str| {
+        let log = lane.dir.path().join(format!("{name}.log"));
+        common::Role {
+            child: lane
+                .pulse(&["sink", "speed"])
+                .env("PULSE_SPEED__REDIS_URL", &url)
+                .env("PULSE_SPEED__KEY_PREFIX", &prefix)
+                .env("PULSE_SPEED__GROUP", &group)
+                .env("PULSE_PIPELINE__DRAIN_TIMEOUT_MS", "2000")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).expect("log"))
+                .spawn()
+                .expect("pulse sink speed starts"),
+            log,
+        }
     };
+    let mut sink = spawn_sink("sink-1");
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", common::brokers())
         .create()
@@ -162,7 +167,24 @@ fn the_speed_sink_survives_redis_going_down_and_counts_every_post_once() {
         "the sink stays up"
     );
 
+    // SIGTERM while redis is down: the drain deadline ends the wait, nothing unapplied is
+    // committed, and the exit is clean.
+    let started = std::time::Instant::now();
+    assert!(sink.terminate().success(), "log: {}", sink.logs());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    assert!(!all_committed());
+    assert_eq!(
+        sink.log_events("drain deadline passed; unfinished records stay uncommitted")
+            .len(),
+        1
+    );
+
     let redis = Redis::start(port, dir);
+    let mut sink = spawn_sink("sink-2");
     wait_for("every post committed after redis came back", all_committed);
     assert!(sink.terminate().success());
 
