@@ -31,6 +31,8 @@ enum Command {
     Up,
     /// Consume raw posts, enrich them, produce enriched posts (DLQ for bad input).
     Enrich,
+    /// A channel's live window from the speed layer (or the known channels), as JSON.
+    Live(commands::live::LiveArgs),
     /// Write enriched posts to a store.
     #[command(subcommand)]
     Sink(commands::sink::SinkCommand),
@@ -97,6 +99,7 @@ async fn run(command: Command, config: PulseConfig) -> anyhow::Result<ExitCode> 
     match command {
         Command::Up => commands::up::run(config).await,
         Command::Enrich => commands::enrich::run(config).await,
+        Command::Live(args) => commands::live::run(args, config).await,
         Command::Sink(sink) => commands::sink::run(sink, config).await,
         Command::Ingest(ingest) => commands::ingest::run(ingest, config).await,
         Command::Topics(TopicsCommand::Create) => commands::topics::create(&config).await,

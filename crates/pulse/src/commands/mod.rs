@@ -2,6 +2,7 @@
 
 pub mod enrich;
 pub mod ingest;
+pub mod live;
 pub mod role;
 pub mod sink;
 pub mod topics;
