@@ -38,8 +38,12 @@ pub struct Publisher {
 
 /// Publishing stopped before every item was acknowledged.
 #[derive(Debug, thiserror::Error)]
-#[error("publishing was interrupted; {unconfirmed} records may not have reached the broker")]
+#[error(
+    "publishing was interrupted: {unconfirmed} records sent were not confirmed and the rest \
+     of the input was not published; publishing the same input again is safe (same ids)"
+)]
 pub struct Interrupted {
+    /// Records handed to the producer whose delivery was not confirmed.
     pub unconfirmed: usize,
 }
 
@@ -59,6 +63,7 @@ impl Publisher {
     ) -> Result<(), Interrupted> {
         let mut in_flight = FuturesUnordered::new();
         let mut interrupted = false;
+        let mut unconfirmed = 0;
         loop {
             let item = tokio::select! {
                 _ = abort.cancelled() => { interrupted = true; break; }
@@ -69,6 +74,7 @@ impl Publisher {
             let Some(delivery) = enqueue(&self.producer, &record, &self.metrics, abort).await
             else {
                 interrupted = true;
+                unconfirmed += 1;
                 break;
             };
             in_flight.push(async move {
@@ -79,15 +85,20 @@ impl Publisher {
             });
             while in_flight.len() >= self.max_in_flight.max(1) {
                 if let Some(done) = in_flight.next().await {
-                    interrupted |= !self.count(done, tally);
+                    if !self.count(done, tally) {
+                        interrupted = true;
+                        unconfirmed += 1;
+                    }
                 }
             }
         }
         while let Some(done) = in_flight.next().await {
-            interrupted |= !self.count(done, tally);
+            if !self.count(done, tally) {
+                interrupted = true;
+                unconfirmed += 1;
+            }
         }
         if interrupted {
-            let unconfirmed = items.len();
             return Err(Interrupted { unconfirmed });
         }
         Ok(())
