@@ -83,7 +83,8 @@ pub(crate) async fn confirm(
     let mut attempt = 0;
     loop {
         let failed = tokio::select! {
-            _ = abort.cancelled() => return false,
+            // A delivery that has completed wins over an abort that arrived meanwhile.
+            biased;
             outcome = &mut delivery => match outcome {
                 Ok(Ok(_)) => return true,
                 Ok(Err((error, message))) => {
@@ -93,6 +94,7 @@ pub(crate) async fn confirm(
                 // The producer went away: nothing more can be delivered.
                 Err(_) => return false,
             },
+            _ = abort.cancelled() => return false,
         };
         metrics.retries.inc();
         attempt += 1;

@@ -25,6 +25,9 @@ pub struct PublishTally {
     pub dead_letters: AtomicU64,
 }
 
+/// After a stop, how long records already sent may take to be confirmed.
+pub const DRAIN: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Where published records go.
 pub struct Publisher {
     pub producer: FutureProducer,
@@ -54,54 +57,65 @@ enum Destination {
 
 impl Publisher {
     /// Publishes every item received until the channel closes; returns once all are
-    /// acknowledged. `abort` stops early (Ctrl-C).
+    /// acknowledged. `stop` (Ctrl-C) ends the reading of items; records already sent are
+    /// still confirmed, for up to [`DRAIN`].
     pub async fn publish(
         &self,
         mut items: mpsc::Receiver<SourceItem>,
         tally: &PublishTally,
-        abort: &CancellationToken,
+        stop: &CancellationToken,
     ) -> Result<(), Interrupted> {
+        let give_up = CancellationToken::new();
         let mut in_flight = FuturesUnordered::new();
-        let mut interrupted = false;
         let mut unconfirmed = 0;
+        let mut stopped = false;
+        let capacity = self.max_in_flight.max(1);
         loop {
-            let item = tokio::select! {
-                _ = abort.cancelled() => { interrupted = true; break; }
-                item = items.recv() => item,
-            };
-            let Some(item) = item else { break };
-            let (destination, record) = self.outgoing(item);
-            let Some(delivery) = enqueue(&self.producer, &record, &self.metrics, abort).await
-            else {
-                interrupted = true;
-                unconfirmed += 1;
-                break;
-            };
-            in_flight.push(async move {
-                (
-                    destination,
-                    confirm(&self.producer, delivery, &self.metrics, abort).await,
-                )
-            });
-            while in_flight.len() >= self.max_in_flight.max(1) {
-                if let Some(done) = in_flight.next().await {
-                    if !self.count(done, tally) {
-                        interrupted = true;
+            tokio::select! {
+                biased;
+                Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+                    unconfirmed += usize::from(!self.count(done, tally));
+                }
+                _ = stop.cancelled() => {
+                    stopped = true;
+                    break;
+                }
+                item = items.recv(), if in_flight.len() < capacity => {
+                    let Some(item) = item else { break };
+                    let (destination, record) = self.outgoing(item);
+                    let Some(delivery) = enqueue(&self.producer, &record, &self.metrics, stop).await else {
+                        stopped = true;
                         unconfirmed += 1;
-                    }
+                        break;
+                    };
+                    let give_up = &give_up;
+                    in_flight.push(async move {
+                        (destination, confirm(&self.producer, delivery, &self.metrics, give_up).await)
+                    });
                 }
             }
         }
-        while let Some(done) = in_flight.next().await {
-            if !self.count(done, tally) {
-                interrupted = true;
-                unconfirmed += 1;
+        let confirm_all = async {
+            let mut failed = 0;
+            while let Some(done) = in_flight.next().await {
+                failed += usize::from(!self.count(done, tally));
+            }
+            failed
+        };
+        if !stopped {
+            confirm_all.await;
+            return Ok(());
+        }
+        match tokio::time::timeout(DRAIN, confirm_all).await {
+            Ok(failed) => unconfirmed += failed,
+            Err(_) => {
+                give_up.cancel();
+                while let Some(done) = in_flight.next().await {
+                    unconfirmed += usize::from(!self.count(done, tally));
+                }
             }
         }
-        if interrupted {
-            return Err(Interrupted { unconfirmed });
-        }
-        Ok(())
+        Err(Interrupted { unconfirmed })
     }
 
     fn count(&self, (destination, delivered): (Destination, bool), tally: &PublishTally) -> bool {
