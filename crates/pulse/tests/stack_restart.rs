@@ -143,6 +143,11 @@ fn restarting_the_stack_keeps_topics_messages_and_committed_offsets() {
 
     let stopped = stack.run("stop");
     assert!(stopped.contains("kafka: stopped"), "{stopped}");
+    // The CQL dev server saved its state on SIGTERM (queries against it come with the
+    // batch layer's tests).
+    let cql_state = stack.dir.path().join("cql/state.ron");
+    let saved = std::fs::metadata(&cql_state).map(|m| m.len()).unwrap_or(0);
+    assert!(saved > 0, "{} was not written on stop", cql_state.display());
     assert!(stack.run("status").contains("not running"));
     stack.run("start");
 
