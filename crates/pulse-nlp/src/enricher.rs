@@ -1,8 +1,9 @@
 //! The batch enricher: one call per batch of post texts, in input order.
 
 use pulse_core::config::EnrichConfig;
+use pulse_core::Enrichment;
 
-use crate::{Enrichment, KeywordExtractor};
+use crate::KeywordExtractor;
 
 /// Turns texts into enrichments. Created once per process and shared by reference.
 #[derive(Debug, Clone)]

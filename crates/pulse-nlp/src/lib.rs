@@ -10,5 +10,3 @@ pub mod keywords;
 
 pub use enricher::Enricher;
 pub use keywords::KeywordExtractor;
-
-use pulse_core::Enrichment;

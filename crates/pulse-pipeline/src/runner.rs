@@ -78,7 +78,7 @@ pub async fn run_stage<S: Stage>(
         metrics.clone(),
         shutdown.clone(),
     ));
-    let process = tokio::spawn(process(
+    let mut process = tokio::spawn(process(
         stage.clone(),
         record_rx,
         pending_tx,
@@ -107,7 +107,6 @@ pub async fn run_stage<S: Stage>(
         io.stall_check_interval,
     ));
 
-    let mut process = process;
     let processed = tokio::select! {
         result = &mut process => Some(result),
         _ = shutdown.cancelled() => None,

@@ -3,23 +3,15 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use prometheus_client::registry::Registry;
 use pulse_core::PulseConfig;
 use pulse_nlp::Enricher;
 use pulse_pipeline::{EnrichStage, PipelineMetrics};
 
-use super::role::StageRole;
-use crate::{shutdown, telemetry};
+use super::role::{self, StageRole};
 
 /// Runs the enrich role until SIGINT/SIGTERM.
 pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
-    let shutdown = shutdown::on_signal()?;
-    let mut registry = Registry::default();
-    let metrics = PipelineMetrics::register(&mut registry);
-    let role = build(&config, &metrics)?;
-    telemetry::serve_metrics(&config.metrics, registry, shutdown.clone()).await?;
-    role.run(shutdown).await?;
-    Ok(ExitCode::SUCCESS)
+    role::serve(&config, build).await
 }
 
 /// The enrich stage: raw topic in, enriched topic out, in group `enrich.group`.

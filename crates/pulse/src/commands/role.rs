@@ -1,9 +1,11 @@
 //! A stage wired to its consumer group, input topic, producer and DLQ: what every
 //! consuming role (`pulse enrich`, `pulse sink speed`, `pulse up`) runs.
 
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::registry::Registry;
 use pulse_core::config::PipelineConfig;
 use pulse_core::PulseConfig;
 use pulse_kafka::consumer::subscribe;
@@ -12,6 +14,22 @@ use pulse_pipeline::metrics::StageMetrics;
 use pulse_pipeline::runner::StageIo;
 use pulse_pipeline::{run_stage, PipelineMetrics, Stage};
 use tokio_util::sync::CancellationToken;
+
+use crate::{shutdown, telemetry};
+
+/// Runs the one role `build` makes, with its `/metrics`, until SIGINT/SIGTERM.
+pub async fn serve<S: Stage>(
+    config: &PulseConfig,
+    build: impl FnOnce(&PulseConfig, &PipelineMetrics) -> anyhow::Result<StageRole<S>>,
+) -> anyhow::Result<ExitCode> {
+    let shutdown = shutdown::on_signal()?;
+    let mut registry = Registry::default();
+    let metrics = PipelineMetrics::register(&mut registry);
+    let role = build(config, &metrics)?;
+    telemetry::serve_metrics(&config.metrics, registry, shutdown.clone()).await?;
+    role.run(shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
 
 /// A stage ready to run.
 pub struct StageRole<S: Stage> {

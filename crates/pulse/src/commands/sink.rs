@@ -3,13 +3,11 @@
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use prometheus_client::registry::Registry;
 use pulse_core::PulseConfig;
 use pulse_pipeline::{PipelineMetrics, SpeedSinkStage};
 use pulse_speed::SpeedLayer;
 
-use super::role::StageRole;
-use crate::{shutdown, telemetry};
+use super::role::{self, StageRole};
 
 #[derive(Debug, Subcommand)]
 pub enum SinkCommand {
@@ -19,15 +17,9 @@ pub enum SinkCommand {
 
 /// Runs a sink role until SIGINT/SIGTERM.
 pub async fn run(command: SinkCommand, config: PulseConfig) -> anyhow::Result<ExitCode> {
-    let shutdown = shutdown::on_signal()?;
-    let mut registry = Registry::default();
-    let metrics = PipelineMetrics::register(&mut registry);
-    let role = match command {
-        SinkCommand::Speed => build_speed(&config, &metrics)?,
-    };
-    telemetry::serve_metrics(&config.metrics, registry, shutdown.clone()).await?;
-    role.run(shutdown).await?;
-    Ok(ExitCode::SUCCESS)
+    match command {
+        SinkCommand::Speed => role::serve(&config, build_speed).await,
+    }
 }
 
 /// The speed sink: enriched topic into Redis, in group `speed.group`.
