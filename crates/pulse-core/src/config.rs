@@ -254,8 +254,13 @@ impl PulseConfig {
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
         }
+        // Only `PULSE_<SECTION>__<KEY>` variables are configuration; others such as
+        // PULSE_CONFIG (the file) or the scripts' PULSE_STACK_DIR are not.
+        let environment = Env::prefixed("PULSE_")
+            .filter(|key| key.as_str().contains("__"))
+            .split("__");
         figment
-            .merge(Env::prefixed("PULSE_").split("__"))
+            .merge(environment)
             .extract()
             .map_err(|e| ConfigError(Box::new(e)))
     }
@@ -282,6 +287,20 @@ mod tests {
             assert_eq!(config.kafka.topics.dlq, "pulse.posts.dlq");
             assert_eq!(config.pipeline.batch_size, 64);
             assert_eq!(config.pipeline.batch_wait_ms, 50);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn only_section_variables_are_configuration() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("PULSE_CONFIG", "pulse.toml");
+            jail.set_env("PULSE_STACK_DIR", "/tmp/stack");
+            jail.set_env("PULSE_SPEED__KEY_PREFIX", "p2");
+            let config = PulseConfig::load(None).unwrap();
+            assert_eq!(config.speed.key_prefix, "p2");
+            jail.set_env("PULSE_SPEED__KEY_PREFIZ", "typo");
+            assert!(PulseConfig::load(None).is_err());
             Ok(())
         });
     }
