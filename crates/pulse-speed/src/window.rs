@@ -128,24 +128,6 @@ impl SpeedLayer {
                 "a window spans 1 to {longest} minutes, not {span}"
             )));
         }
-        let mut connection = self.connection.clone();
-        let mut pipe = redis::pipe();
-        for minute in from_minute..to_minute {
-            pipe.hgetall(self.keys.minute(channel, minute));
-        }
-        let hashes: Vec<HashMap<String, i64>> = pipe.query_async(&mut connection).await?;
-        let series: Vec<MinuteStats> = (from_minute..to_minute)
-            .zip(hashes)
-            .map(|(minute, fields)| MinuteStats::from_hash(minute, fields))
-            .collect();
-        let mut totals = MinuteStats {
-            minute: from_minute,
-            ..MinuteStats::default()
-        };
-        for minute in &series {
-            totals.add(minute);
-        }
-
         // Whole hours inside the window come from hour sets, the edges from minute sets.
         let first_hour = (from_minute + 59).div_euclid(60);
         let end_hour = to_minute.div_euclid(60);
@@ -160,12 +142,31 @@ impl SpeedLayer {
             keyword_sets.push(self.keys.minute_keywords(channel, minute));
             entity_sets.push(self.keys.minute_entities(channel, minute));
         }
-        let keywords = self
-            .top_terms(&mut connection, channel, keyword_sets, top_k)
-            .await?;
-        let entities = self
-            .top_terms(&mut connection, channel, entity_sets, top_k)
-            .await?;
+
+        // The three reads share the multiplexed connection: issued together, the client
+        // decodes one reply while Redis computes the next.
+        let mut pipe = redis::pipe();
+        for minute in from_minute..to_minute {
+            pipe.hgetall(self.keys.minute(channel, minute));
+        }
+        let mut connection = self.connection.clone();
+        let (hashes, keywords, entities) = futures::join!(
+            pipe.query_async::<Vec<HashMap<String, i64>>>(&mut connection),
+            self.top_terms(self.connection.clone(), channel, keyword_sets, top_k),
+            self.top_terms(self.connection.clone(), channel, entity_sets, top_k),
+        );
+        let (hashes, keywords, entities) = (hashes?, keywords?, entities?);
+        let series: Vec<MinuteStats> = (from_minute..to_minute)
+            .zip(hashes)
+            .map(|(minute, fields)| MinuteStats::from_hash(minute, fields))
+            .collect();
+        let mut totals = MinuteStats {
+            minute: from_minute,
+            ..MinuteStats::default()
+        };
+        for minute in &series {
+            totals.add(minute);
+        }
 
         let mean_score =
             (totals.scored > 0).then(|| totals.score_micros as f64 / 1e6 / totals.scored as f64);
@@ -190,7 +191,7 @@ impl SpeedLayer {
 
     async fn top_terms(
         &self,
-        connection: &mut redis::aio::ConnectionManager,
+        mut connection: redis::aio::ConnectionManager,
         channel: &str,
         sets: Vec<String>,
         top_k: usize,
@@ -208,7 +209,7 @@ impl SpeedLayer {
             invocation.key(set);
         }
         invocation.arg(top_k);
-        let flat: Vec<(String, f64)> = invocation.invoke_async(connection).await?;
+        let flat: Vec<(String, f64)> = invocation.invoke_async(&mut connection).await?;
         let mut terms: Vec<TermCount> = flat
             .into_iter()
             .map(|(term, score)| TermCount {
