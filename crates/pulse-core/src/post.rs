@@ -44,6 +44,17 @@ pub enum SentimentLabel {
     Positive,
 }
 
+impl SentimentLabel {
+    /// The label's name, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SentimentLabel::Negative => "negative",
+            SentimentLabel::Neutral => "neutral",
+            SentimentLabel::Positive => "positive",
+        }
+    }
+}
+
 /// Sentiment of one post.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sentiment {
@@ -62,6 +73,19 @@ pub enum EntityKind {
     Location,
     Product,
     CreativeWork,
+}
+
+impl EntityKind {
+    /// The kind's name, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntityKind::Person => "person",
+            EntityKind::Organization => "organization",
+            EntityKind::Location => "location",
+            EntityKind::Product => "product",
+            EntityKind::CreativeWork => "creative_work",
+        }
+    }
 }
 
 /// A named entity as a span of the post's original text.
@@ -163,6 +187,26 @@ mod tests {
             "sentiment": "user-supplied"
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn names_are_the_serialized_names() {
+        for label in [
+            SentimentLabel::Negative,
+            SentimentLabel::Neutral,
+            SentimentLabel::Positive,
+        ] {
+            assert_eq!(serde_json::to_value(label).unwrap(), json!(label.as_str()));
+        }
+        for kind in [
+            EntityKind::Person,
+            EntityKind::Organization,
+            EntityKind::Location,
+            EntityKind::Product,
+            EntityKind::CreativeWork,
+        ] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), json!(kind.as_str()));
+        }
     }
 
     #[test]

@@ -65,11 +65,7 @@ pub fn micros(value: f32) -> i64 {
 
 /// The member under which an entity is counted: `kind:text`.
 pub fn entity_member(kind: pulse_core::EntityKind, text: &str) -> String {
-    let kind = serde_json::to_value(kind)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
-    format!("{kind}:{text}")
+    format!("{}:{text}", kind.as_str())
 }
 
 impl SpeedLayer {
@@ -105,7 +101,7 @@ impl SpeedLayer {
                 .arg(hour_ttl);
             match &enriched.enrichment.sentiment {
                 Some(sentiment) => invocation
-                    .arg(label_name(sentiment.label))
+                    .arg(sentiment.label.as_str())
                     .arg(micros(sentiment.score)),
                 None => invocation.arg("").arg(0),
             };
@@ -154,14 +150,5 @@ impl SpeedLayer {
             applied: new,
             duplicates: posts.len() - new,
         })
-    }
-}
-
-/// The field name of a sentiment label.
-pub fn label_name(label: pulse_core::SentimentLabel) -> &'static str {
-    match label {
-        pulse_core::SentimentLabel::Negative => "negative",
-        pulse_core::SentimentLabel::Neutral => "neutral",
-        pulse_core::SentimentLabel::Positive => "positive",
     }
 }

@@ -11,7 +11,7 @@ mod apply;
 mod keys;
 mod window;
 
-pub use apply::{entity_member, label_name, micros, ApplyReport};
+pub use apply::{entity_member, micros, ApplyReport};
 pub use keys::{minute_of, Keys};
 pub use window::{MinuteStats, TermCount, WindowStats};
 

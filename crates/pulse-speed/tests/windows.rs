@@ -183,12 +183,10 @@ fn truth(posts: &[EnrichedPost], channel: &str, from: i64, to: i64, k: usize) ->
         let stats = &mut series[(minute - from) as usize];
         stats.count += 1;
         if let Some(sentiment) = &enriched.enrichment.sentiment {
-            let label = serde_json::to_value(sentiment.label)
-                .expect("label")
-                .as_str()
-                .expect("label")
-                .to_string();
-            *stats.labels.entry(label).or_default() += 1;
+            *stats
+                .labels
+                .entry(sentiment.label.as_str().to_string())
+                .or_default() += 1;
             stats.scored += 1;
             stats.score_micros += micros(sentiment.score);
         }
