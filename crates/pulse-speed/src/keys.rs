@@ -60,9 +60,10 @@ impl Keys {
         format!("{}:feed", self.channel(channel))
     }
 
-    /// A scratch key in the channel's slot for merging term sets.
-    pub fn scratch(&self, channel: &str, nonce: u64) -> String {
-        format!("{}:tmp:{nonce}", self.channel(channel))
+    /// A scratch key in the channel's slot for merging term sets. One key serves every
+    /// reader: it is written, read and deleted inside one atomic script.
+    pub fn scratch(&self, channel: &str) -> String {
+        format!("{}:tmp", self.channel(channel))
     }
 
     /// The registry of channels: member = channel, score = last-seen time (ms).

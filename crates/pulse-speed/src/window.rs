@@ -2,7 +2,6 @@
 //! the whole hours of the window and minute sets for its edges.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::LazyLock;
 
 use redis::{AsyncCommands, Script};
@@ -110,8 +109,6 @@ pub struct WindowStats {
     pub series: Vec<MinuteStats>,
 }
 
-static SCRATCH: AtomicU64 = AtomicU64::new(0);
-
 impl SpeedLayer {
     /// The window `[from_minute, to_minute)` of `channel`, with the `top_k` terms.
     pub async fn window(
@@ -199,10 +196,7 @@ impl SpeedLayer {
         if top_k == 0 || sets.is_empty() {
             return Ok(Vec::new());
         }
-        let scratch = self.keys.scratch(
-            channel,
-            SCRATCH.fetch_add(1, Ordering::Relaxed) ^ u64::from(std::process::id()) << 32,
-        );
+        let scratch = self.keys.scratch(channel);
         let mut invocation = TOP_TERMS.prepare_invoke();
         invocation.key(scratch);
         for set in &sets {
