@@ -36,7 +36,12 @@ impl Stage for SpeedSinkStage {
                 .as_deref()
                 .ok_or_else(|| "record has no payload".to_string())
                 .and_then(|bytes| {
-                    serde_json::from_slice::<EnrichedPost>(bytes)
+                    std::str::from_utf8(bytes)
+                        .map_err(|e| format!("payload is not valid utf-8: {e}"))
+                })
+                .and_then(|json| {
+                    serde_json::from_str::<EnrichedPost>(json)
+                        .map(|post| (post, json))
                         .map_err(|e| format!("not an enriched post: {e}"))
                 });
             match decoded {
@@ -50,9 +55,12 @@ impl Stage for SpeedSinkStage {
                 }),
             }
         }
+        // The feed keeps each post's JSON as it arrived: no second serialization.
+        let pairs: Vec<(&EnrichedPost, &str)> =
+            posts.iter().map(|(post, json)| (post, *json)).collect();
         let report = self
             .layer
-            .apply(&posts)
+            .apply_json(&pairs)
             .await
             .map_err(|e| StageError(format!("cannot apply to the speed layer: {e}")))?;
         if report.duplicates > 0 {

@@ -70,8 +70,24 @@ pub fn entity_member(kind: pulse_core::EntityKind, text: &str) -> String {
 
 impl SpeedLayer {
     /// Applies a batch atomically per post, in one round trip; posts seen before are
-    /// skipped.
+    /// skipped. The feed gets each post serialized anew; a consumer holding the JSON the
+    /// post was decoded from uses [`apply_json`](Self::apply_json) instead.
     pub async fn apply(&self, posts: &[EnrichedPost]) -> Result<ApplyReport, SpeedError> {
+        let json: Vec<String> = posts
+            .iter()
+            .map(|post| serde_json::to_string(post).unwrap_or_default())
+            .collect();
+        let pairs: Vec<(&EnrichedPost, &str)> =
+            posts.iter().zip(json.iter().map(String::as_str)).collect();
+        self.apply_json(&pairs).await
+    }
+
+    /// Like [`apply`](Self::apply), with each post's JSON as it arrived, which the feed
+    /// keeps unchanged.
+    pub async fn apply_json(
+        &self,
+        posts: &[(&EnrichedPost, &str)],
+    ) -> Result<ApplyReport, SpeedError> {
         if posts.is_empty() {
             return Ok(ApplyReport::default());
         }
@@ -82,7 +98,7 @@ impl SpeedLayer {
         let hour_ttl = ttl + 3_600;
         let mut pipe = redis::pipe();
         let mut last_seen: BTreeMap<&str, i64> = BTreeMap::new();
-        for enriched in posts {
+        for &(enriched, json) in posts {
             let post = &enriched.post;
             let minute = minute_of(post.created_at);
             let hour = minute.div_euclid(60);
@@ -129,9 +145,7 @@ impl SpeedLayer {
             for member in &entities {
                 invocation.arg(member);
             }
-            invocation
-                .arg(self.feed_length)
-                .arg(serde_json::to_string(enriched).unwrap_or_default());
+            invocation.arg(self.feed_length).arg(json);
             pipe.invoke_script(&invocation);
             let seen = last_seen.entry(channel).or_insert(i64::MIN);
             *seen = (*seen).max(post.created_at.timestamp_millis());
