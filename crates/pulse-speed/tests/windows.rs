@@ -358,30 +358,37 @@ async fn buckets_expire_and_windows_shrink() {
     );
 
     let only_newer = truth(&newer, channel, from, to, 10);
+    let window = window_once(&layer, channel, from, to, "the older half to expire", |w| {
+        w.totals == only_newer.totals
+    })
+    .await;
+    assert_eq!(window.keywords, only_newer.keywords);
+    assert_eq!(window.entities, only_newer.entities);
+    window_once(&layer, channel, from, to, "every bucket to expire", |w| {
+        w.totals.count == 0 && w.keywords.is_empty() && w.entities.is_empty()
+    })
+    .await;
+}
+
+/// Reads the window every 50 ms until `done` holds for it (failing after 20 s), and
+/// returns that window.
+async fn window_once(
+    layer: &SpeedLayer,
+    channel: &str,
+    from: i64,
+    to: i64,
+    what: &str,
+    done: impl Fn(&pulse_speed::WindowStats) -> bool,
+) -> pulse_speed::WindowStats {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let window = layer.window(channel, from, to, 10).await.expect("window");
-        if window.totals == only_newer.totals {
-            assert_eq!(window.keywords, only_newer.keywords);
-            assert_eq!(window.entities, only_newer.entities);
-            break;
+        if done(&window) {
+            return window;
         }
         assert!(
             Instant::now() < deadline,
-            "the older half did not expire: {} posts",
-            window.totals.count
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let window = layer.window(channel, from, to, 10).await.expect("window");
-        if window.totals.count == 0 && window.keywords.is_empty() && window.entities.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "buckets did not expire: {} posts left",
+            "timed out waiting for {what}: {} posts in the window",
             window.totals.count
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
