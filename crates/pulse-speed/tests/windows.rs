@@ -358,13 +358,13 @@ async fn buckets_expire_and_windows_shrink() {
     );
 
     let only_newer = truth(&newer, channel, from, to, 10);
-    let window = window_once(&layer, channel, from, to, "the older half to expire", |w| {
+    let window = window_when(&layer, channel, from, to, "the older half to expire", |w| {
         w.totals == only_newer.totals
     })
     .await;
     assert_eq!(window.keywords, only_newer.keywords);
     assert_eq!(window.entities, only_newer.entities);
-    window_once(&layer, channel, from, to, "every bucket to expire", |w| {
+    window_when(&layer, channel, from, to, "every bucket to expire", |w| {
         w.totals.count == 0 && w.keywords.is_empty() && w.entities.is_empty()
     })
     .await;
@@ -372,7 +372,7 @@ async fn buckets_expire_and_windows_shrink() {
 
 /// Reads the window every 50 ms until `done` holds for it (failing after 20 s), and
 /// returns that window.
-async fn window_once(
+async fn window_when(
     layer: &SpeedLayer,
     channel: &str,
     from: i64,
