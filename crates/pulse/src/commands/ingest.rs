@@ -127,15 +127,18 @@ pub async fn run(command: IngestCommand, config: PulseConfig) -> anyhow::Result<
     };
 
     let tally = Arc::new(PublishTally::default());
+    let published_all = CancellationToken::new();
     let progress = tokio::spawn(report_progress(
         tally.clone(),
         bytes_read,
         total_bytes,
-        abort.child_token(),
+        published_all.clone(),
     ));
     let started = Instant::now();
     let published = publisher.publish(items_rx, &tally, &abort).await;
-    progress.abort();
+    // Let the progress task clear its bar before the summary is printed.
+    published_all.cancel();
+    let _ = progress.await;
     let file_errors = reader.await?;
     let posts = tally.posts.load(Ordering::Relaxed);
     let dead = tally.dead_letters.load(Ordering::Relaxed);
