@@ -20,6 +20,7 @@ pub struct PulseConfig {
     pub enrich: EnrichConfig,
     pub ingest: IngestConfig,
     pub speed: SpeedConfig,
+    pub batch: BatchConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
 }
@@ -127,6 +128,64 @@ impl Default for SpeedConfig {
             retention_secs: 25 * 3600,
             feed_length: 1_000,
             group: "pulse-speed".into(),
+        }
+    }
+}
+
+/// The batch layer (ScyllaDB/Cassandra), `pulse sink batch` and `pulse batch recompute`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Contact points, comma-separated `host:port`; the driver discovers the other nodes.
+    pub nodes: String,
+    pub keyspace: String,
+    /// `SimpleStrategy` (one data centre, local runs) or `NetworkTopologyStrategy`.
+    pub replication_class: String,
+    /// Replicas per partition under `SimpleStrategy`.
+    pub replication_factor: u32,
+    /// Replicas per data centre under `NetworkTopologyStrategy`, e.g. `{ dc1 = 3 }`.
+    pub datacenters: BTreeMap<String, u32>,
+    /// Consistency of reads and writes: `one`, `local_one`, `local_quorum`, `quorum`, `all`.
+    pub consistency: String,
+    /// Data centre whose replicas are preferred (token-aware routing stays on); empty for
+    /// none.
+    pub local_datacenter: String,
+    /// Password authentication; empty user for none.
+    pub username: String,
+    pub password: String,
+    pub connect_timeout_ms: u64,
+    pub request_timeout_ms: u64,
+    /// Writes in flight at once per sink batch.
+    pub max_concurrency: usize,
+    /// Partitions read at once by a range query or a recompute.
+    pub read_concurrency: usize,
+    /// Rows per page of a partition read.
+    pub page_size: i32,
+    /// Terms kept per bucket and kind (keyword, entity) by `pulse batch recompute`.
+    pub top_terms: usize,
+    /// Consumer group of `pulse sink batch`.
+    pub group: String,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            nodes: "127.0.0.1:9042".into(),
+            keyspace: "pulse".into(),
+            replication_class: "SimpleStrategy".into(),
+            replication_factor: 1,
+            datacenters: BTreeMap::new(),
+            consistency: "local_quorum".into(),
+            local_datacenter: String::new(),
+            username: String::new(),
+            password: String::new(),
+            connect_timeout_ms: 5_000,
+            request_timeout_ms: 10_000,
+            max_concurrency: 64,
+            read_concurrency: 8,
+            page_size: 1_000,
+            top_terms: 50,
+            group: "pulse-batch".into(),
         }
     }
 }

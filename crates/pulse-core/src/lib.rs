@@ -1,14 +1,19 @@
 //! Pulse's domain: what a post is, what enrichment adds to it, how a raw record is judged
-//! acceptable, and the configuration every role shares.
+//! acceptable, the time buckets and counters both stores roll posts up into, and the
+//! configuration every role shares.
 //!
 //! This crate does no network I/O; every other crate depends on it and on nothing above it.
 
+pub mod bucket;
 pub mod config;
 pub mod post;
+pub mod rollup;
 pub mod validate;
 
+pub use bucket::Granularity;
 pub use config::PulseConfig;
 pub use post::{
     EnrichedPost, Enrichment, Entity, EntityKind, Keyword, Post, Sentiment, SentimentLabel,
 };
+pub use rollup::{entity_member, micros, Tally};
 pub use validate::{decode_post, PostLimits, Rejection};

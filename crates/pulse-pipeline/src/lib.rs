@@ -6,6 +6,7 @@
 //! for their delivery, committing only offsets below which every record is handled, and
 //! draining on shutdown. [`publish`] is the producer side used by every ingest source.
 
+pub mod batch_sink;
 mod delivery;
 pub mod enrich;
 pub mod metrics;
@@ -14,8 +15,9 @@ pub mod runner;
 pub mod speed_sink;
 pub mod stage;
 
+pub use batch_sink::BatchSinkStage;
 pub use enrich::EnrichStage;
 pub use metrics::PipelineMetrics;
 pub use runner::run_stage;
 pub use speed_sink::SpeedSinkStage;
-pub use stage::{Outcome, SourceRecord, Stage, StageError};
+pub use stage::{Outcome, SourceRecord, Stage, StageError, NOT_ENRICHED_POST};

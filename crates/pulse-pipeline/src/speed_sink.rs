@@ -5,7 +5,7 @@
 use pulse_core::EnrichedPost;
 use pulse_speed::SpeedLayer;
 
-use crate::stage::{Outcome, SourceRecord, Stage, StageError};
+use crate::stage::{Outcome, SourceRecord, Stage, StageError, NOT_ENRICHED_POST};
 
 /// Applies enriched posts to the speed layer.
 pub struct SpeedSinkStage {
@@ -31,26 +31,13 @@ impl Stage for SpeedSinkStage {
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut posts = Vec::with_capacity(batch.len());
         for record in batch {
-            let decoded = record
-                .payload
-                .as_deref()
-                .ok_or_else(|| "record has no payload".to_string())
-                .and_then(|bytes| {
-                    std::str::from_utf8(bytes)
-                        .map_err(|e| format!("payload is not valid utf-8: {e}"))
-                })
-                .and_then(|json| {
-                    serde_json::from_str::<EnrichedPost>(json)
-                        .map(|post| (post, json))
-                        .map_err(|e| format!("not an enriched post: {e}"))
-                });
-            match decoded {
+            match record.enriched_post() {
                 Ok(post) => {
                     posts.push(post);
                     outcomes.push(Outcome::Done);
                 }
                 Err(error) => outcomes.push(Outcome::Reject {
-                    kind: "not_enriched_post".to_string(),
+                    kind: NOT_ENRICHED_POST.to_string(),
                     error,
                 }),
             }

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 
+use pulse_core::EnrichedPost;
 use pulse_kafka::Origin;
 
 /// A record consumed from a topic, as handed to a stage.
@@ -23,7 +24,24 @@ impl SourceRecord {
             offset: self.offset,
         }
     }
+
+    /// The enriched post this record carries, with its JSON as received, or why it is not
+    /// one (for the DLQ; the sinks' rejection kind is [`NOT_ENRICHED_POST`]).
+    pub fn enriched_post(&self) -> Result<(EnrichedPost, &str), String> {
+        let bytes = self
+            .payload
+            .as_deref()
+            .ok_or_else(|| "record has no payload".to_string())?;
+        let json =
+            std::str::from_utf8(bytes).map_err(|e| format!("payload is not valid utf-8: {e}"))?;
+        let post = serde_json::from_str::<EnrichedPost>(json)
+            .map_err(|e| format!("not an enriched post: {e}"))?;
+        Ok((post, json))
+    }
 }
+
+/// Dead-letter kind of a record on the enriched topic that is not an enriched post.
+pub const NOT_ENRICHED_POST: &str = "not_enriched_post";
 
 /// What became of one record.
 #[derive(Debug, Clone, PartialEq)]

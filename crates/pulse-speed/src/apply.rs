@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
 
-use pulse_core::EnrichedPost;
+use pulse_core::{entity_member, micros, EnrichedPost};
 use redis::Script;
 
 use crate::keys::minute_of;
@@ -56,16 +56,6 @@ pub struct ApplyReport {
     pub applied: usize,
     /// Posts already counted before (redelivery), left alone.
     pub duplicates: usize,
-}
-
-/// `value` in millionths, for exact integer sums.
-pub fn micros(value: f32) -> i64 {
-    (f64::from(value) * 1e6).round() as i64
-}
-
-/// The member under which an entity is counted: `kind:text`.
-pub fn entity_member(kind: pulse_core::EntityKind, text: &str) -> String {
-    format!("{}:{text}", kind.as_str())
 }
 
 impl SpeedLayer {

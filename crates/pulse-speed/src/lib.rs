@@ -11,8 +11,9 @@ mod apply;
 mod keys;
 mod window;
 
-pub use apply::{entity_member, micros, ApplyReport};
+pub use apply::ApplyReport;
 pub use keys::{minute_of, Keys};
+pub use pulse_core::{entity_member, micros};
 pub use window::{MinuteStats, TermCount, WindowStats};
 
 use pulse_core::config::SpeedConfig;

@@ -36,6 +36,12 @@ enum Command {
     /// Write enriched posts to a store.
     #[command(subcommand)]
     Sink(commands::sink::SinkCommand),
+    /// The batch layer: recompute rollups, read the history.
+    #[command(subcommand)]
+    Batch(commands::batch::BatchCommand),
+    /// Batch-layer schema (Cassandra/ScyllaDB).
+    #[command(subcommand)]
+    Schema(SchemaCommand),
     /// Produce posts to the raw topic.
     #[command(subcommand)]
     Ingest(commands::ingest::IngestCommand),
@@ -51,6 +57,12 @@ enum Command {
 enum TopicsCommand {
     /// Create the raw, enriched and DLQ topics (existing ones are left as they are).
     Create,
+}
+
+#[derive(Debug, Subcommand)]
+enum SchemaCommand {
+    /// Create the keyspace and the tables of schema.cql (existing ones are kept).
+    Apply,
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,6 +113,8 @@ async fn run(command: Command, config: PulseConfig) -> anyhow::Result<ExitCode> 
         Command::Enrich => commands::enrich::run(config).await,
         Command::Live(args) => commands::live::run(args, config).await,
         Command::Sink(sink) => commands::sink::run(sink, config).await,
+        Command::Batch(batch) => commands::batch::run(batch, config).await,
+        Command::Schema(SchemaCommand::Apply) => commands::schema::apply(&config).await,
         Command::Ingest(ingest) => commands::ingest::run(ingest, config).await,
         Command::Topics(TopicsCommand::Create) => commands::topics::create(&config).await,
         Command::Config(ConfigCommand::Show) => {

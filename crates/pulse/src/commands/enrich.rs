@@ -8,10 +8,11 @@ use pulse_nlp::Enricher;
 use pulse_pipeline::{EnrichStage, PipelineMetrics};
 
 use super::role::{self, StageRole};
+use crate::shutdown;
 
 /// Runs the enrich role until SIGINT/SIGTERM.
 pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
-    role::serve(&config, build).await
+    role::serve(&config, shutdown::on_signal()?, build).await
 }
 
 /// The enrich stage: raw topic in, enriched topic out, in group `enrich.group`.

@@ -1,9 +1,11 @@
 //! One module per subcommand.
 
+pub mod batch;
 pub mod enrich;
 pub mod ingest;
 pub mod live;
 pub mod role;
+pub mod schema;
 pub mod sink;
 pub mod topics;
 pub mod up;

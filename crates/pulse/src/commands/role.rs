@@ -15,14 +15,14 @@ use pulse_pipeline::runner::StageIo;
 use pulse_pipeline::{run_stage, PipelineMetrics, Stage};
 use tokio_util::sync::CancellationToken;
 
-use crate::{shutdown, telemetry};
+use crate::telemetry;
 
-/// Runs the one role `build` makes, with its `/metrics`, until SIGINT/SIGTERM.
+/// Runs the one role `build` makes, with its `/metrics`, until `shutdown`.
 pub async fn serve<S: Stage>(
     config: &PulseConfig,
+    shutdown: CancellationToken,
     build: impl FnOnce(&PulseConfig, &PipelineMetrics) -> anyhow::Result<StageRole<S>>,
 ) -> anyhow::Result<ExitCode> {
-    let shutdown = shutdown::on_signal()?;
     let mut registry = Registry::default();
     let metrics = PipelineMetrics::register(&mut registry);
     let role = build(config, &metrics)?;

@@ -1,24 +1,40 @@
 //! `pulse sink ...`: the roles that write enriched posts to the stores.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Subcommand;
+use pulse_batch::{BatchError, BatchStore};
 use pulse_core::PulseConfig;
-use pulse_pipeline::{PipelineMetrics, SpeedSinkStage};
+use pulse_pipeline::{BatchSinkStage, PipelineMetrics, SpeedSinkStage};
 use pulse_speed::SpeedLayer;
+use tokio_util::sync::CancellationToken;
 
 use super::role::{self, StageRole};
+use crate::shutdown;
 
 #[derive(Debug, Subcommand)]
 pub enum SinkCommand {
     /// Enriched posts into the Redis speed layer (live windows, top terms, feed).
     Speed,
+    /// Enriched posts into the Cassandra/ScyllaDB history (posts, mentions).
+    Batch,
 }
 
 /// Runs a sink role until SIGINT/SIGTERM.
 pub async fn run(command: SinkCommand, config: PulseConfig) -> anyhow::Result<ExitCode> {
+    let shutdown = shutdown::on_signal()?;
     match command {
-        SinkCommand::Speed => role::serve(&config, build_speed).await,
+        SinkCommand::Speed => role::serve(&config, shutdown, build_speed).await,
+        SinkCommand::Batch => {
+            let Some(store) = connect_batch(&config, &shutdown).await? else {
+                return Ok(ExitCode::SUCCESS);
+            };
+            role::serve(&config, shutdown, |config, metrics| {
+                build_batch(config, metrics, store)
+            })
+            .await
+        }
     }
 }
 
@@ -35,4 +51,42 @@ pub fn build_speed(
         &config.speed.group,
         &config.kafka.topics.enriched,
     )
+}
+
+/// The batch sink: enriched topic into the batch layer, in group `batch.group`.
+pub fn build_batch(
+    config: &PulseConfig,
+    metrics: &PipelineMetrics,
+    store: BatchStore,
+) -> anyhow::Result<StageRole<BatchSinkStage>> {
+    StageRole::build(
+        config,
+        metrics,
+        BatchSinkStage::new(store),
+        &config.batch.group,
+        &config.kafka.topics.enriched,
+    )
+}
+
+/// Connects to the batch layer, retrying with backoff while no node answers or the schema
+/// is missing, so the role can start before its database. `None` if shut down meanwhile.
+pub async fn connect_batch(
+    config: &PulseConfig,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<BatchStore>> {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match BatchStore::connect(&config.batch).await {
+            Ok(store) => return Ok(Some(store)),
+            Err(error @ BatchError::Config(_)) => return Err(error.into()),
+            Err(error) => {
+                tracing::warn!(%error, retry_in = ?backoff, "batch layer unavailable");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(None),
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
 }

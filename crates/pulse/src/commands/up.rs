@@ -20,32 +20,52 @@ pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
         Ok(statuses) => tracing::info!(topics = statuses.len(), "topics ready"),
         Err(error) => tracing::warn!(%error, "cannot ensure topics; roles will retry the broker"),
     }
+    match pulse_batch::schema::apply(&config.batch).await {
+        Ok(report) => tracing::info!(
+            keyspace = config.batch.keyspace,
+            created = report.tables_created.len(),
+            "batch schema ready"
+        ),
+        Err(error) => tracing::warn!(%error, "cannot apply the batch schema; retrying to connect"),
+    }
+    let Some(store) = sink::connect_batch(&config, &shutdown).await? else {
+        return Ok(ExitCode::SUCCESS);
+    };
     let mut registry = Registry::default();
     let metrics = PipelineMetrics::register(&mut registry);
     let enrich = enrich::build(&config, &metrics)?;
     let speed = sink::build_speed(&config, &metrics)?;
+    let batch = sink::build_batch(&config, &metrics, store)?;
     if let Some(address) =
         telemetry::serve_metrics(&config.metrics, registry, shutdown.clone()).await?
     {
         println!("metrics: http://{address}/metrics");
     }
     let status = tokio::spawn(print_status(
-        [enrich.metrics.clone(), speed.metrics.clone()],
+        [
+            enrich.metrics.clone(),
+            speed.metrics.clone(),
+            batch.metrics.clone(),
+        ],
         shutdown.clone(),
     ));
-    let (enriched, applied) =
-        tokio::join!(enrich.run(shutdown.clone()), speed.run(shutdown.clone()));
+    let (enriched, applied, written) = tokio::join!(
+        enrich.run(shutdown.clone()),
+        speed.run(shutdown.clone()),
+        batch.run(shutdown.clone())
+    );
     shutdown.cancel();
     let _ = status.await;
     enriched?;
     applied?;
+    written?;
     println!("pulse up: stopped cleanly");
     Ok(ExitCode::SUCCESS)
 }
 
-async fn print_status(stages: [StageMetrics; 2], shutdown: CancellationToken) {
+async fn print_status(stages: [StageMetrics; 3], shutdown: CancellationToken) {
     let mut ticker = tokio::time::interval(Duration::from_secs(5));
-    let mut last = (Instant::now(), [0u64; 2]);
+    let mut last = (Instant::now(), [0u64; 3]);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,

@@ -1,0 +1,236 @@
+//! `pulse schema apply`: the keyspace and tables of `schema.cql`, with the configured keyspace
+//! name and replication. Idempotent: what exists is left alone (and checked for missing
+//! columns), what is missing is created.
+
+use pulse_core::config::BatchConfig;
+use scylla::client::session::Session;
+
+use crate::session::{check_keyspace, open_session};
+use crate::{cql, BatchError};
+
+/// The schema file at the top of the repository, compiled in.
+pub const SCHEMA_CQL: &str = include_str!("../../../schema.cql");
+
+/// One table of the schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableDefinition {
+    pub name: String,
+    pub columns: Vec<String>,
+    /// The `CREATE TABLE` statement, qualified with the keyspace.
+    pub statement: String,
+}
+
+/// The tables of `schema.cql`, in order, qualified with `keyspace`.
+pub fn tables(keyspace: &str) -> Vec<TableDefinition> {
+    statements(SCHEMA_CQL)
+        .into_iter()
+        .filter_map(|statement| {
+            let rest = statement.strip_prefix("CREATE TABLE IF NOT EXISTS ")?;
+            let (name, body) = rest.split_once(char::is_whitespace)?;
+            let columns = body
+                .lines()
+                .map(str::trim)
+                .take_while(|line| !line.starts_with("PRIMARY KEY"))
+                .filter_map(|line| line.split_whitespace().next())
+                .filter(|word| *word != "(")
+                .map(str::to_string)
+                .collect();
+            Some(TableDefinition {
+                name: name.to_string(),
+                columns,
+                statement: format!("CREATE TABLE IF NOT EXISTS {keyspace}.{name} {body}"),
+            })
+        })
+        .collect()
+}
+
+/// The `CREATE KEYSPACE` statement for the configured name and replication.
+pub fn keyspace_statement(config: &BatchConfig) -> Result<String, BatchError> {
+    let keyspace = check_keyspace(&config.keyspace)?;
+    let replication = match config.replication_class.as_str() {
+        "SimpleStrategy" => format!(
+            "{{'class': 'SimpleStrategy', 'replication_factor': {}}}",
+            config.replication_factor.max(1)
+        ),
+        "NetworkTopologyStrategy" => {
+            if config.datacenters.is_empty() {
+                return Err(BatchError::Config(
+                    "NetworkTopologyStrategy needs batch.datacenters, e.g. { dc1 = 3 }".into(),
+                ));
+            }
+            let mut parts = vec!["'class': 'NetworkTopologyStrategy'".to_string()];
+            for (datacenter, replicas) in &config.datacenters {
+                if !datacenter
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+                {
+                    return Err(BatchError::Config(format!(
+                        "data centre name {datacenter:?} has characters CQL cannot take here"
+                    )));
+                }
+                parts.push(format!("'{datacenter}': {replicas}"));
+            }
+            format!("{{{}}}", parts.join(", "))
+        }
+        other => {
+            return Err(BatchError::Config(format!(
+                "replication class {other:?} is neither SimpleStrategy nor NetworkTopologyStrategy"
+            )))
+        }
+    };
+    Ok(format!(
+        "CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {replication}"
+    ))
+}
+
+/// What [`apply`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SchemaReport {
+    pub keyspace_created: bool,
+    pub tables_created: Vec<String>,
+    pub tables_present: Vec<String>,
+}
+
+/// Creates the keyspace and every missing table. Existing tables must have every column
+/// the schema names (a column added by a newer Pulse is reported, not silently missing).
+pub async fn apply(config: &BatchConfig) -> Result<SchemaReport, BatchError> {
+    let keyspace_cql = keyspace_statement(config)?;
+    let keyspace = config.keyspace.as_str();
+    let session = open_session(config).await?;
+    let mut report = SchemaReport::default();
+    let existing = existing_tables(&session, keyspace).await?;
+    match &existing {
+        Some(_) => {}
+        None => {
+            run(&session, &keyspace_cql).await?;
+            report.keyspace_created = true;
+        }
+    }
+    let existing = existing.unwrap_or_default();
+    for table in tables(keyspace) {
+        match existing.iter().find(|(name, _)| *name == table.name) {
+            Some((_, columns)) => {
+                if let Some(missing) = table.columns.iter().find(|c| !columns.contains(c)) {
+                    return Err(BatchError::Config(format!(
+                        "table {keyspace}.{} exists without column {missing}; add it with \
+                         ALTER TABLE before running this version",
+                        table.name
+                    )));
+                }
+                report.tables_present.push(table.name);
+            }
+            None => {
+                run(&session, &table.statement).await?;
+                report.tables_created.push(table.name);
+            }
+        }
+    }
+    Ok(report)
+}
+
+async fn run(session: &Session, statement: &str) -> Result<(), BatchError> {
+    session
+        .query_unpaged(statement, &[])
+        .await
+        .map(|_| ())
+        .map_err(|e| cql("schema change", e))
+}
+
+/// The tables of `keyspace` with their columns, or `None` if it does not exist.
+async fn existing_tables(
+    session: &Session,
+    keyspace: &str,
+) -> Result<Option<Vec<(String, Vec<String>)>>, BatchError> {
+    session
+        .refresh_metadata()
+        .await
+        .map_err(|e| cql("metadata refresh", e))?;
+    let state = session.get_cluster_state();
+    Ok(state.get_keyspace(keyspace).map(|found| {
+        found
+            .tables
+            .iter()
+            .map(|(name, table)| (name.clone(), table.columns.keys().cloned().collect()))
+            .collect()
+    }))
+}
+
+/// The statements of a CQL script: `--` comments removed, split on `;`.
+fn statements(script: &str) -> Vec<String> {
+    let without_comments: String = script
+        .lines()
+        .map(|line| line.split_once("--").map_or(line, |(code, _)| code))
+        .collect::<Vec<_>>()
+        .join("\n");
+    without_comments
+        .split(';')
+        .map(str::trim)
+        .filter(|statement| !statement.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schema_file_names_every_table_the_code_uses() {
+        let tables = tables("pulse_x");
+        let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "posts_by_channel",
+                "posts_by_id",
+                "mentions",
+                "channel_days",
+                "history_months",
+                "channel_rollups",
+                "term_rollups",
+                "batch_watermark"
+            ]
+        );
+        let posts = &tables[0];
+        assert_eq!(
+            posts.columns,
+            [
+                "channel",
+                "hour",
+                "created_at",
+                "id",
+                "sentiment",
+                "score",
+                "post"
+            ]
+        );
+        assert!(posts
+            .statement
+            .starts_with("CREATE TABLE IF NOT EXISTS pulse_x.posts_by_channel ("));
+        assert!(!posts.statement.contains("--"));
+    }
+
+    #[test]
+    fn replication_follows_configuration() {
+        let mut config = BatchConfig::default();
+        assert_eq!(
+            keyspace_statement(&config).unwrap(),
+            "CREATE KEYSPACE IF NOT EXISTS pulse WITH replication = \
+             {'class': 'SimpleStrategy', 'replication_factor': 1}"
+        );
+        config.replication_class = "NetworkTopologyStrategy".into();
+        assert!(keyspace_statement(&config).is_err());
+        config.datacenters = [("eu-west".to_string(), 3), ("us_east".to_string(), 2)].into();
+        assert_eq!(
+            keyspace_statement(&config).unwrap(),
+            "CREATE KEYSPACE IF NOT EXISTS pulse WITH replication = \
+             {'class': 'NetworkTopologyStrategy', 'eu-west': 3, 'us_east': 2}"
+        );
+        config.datacenters = [("dc1'".to_string(), 3)].into();
+        assert!(keyspace_statement(&config).is_err());
+        config.replication_class = "LocalStrategy".into();
+        assert!(keyspace_statement(&config).is_err());
+        config.keyspace = "bad name".into();
+        assert!(keyspace_statement(&config).is_err());
+    }
+}

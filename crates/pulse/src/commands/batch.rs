@@ -1,0 +1,306 @@
+//! `pulse batch ...`: recompute the exact rollups, and read the history (posts, a post,
+//! mentions, rollups) as JSON for operators and scripts.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use clap::{Args, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use pulse_batch::{BatchStore, Cursor, MentionQuery, PostPage, PostQuery, TermKind};
+use pulse_core::{Granularity, PulseConfig, SentimentLabel};
+use serde_json::json;
+
+/// How long after an hour ends before a default recompute treats it as complete: posts
+/// still on their way through enrichment belong to it.
+const SETTLE: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Subcommand)]
+pub enum BatchCommand {
+    /// Rebuild the exact hour and day rollups and top terms from the stored posts, then
+    /// advance the batch watermark.
+    Recompute(RecomputeArgs),
+    /// A channel's stored posts in a time range, newest first: {"posts": [...], "next_cursor"}.
+    Posts(PostsArgs),
+    /// One stored post by id.
+    Post {
+        /// The post's id, e.g. reddit:t1_abc.
+        id: String,
+    },
+    /// Stored posts mentioning a keyword or an entity, over every channel, newest first.
+    Mentions(MentionsArgs),
+    /// A channel's rollups with their top terms, one JSON object per bucket, oldest first.
+    Rollups(RollupsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RecomputeArgs {
+    /// Start (its whole day is recomputed); default: the watermark, or the first stored post.
+    #[arg(long, value_parser = parse_time)]
+    from: Option<DateTime<Utc>>,
+    /// End, floored to the hour; default: the last hour that ended over 5 minutes ago.
+    #[arg(long, value_parser = parse_time)]
+    to: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Args)]
+pub struct PostsArgs {
+    #[arg(long)]
+    channel: String,
+    #[arg(long, value_parser = parse_time)]
+    from: DateTime<Utc>,
+    #[arg(long, value_parser = parse_time, default_value = "now")]
+    to: DateTime<Utc>,
+    #[arg(long, value_enum)]
+    sentiment: Option<Label>,
+    /// Entity text or kind:text, case-insensitive.
+    #[arg(long)]
+    entity: Option<String>,
+    /// Keyword, case-insensitive.
+    #[arg(long)]
+    keyword: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    /// The next_cursor of the previous page.
+    #[arg(long)]
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false, id = "term")]
+pub struct MentionsArgs {
+    #[arg(long, group = "term")]
+    keyword: Option<String>,
+    /// As kind:text, e.g. person:ada lovelace.
+    #[arg(long, group = "term")]
+    entity: Option<String>,
+    #[arg(long, value_parser = parse_time)]
+    from: DateTime<Utc>,
+    #[arg(long, value_parser = parse_time, default_value = "now")]
+    to: DateTime<Utc>,
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    #[arg(long)]
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RollupsArgs {
+    #[arg(long)]
+    channel: String,
+    #[arg(long, value_parser = parse_time)]
+    from: DateTime<Utc>,
+    #[arg(long, value_parser = parse_time, default_value = "now")]
+    to: DateTime<Utc>,
+    #[arg(long, value_enum, default_value = "hour")]
+    granularity: Bucket,
+    /// Top terms per kind to show per bucket.
+    #[arg(long, default_value_t = 10)]
+    top: usize,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Label {
+    Negative,
+    Neutral,
+    Positive,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Bucket {
+    Hour,
+    Day,
+}
+
+/// A time given on the command line: RFC 3339, a date (its midnight, UTC), `now`, or
+/// `now-<n><m|h|d>`.
+pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    let now = Utc::now();
+    if text == "now" {
+        return Ok(now);
+    }
+    if let Some(ago) = text.strip_prefix("now-") {
+        let (number, unit) = ago.split_at(ago.len().saturating_sub(1));
+        let n: i64 = number
+            .parse()
+            .map_err(|_| format!("{text:?}: expected now-<number><m|h|d>"))?;
+        let minutes = match unit {
+            "m" => n,
+            "h" => n * 60,
+            "d" => n * 1_440,
+            _ => return Err(format!("{text:?}: the unit is m, h or d")),
+        };
+        return Ok(now - chrono::Duration::minutes(minutes));
+    }
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Ok(time.with_timezone(&Utc));
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|date| date.and_hms_opt(0, 0, 0))
+        .map(|midnight| midnight.and_utc())
+        .ok_or_else(|| format!("{text:?} is not a time: use RFC 3339, YYYY-MM-DD, now or now-48h"))
+}
+
+fn cursor(token: Option<&str>) -> anyhow::Result<Option<Cursor>> {
+    Ok(token.map(Cursor::decode).transpose()?)
+}
+
+fn print_page(page: PostPage) -> anyhow::Result<()> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({
+            "posts": page.posts,
+            "next_cursor": page.next_cursor,
+        }))?
+    );
+    Ok(())
+}
+
+/// Runs a `pulse batch` subcommand.
+pub async fn run(command: BatchCommand, config: PulseConfig) -> anyhow::Result<ExitCode> {
+    let store = BatchStore::connect(&config.batch).await?;
+    match command {
+        BatchCommand::Recompute(args) => recompute(&store, args).await?,
+        BatchCommand::Posts(args) => {
+            let query = PostQuery {
+                channel: args.channel,
+                from: args.from,
+                to: args.to,
+                sentiment: args.sentiment.map(|label| match label {
+                    Label::Negative => SentimentLabel::Negative,
+                    Label::Neutral => SentimentLabel::Neutral,
+                    Label::Positive => SentimentLabel::Positive,
+                }),
+                entity: args.entity,
+                keyword: args.keyword,
+                limit: args.limit,
+                cursor: cursor(args.cursor.as_deref())?,
+            };
+            print_page(store.posts(&query).await?)?;
+        }
+        BatchCommand::Post { id } => match store.post(&id).await? {
+            Some(post) => println!("{}", serde_json::to_string_pretty(&post)?),
+            None => {
+                eprintln!("error: no stored post has id {id:?}");
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+        BatchCommand::Mentions(args) => {
+            let (kind, term) = match (args.keyword, args.entity) {
+                (Some(keyword), _) => (TermKind::Keyword, keyword),
+                (None, Some(entity)) => (TermKind::Entity, entity),
+                (None, None) => anyhow::bail!("give --keyword or --entity"),
+            };
+            let query = MentionQuery {
+                kind,
+                term,
+                from: args.from,
+                to: args.to,
+                limit: args.limit,
+                cursor: cursor(args.cursor.as_deref())?,
+            };
+            print_page(store.mentioning(&query).await?)?;
+        }
+        BatchCommand::Rollups(args) => rollups(&store, args).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn recompute(store: &BatchStore, args: RecomputeArgs) -> anyhow::Result<()> {
+    let to = args.to.unwrap_or_else(|| Utc::now() - SETTLE);
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::new(0).with_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} channel-days {msg} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        )
+    } else {
+        ProgressBar::hidden()
+    };
+    let started = Instant::now();
+    let progress = |step: pulse_batch::RecomputeProgress| {
+        bar.set_length(step.days_total as u64);
+        bar.set_position(step.days_done as u64);
+        let rate = step.posts as f64 / started.elapsed().as_secs_f64().max(0.001);
+        bar.set_message(format!("{} posts ({rate:.0}/s)", step.posts));
+    };
+    let report = store.recompute(args.from, to, &progress).await?;
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    let time = |t: Option<DateTime<Utc>>| t.map_or("none".to_string(), |t| t.to_rfc3339());
+    println!(
+        "recomputed {} channel-days ({} hours, {} posts) from {} to {} in {seconds:.1} s \
+         ({:.0} posts/s); watermark {} -> {}",
+        report.channel_days,
+        report.hours,
+        report.posts,
+        report.from.to_rfc3339(),
+        report.to.to_rfc3339(),
+        report.posts as f64 / seconds.max(0.001),
+        time(report.watermark_before),
+        time(report.watermark),
+    );
+    Ok(())
+}
+
+async fn rollups(store: &BatchStore, args: RollupsArgs) -> anyhow::Result<()> {
+    let granularity = match args.granularity {
+        Bucket::Hour => Granularity::Hour,
+        Bucket::Day => Granularity::Day,
+    };
+    let rollups = store
+        .rollups(&args.channel, granularity, args.from, args.to)
+        .await?;
+    for rollup in rollups {
+        let mut keywords = store
+            .top_terms(&args.channel, granularity, rollup.bucket, TermKind::Keyword)
+            .await?;
+        keywords.truncate(args.top);
+        let mut entities = store
+            .top_terms(&args.channel, granularity, rollup.bucket, TermKind::Entity)
+            .await?;
+        entities.truncate(args.top);
+        println!(
+            "{}",
+            json!({
+                "bucket": rollup.bucket.to_rfc3339(),
+                "granularity": granularity.as_str(),
+                "posts": rollup.tally.posts,
+                "sentiment": {
+                    "negative": rollup.tally.negative,
+                    "neutral": rollup.tally.neutral,
+                    "positive": rollup.tally.positive,
+                },
+                "mean_score": rollup.tally.mean_score(),
+                "emotion_means": rollup.tally.emotion_means(),
+                "keywords": keywords,
+                "entities": entities,
+                "computed_at": rollup.computed_at.to_rfc3339(),
+            })
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_on_the_command_line() {
+        assert_eq!(
+            parse_time("2026-11-01").unwrap(),
+            "2026-11-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        assert_eq!(
+            parse_time("2026-11-01T10:00:00+01:00").unwrap(),
+            "2026-11-01T09:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        let ago = Utc::now() - parse_time("now-2d").unwrap();
+        assert!((ago.num_minutes() - 2_880).abs() <= 1, "{ago}");
+        for bad in ["yesterday", "now-2w", "now-xh", "2026-13-01"] {
+            assert!(parse_time(bad).is_err(), "{bad}");
+        }
+    }
+}
