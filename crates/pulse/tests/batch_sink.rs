@@ -1,0 +1,336 @@
+//! Acceptance of `pulse sink batch` and the batch commands: enriched posts from Kafka reach
+//! the CQL history; while the CQL server is restarted (state saved on SIGTERM) the sink
+//! retries, stays up and commits nothing past unwritten posts, so once it has caught up every
+//! post is stored exactly once; records that are not enriched posts are dead-lettered;
+//! `pulse batch recompute` and `pulse batch rollups` then count every post.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use common::{committed, high_watermarks, read_all, wait_for, Lane, Role};
+use pulse_batch::{BatchStore, Cursor, PostQuery};
+use pulse_core::config::BatchConfig;
+use pulse_core::{EnrichedPost, Enrichment, Keyword, Post};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+
+const CHANNEL: &str = "test/batch-sink";
+const POSTS: usize = 4_000;
+
+/// A private pulse-devcql whose state file outlives its restarts.
+struct DevCql {
+    child: Child,
+}
+
+impl DevCql {
+    fn start(port: u16, state: &Path) -> DevCql {
+        // Built next to the pulse binary by `cargo test --workspace` (scripts/test).
+        let binary: PathBuf = Path::new(env!("CARGO_BIN_EXE_pulse")).with_file_name("pulse-devcql");
+        assert!(
+            binary.exists(),
+            "{} is not built (cargo build --workspace)",
+            binary.display()
+        );
+        let child = Command::new(binary)
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--save-every",
+                "0",
+            ])
+            .arg("--state")
+            .arg(state)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pulse-devcql starts");
+        wait_for("the cql server to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        DevCql { child }
+    }
+
+    /// SIGTERM (the server saves its state) and wait.
+    fn stop(mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("signal devcql");
+        self.child.wait().expect("devcql exits");
+    }
+}
+
+impl Drop for DevCql {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_time() -> DateTime<Utc> {
+    "2026-04-01T10:00:00Z".parse().expect("time")
+}
+
+fn enriched(i: usize) -> EnrichedPost {
+    let post = Post {
+        id: format!("batchsink:{i:05}"),
+        source: "synthetic".into(),
+        channel: CHANNEL.into(),
+        author: None,
+        text: format!("post {i}"),
+        created_at: start_time() + chrono::Duration::seconds(2 * i as i64),
+        url: None,
+        lang: None,
+        parent_id: None,
+        meta: Default::default(),
+        extra: Default::default(),
+    };
+    let enrichment = Enrichment {
+        keywords: vec![Keyword {
+            term: format!("term{}", i % 7),
+            score: 0.5,
+        }],
+        ..Enrichment::default()
+    };
+    EnrichedPost::new(post, enrichment, "test@1".into(), Utc::now())
+}
+
+fn produce(topic: &str, records: Vec<(String, Vec<u8>)>) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", common::brokers())
+        .create()
+        .expect("producer");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        for (key, payload) in records {
+            producer
+                .send(
+                    FutureRecord::to(topic).key(&key).payload(&payload),
+                    Duration::from_secs(30),
+                )
+                .await
+                .map_err(|(e, _)| e)
+                .expect("produced");
+        }
+    });
+}
+
+fn posts(range: std::ops::Range<usize>) -> Vec<(String, Vec<u8>)> {
+    range
+        .map(|i| {
+            let post = enriched(i);
+            (
+                post.post.id.clone(),
+                serde_json::to_vec(&post).expect("json"),
+            )
+        })
+        .collect()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port()
+}
+
+#[test]
+fn the_batch_sink_stores_every_post_once_across_a_cql_restart() {
+    let lane = Lane::new("batchsink", 2);
+    let port = free_port();
+    let state = lane.dir.path().join("cql.state");
+    let cql = DevCql::start(port, &state);
+    let nodes = format!("127.0.0.1:{port}");
+    let keyspace = format!(
+        "t_sink_{}_{}",
+        std::process::id(),
+        Utc::now().timestamp_subsec_nanos()
+    );
+    let group = format!("{}.batch", lane.group);
+    let batch_env = |command: &mut Command| {
+        command
+            .env("PULSE_BATCH__NODES", &nodes)
+            .env("PULSE_BATCH__KEYSPACE", &keyspace)
+            .env("PULSE_BATCH__GROUP", &group)
+            .env("PULSE_BATCH__REQUEST_TIMEOUT_MS", "2000")
+            .env("PULSE_BATCH__CONNECT_TIMEOUT_MS", "1000");
+    };
+    let run = |args: &[&str]| {
+        let mut command = lane.pulse(args);
+        batch_env(&mut command);
+        let output = command.output().expect("pulse runs");
+        assert!(
+            output.status.success(),
+            "pulse {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("utf-8 output")
+    };
+
+    let applied = run(&["schema", "apply"]);
+    assert!(
+        applied.contains(&format!("keyspace {keyspace}: created")),
+        "{applied}"
+    );
+    assert!(
+        applied.contains(&format!("{keyspace}.posts_by_channel: created")),
+        "{applied}"
+    );
+    let again = run(&["schema", "apply"]);
+    assert!(
+        again.contains(&format!("keyspace {keyspace}: exists")),
+        "{again}"
+    );
+    assert!(!again.contains("created"), "{again}");
+
+    let mut first = posts(0..POSTS / 2);
+    first.insert(10, ("bad:1".into(), b"{not json".to_vec()));
+    first.insert(
+        500,
+        (
+            "bad:2".into(),
+            br#"{"id":"x","text":"a raw post"}"#.to_vec(),
+        ),
+    );
+    produce(&lane.enriched, first);
+
+    let log = lane.dir.path().join("sink.log");
+    let mut sink = {
+        let mut command = lane.pulse(&["sink", "batch"]);
+        batch_env(&mut command);
+        Role {
+            child: command
+                .env("PULSE_PIPELINE__DRAIN_TIMEOUT_MS", "5000")
+                .env("PULSE_PIPELINE__BATCH_SIZE", "100")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).expect("log"))
+                .spawn()
+                .expect("pulse sink batch starts"),
+            log,
+        }
+    };
+    wait_for("the sink to commit some posts", || {
+        committed(&group, &lane.enriched, 2).iter().any(|&o| o > 0)
+    });
+
+    // The CQL server goes away (saving its state) while the second half is produced.
+    cql.stop();
+    produce(&lane.enriched, posts(POSTS / 2..POSTS));
+    let stuck = committed(&group, &lane.enriched, 2);
+    wait_for("the sink to fail a batch and retry", || {
+        !sink.log_events("batch failed; retrying").is_empty()
+    });
+    assert!(
+        matches!(sink.child.try_wait(), Ok(None)),
+        "the sink stays up: {}",
+        sink.logs()
+    );
+    let ends = high_watermarks(&lane.enriched, 2);
+    assert_ne!(
+        stuck, ends,
+        "the test needs posts left to write while the server is down"
+    );
+
+    let cql = DevCql::start(port, &state);
+    wait_for("the sink to catch up", || {
+        committed(&group, &lane.enriched, 2) == ends
+    });
+    assert_eq!(sink.terminate().code(), Some(0), "{}", sink.logs());
+
+    // Every post stored once, as produced.
+    let config = BatchConfig {
+        nodes: nodes.clone(),
+        keyspace: keyspace.clone(),
+        ..BatchConfig::default()
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (stored, sample) = runtime.block_on(async {
+        let store = BatchStore::connect(&config).await.expect("connected");
+        let mut ids = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = store
+                .posts(&PostQuery {
+                    channel: CHANNEL.into(),
+                    from: start_time(),
+                    to: start_time() + chrono::Duration::days(1),
+                    sentiment: None,
+                    entity: None,
+                    keyword: None,
+                    limit: 1_000,
+                    cursor,
+                })
+                .await
+                .expect("posts read");
+            ids.extend(page.posts.into_iter().map(|p| p.post.id));
+            match page.next_cursor {
+                Some(token) => cursor = Some(Cursor::decode(&token).expect("cursor")),
+                None => break,
+            }
+        }
+        let sample = store.post("batchsink:01234").await.expect("read");
+        (ids, sample)
+    });
+    let want: Vec<String> = (0..POSTS)
+        .rev()
+        .map(|i| format!("batchsink:{i:05}"))
+        .collect();
+    assert_eq!(stored, want, "every post once, newest first");
+    let sample = sample.expect("post 1234 stored");
+    assert_eq!(sample.post, enriched(1234).post);
+
+    // Each malformed record dead-lettered once with its reason.
+    let dead: Vec<(Option<Vec<u8>>, String)> = read_all(&lane.dlq, 2)
+        .into_iter()
+        .map(|r| {
+            (
+                r.key,
+                r.headers
+                    .get("pulse.error.kind")
+                    .cloned()
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    assert!(
+        dead.iter().all(|(_, kind)| kind == "not_enriched_post"),
+        "{dead:?}"
+    );
+
+    // The batch commands count what the sink wrote.
+    let from = start_time().to_rfc3339();
+    let to = (start_time() + chrono::Duration::hours(4)).to_rfc3339();
+    let recomputed = run(&["batch", "recompute", "--from", &from, "--to", &to]);
+    assert!(
+        recomputed.contains(&format!("({} hours, {POSTS} posts)", POSTS * 2 / 3_600 + 1)),
+        "{recomputed}"
+    );
+    let rollups = run(&[
+        "batch",
+        "rollups",
+        "--channel",
+        CHANNEL,
+        "--from",
+        &from,
+        "--to",
+        &to,
+    ]);
+    let per_hour: Vec<u64> = rollups
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).expect("json line")["posts"]
+                .as_u64()
+                .expect("posts")
+        })
+        .collect();
+    assert_eq!(
+        per_hour,
+        [1_800, 1_800, 400],
+        "posts per hour: one every 2 s from 10:00"
+    );
+    drop(cql);
+}
