@@ -434,7 +434,8 @@ async fn paging_returns_every_post_once_newest_first_whatever_the_page_size() {
         limit: 1_000,
         cursor: None,
     };
-    let cases: [(PostQuery, Box<dyn Fn(&EnrichedPost) -> bool>); 3] = [
+    type Keep = Box<dyn Fn(&EnrichedPost) -> bool>;
+    let cases: [(PostQuery, Keep); 3] = [
         (
             filtered(Some(SentimentLabel::Positive), None, None),
             Box::new(|p| {

@@ -20,6 +20,7 @@ use kassandra::frame::response::error::Error as CqlError;
 use kassandra::frame::response::Response;
 use kassandra::frame::{request_stream, response_sink};
 use kassandra::KassandraSession;
+use sha2::{Digest, Sha256};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -155,7 +156,10 @@ fn answer(session: &Shared, request: Request<'_>) -> Response {
             }
             Request::Options => Response::options(),
             Request::Query(query) => result(session.process(query)),
-            Request::Prepare(query) => result(session.prepare(query)),
+            Request::Prepare(query) => {
+                let id = statement_id(&query);
+                result(session.prepare_with_id(query, id))
+            }
             Request::Execute(execute) => result(session.execute(execute)),
             Request::Batch(batch) => result(session.process_batch(batch)),
         }
@@ -166,6 +170,16 @@ fn answer(session: &Shared, request: Request<'_>) -> Response {
             "internal error while serving the request",
         ))
     })
+}
+
+/// A prepared statement's id derived from the statement, as Cassandra and ScyllaDB do (an
+/// MD5 of the query text there): a client that re-prepares after a server restart gets the
+/// same id back, which drivers require. kassandra's own ids are random.
+fn statement_id(query: &kassandra::cql::query::QueryString) -> u128 {
+    let digest = Sha256::digest(format!("{query:?}").as_bytes());
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&digest[..16]);
+    u128::from_be_bytes(id)
 }
 
 fn result(outcome: Result<kassandra::frame::response::result::QueryResult, CqlError>) -> Response {
