@@ -95,16 +95,23 @@ async fn main() -> anyhow::Result<()> {
             _ = interrupt.recv() => break,
         }
     }
+    // The lock is held from the final save until the process exits: connections still open
+    // cannot get a write acknowledged that the saved state would not contain.
+    let guard = lock(&session);
     if let Some(path) = &args.state {
-        save(&session, path);
+        save_state(&guard, path);
     }
     tracing::info!("cql server stopped");
-    Ok(())
+    std::process::exit(0);
+}
+
+fn save(session: &Shared, path: &Path) {
+    save_state(&lock(session), path);
 }
 
 /// Writes the state atomically (temporary file, then rename).
-fn save(session: &Shared, path: &Path) {
-    let bytes = match std::panic::catch_unwind(AssertUnwindSafe(|| lock(session).save_state())) {
+fn save_state(session: &KassandraSession, path: &Path) {
+    let bytes = match std::panic::catch_unwind(AssertUnwindSafe(|| session.save_state())) {
         Ok(bytes) => bytes,
         Err(_) => {
             tracing::error!("cannot serialize state; keeping the previous file");

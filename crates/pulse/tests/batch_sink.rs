@@ -278,6 +278,13 @@ fn the_batch_sink_stores_every_post_once_across_a_cql_restart() {
         .rev()
         .map(|i| format!("batchsink:{i:05}"))
         .collect();
+    let missing: Vec<&String> = want.iter().filter(|id| !stored.contains(id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} posts lost, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
     assert_eq!(stored, want, "every post once, newest first");
     let sample = sample.expect("post 1234 stored");
     assert_eq!(sample.post, enriched(1234).post);
