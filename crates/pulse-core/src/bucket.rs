@@ -47,6 +47,9 @@ impl Granularity {
     /// Starts of the buckets overlapping `[from, to)`, oldest first.
     pub fn buckets(self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<DateTime<Utc>> {
         let mut starts = Vec::new();
+        if from >= to {
+            return starts;
+        }
         let mut start = self.floor(from);
         while start < to {
             starts.push(start);
@@ -89,6 +92,9 @@ pub fn month_of(time: DateTime<Utc>) -> DateTime<Utc> {
 /// Starts of the calendar months overlapping `[from, to)`, oldest first.
 pub fn months(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<DateTime<Utc>> {
     let mut starts = Vec::new();
+    if from >= to {
+        return starts;
+    }
     let mut start = month_of(from);
     while start < to {
         starts.push(start);
