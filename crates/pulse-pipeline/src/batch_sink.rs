@@ -6,7 +6,7 @@
 use pulse_batch::BatchStore;
 use pulse_core::EnrichedPost;
 
-use crate::stage::{Outcome, SourceRecord, Stage, StageError, NOT_ENRICHED_POST};
+use crate::stage::{enriched_posts, Outcome, SourceRecord, Stage, StageError};
 
 /// Writes enriched posts to the batch layer.
 pub struct BatchSinkStage {
@@ -29,20 +29,7 @@ impl Stage for BatchSinkStage {
     }
 
     async fn process(&self, batch: &[SourceRecord]) -> Result<Vec<Outcome>, StageError> {
-        let mut outcomes = Vec::with_capacity(batch.len());
-        let mut posts = Vec::with_capacity(batch.len());
-        for record in batch {
-            match record.enriched_post() {
-                Ok(post) => {
-                    posts.push(post);
-                    outcomes.push(Outcome::Done);
-                }
-                Err(error) => outcomes.push(Outcome::Reject {
-                    kind: NOT_ENRICHED_POST.to_string(),
-                    error,
-                }),
-            }
-        }
+        let (posts, outcomes) = enriched_posts(batch);
         // The history keeps each post's JSON as it arrived.
         let pairs: Vec<(&EnrichedPost, &str)> =
             posts.iter().map(|(post, json)| (post, *json)).collect();

@@ -43,6 +43,26 @@ impl SourceRecord {
 /// Dead-letter kind of a record on the enriched topic that is not an enriched post.
 pub const NOT_ENRICHED_POST: &str = "not_enriched_post";
 
+/// What a sink does with a batch from the enriched topic: the enriched posts (with the JSON
+/// each arrived as), and one outcome per record, `Done` for posts, `Reject` for the rest.
+pub fn enriched_posts(batch: &[SourceRecord]) -> (Vec<(EnrichedPost, &str)>, Vec<Outcome>) {
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut posts = Vec::with_capacity(batch.len());
+    for record in batch {
+        match record.enriched_post() {
+            Ok(post) => {
+                posts.push(post);
+                outcomes.push(Outcome::Done);
+            }
+            Err(error) => outcomes.push(Outcome::Reject {
+                kind: NOT_ENRICHED_POST.to_string(),
+                error,
+            }),
+        }
+    }
+    (posts, outcomes)
+}
+
 /// What became of one record.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
