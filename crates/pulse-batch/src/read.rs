@@ -77,7 +77,8 @@ pub struct PostPage {
     pub next_cursor: Option<String>,
 }
 
-type HourRow = (DateTime<Utc>, String, Option<String>, String);
+/// A row of an hour partition: created_at, id, sentiment, the post's JSON.
+pub(crate) type HourRow = (DateTime<Utc>, String, Option<String>, String);
 
 fn check_range(
     from: DateTime<Utc>,

@@ -10,7 +10,7 @@ use futures::{stream, StreamExt, TryStreamExt};
 use pulse_core::bucket::{from_millis, months};
 use pulse_core::{entity_member, Enrichment, Granularity, Tally};
 
-use crate::read::TermKind;
+use crate::read::{HourRow, TermKind};
 use crate::write::MONTHS_SCOPE;
 use crate::{BatchError, BatchStore};
 
@@ -263,14 +263,14 @@ impl BatchStore {
         to: DateTime<Utc>,
     ) -> Result<(u64, usize), BatchError> {
         let end = Granularity::Day.next(day).min(to);
-        let statement = &self.statements.select_hour_posts;
+        let statement = &self.statements.select_hour;
         let hours: Vec<(DateTime<Utc>, BucketCounts)> =
             stream::iter(Granularity::Hour.buckets(day, end))
                 .map(|hour| async move {
-                    let rows: Vec<(String,)> =
+                    let rows: Vec<HourRow> =
                         self.read_partition(statement, (channel, hour)).await?;
                     let mut counts = BucketCounts::default();
-                    for (json,) in rows {
+                    for (_, _, _, json) in rows {
                         match serde_json::from_str::<Enrichment>(&json) {
                             Ok(enrichment) => counts.add(&enrichment),
                             Err(error) => tracing::warn!(

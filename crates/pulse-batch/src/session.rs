@@ -35,7 +35,6 @@ pub(crate) struct Statements {
     pub insert_channel_day: PreparedStatement,
     pub insert_month: PreparedStatement,
     pub select_hour: PreparedStatement,
-    pub select_hour_posts: PreparedStatement,
     pub select_post: PreparedStatement,
     pub select_mentions: PreparedStatement,
     pub select_channel_days: PreparedStatement,
@@ -211,10 +210,6 @@ impl Statements {
             select_hour: prepare(format!(
                 "SELECT created_at, id, sentiment, post FROM {ks}.posts_by_channel \
                  WHERE channel = ? AND hour = ?"
-            ))
-            .await?,
-            select_hour_posts: prepare(format!(
-                "SELECT post FROM {ks}.posts_by_channel WHERE channel = ? AND hour = ?"
             ))
             .await?,
             select_post: prepare(format!("SELECT post FROM {ks}.posts_by_id WHERE id = ?")).await?,

@@ -44,22 +44,20 @@ pub struct RecomputeArgs {
     to: Option<DateTime<Utc>>,
 }
 
+/// `[from, to)` of a read.
 #[derive(Debug, Args)]
-pub struct PostsArgs {
-    #[arg(long)]
-    channel: String,
+pub struct RangeArgs {
     #[arg(long, value_parser = parse_time)]
     from: DateTime<Utc>,
     #[arg(long, value_parser = parse_time, default_value = "now")]
     to: DateTime<Utc>,
-    #[arg(long, value_enum)]
-    sentiment: Option<Label>,
-    /// Entity text or kind:text, case-insensitive.
-    #[arg(long)]
-    entity: Option<String>,
-    /// Keyword, case-insensitive.
-    #[arg(long)]
-    keyword: Option<String>,
+}
+
+/// A page of posts in a range.
+#[derive(Debug, Args)]
+pub struct PageArgs {
+    #[command(flatten)]
+    range: RangeArgs,
     #[arg(long, default_value_t = 50)]
     limit: usize,
     /// The next_cursor of the previous page.
@@ -68,31 +66,46 @@ pub struct PostsArgs {
 }
 
 #[derive(Debug, Args)]
-#[group(required = true, multiple = false, id = "term")]
+pub struct PostsArgs {
+    #[arg(long)]
+    channel: String,
+    #[command(flatten)]
+    page: PageArgs,
+    #[arg(long, value_enum)]
+    sentiment: Option<Label>,
+    /// Entity text or kind:text, case-insensitive.
+    #[arg(long)]
+    entity: Option<String>,
+    /// Keyword, case-insensitive.
+    #[arg(long)]
+    keyword: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct MentionsArgs {
-    #[arg(long, group = "term")]
+    #[command(flatten)]
+    term: TermArgs,
+    #[command(flatten)]
+    page: PageArgs,
+}
+
+/// Exactly one of a keyword or an entity.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct TermArgs {
+    #[arg(long)]
     keyword: Option<String>,
     /// As kind:text, e.g. person:ada lovelace.
-    #[arg(long, group = "term")]
-    entity: Option<String>,
-    #[arg(long, value_parser = parse_time)]
-    from: DateTime<Utc>,
-    #[arg(long, value_parser = parse_time, default_value = "now")]
-    to: DateTime<Utc>,
-    #[arg(long, default_value_t = 50)]
-    limit: usize,
     #[arg(long)]
-    cursor: Option<String>,
+    entity: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct RollupsArgs {
     #[arg(long)]
     channel: String,
-    #[arg(long, value_parser = parse_time)]
-    from: DateTime<Utc>,
-    #[arg(long, value_parser = parse_time, default_value = "now")]
-    to: DateTime<Utc>,
+    #[command(flatten)]
+    range: RangeArgs,
     #[arg(long, value_enum, default_value = "hour")]
     granularity: Bucket,
     /// Top terms per kind to show per bucket.
@@ -166,8 +179,8 @@ pub async fn run(command: BatchCommand, config: PulseConfig) -> anyhow::Result<E
         BatchCommand::Posts(args) => {
             let query = PostQuery {
                 channel: args.channel,
-                from: args.from,
-                to: args.to,
+                from: args.page.range.from,
+                to: args.page.range.to,
                 sentiment: args.sentiment.map(|label| match label {
                     Label::Negative => SentimentLabel::Negative,
                     Label::Neutral => SentimentLabel::Neutral,
@@ -175,8 +188,8 @@ pub async fn run(command: BatchCommand, config: PulseConfig) -> anyhow::Result<E
                 }),
                 entity: args.entity,
                 keyword: args.keyword,
-                limit: args.limit,
-                cursor: cursor(args.cursor.as_deref())?,
+                limit: args.page.limit,
+                cursor: cursor(args.page.cursor.as_deref())?,
             };
             print_page(store.posts(&query).await?)?;
         }
@@ -188,7 +201,7 @@ pub async fn run(command: BatchCommand, config: PulseConfig) -> anyhow::Result<E
             }
         },
         BatchCommand::Mentions(args) => {
-            let (kind, term) = match (args.keyword, args.entity) {
+            let (kind, term) = match (args.term.keyword, args.term.entity) {
                 (Some(keyword), _) => (TermKind::Keyword, keyword),
                 (None, Some(entity)) => (TermKind::Entity, entity),
                 (None, None) => anyhow::bail!("give --keyword or --entity"),
@@ -196,10 +209,10 @@ pub async fn run(command: BatchCommand, config: PulseConfig) -> anyhow::Result<E
             let query = MentionQuery {
                 kind,
                 term,
-                from: args.from,
-                to: args.to,
-                limit: args.limit,
-                cursor: cursor(args.cursor.as_deref())?,
+                from: args.page.range.from,
+                to: args.page.range.to,
+                limit: args.page.limit,
+                cursor: cursor(args.page.cursor.as_deref())?,
             };
             print_page(store.mentioning(&query).await?)?;
         }
@@ -250,7 +263,7 @@ async fn rollups(store: &BatchStore, args: RollupsArgs) -> anyhow::Result<()> {
         Bucket::Day => Granularity::Day,
     };
     let rollups = store
-        .rollups(&args.channel, granularity, args.from, args.to)
+        .rollups(&args.channel, granularity, args.range.from, args.range.to)
         .await?;
     for rollup in rollups {
         let mut keywords = store
@@ -286,6 +299,43 @@ async fn rollups(store: &BatchStore, args: RollupsArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: BatchCommand,
+    }
+
+    #[test]
+    fn mentions_take_one_term_and_a_page() {
+        use clap::Parser;
+        let parsed =
+            Cli::try_parse_from(["batch", "mentions", "--keyword", "rust", "--from", "now-1h"]);
+        assert!(
+            matches!(
+                parsed,
+                Ok(Cli {
+                    command: BatchCommand::Mentions(_)
+                })
+            ),
+            "{parsed:?}"
+        );
+        for bad in [
+            &[
+                "batch",
+                "mentions",
+                "--keyword",
+                "a",
+                "--entity",
+                "person:b",
+                "--from",
+                "now-1h",
+            ][..],
+            &["batch", "mentions", "--from", "now-1h"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn times_on_the_command_line() {
