@@ -93,6 +93,17 @@ pub struct EnrichConfig {
     pub keyword_ngrams: usize,
     /// Keywords are extracted from at most this many characters of a post.
     pub keyword_text_chars: usize,
+    /// Model directories (Pulse manifest or Hugging Face export); each task comes from the
+    /// first one that answers it. Empty: keywords only.
+    pub models: Vec<String>,
+    /// ONNX Runtime shared library; empty: `ORT_LIB`, then where `scripts/setup` puts it.
+    pub onnxruntime_library: String,
+    /// Intra-op threads of each model session; 0: one per core.
+    pub intra_threads: usize,
+    /// Most posts in one inference batch.
+    pub max_batch_posts: usize,
+    /// Most tokens in one inference batch, padding included (batches are formed by length).
+    pub max_batch_tokens: usize,
 }
 
 /// Producers (`pulse ingest ...`).
@@ -249,6 +260,9 @@ impl Default for PipelineConfig {
     }
 }
 
+/// The shipped model, relative to the repository root (where Pulse's scripts run).
+pub const DEFAULT_MODEL: &str = "models/pulse-minilm-multitask";
+
 impl Default for EnrichConfig {
     fn default() -> Self {
         Self {
@@ -261,6 +275,11 @@ impl Default for EnrichConfig {
             keywords_per_post: 8,
             keyword_ngrams: 2,
             keyword_text_chars: 4_000,
+            models: vec![DEFAULT_MODEL.to_string()],
+            onnxruntime_library: String::new(),
+            intra_threads: 0,
+            max_batch_posts: 32,
+            max_batch_tokens: 2_048,
         }
     }
 }

@@ -1,12 +1,36 @@
 //! Pulse's natural-language processing: turns post texts into [`Enrichment`]s.
 //!
-//! Owns text cleaning and keyword extraction (YAKE) and the batch [`Enricher`] the enrich
-//! stage calls. No Kafka, no stores: everything here is CPU work on strings, to be run off
-//! the async runtime.
+//! Owns model directories (a manifest naming each task, or a Hugging Face export of one
+//! task), their ONNX Runtime sessions and tokenizers, the decoders from logits to sentiment,
+//! emotions and entity spans, text cleaning and YAKE keywords, and the batch [`Enricher`] the
+//! enrich stage and `pulse analyze` call. No Kafka, no stores: everything here is CPU work on
+//! strings, to be run off the async runtime.
+//!
+//! [`Enrichment`]: pulse_core::Enrichment
 
 pub mod clean;
+pub mod decode;
 pub mod enricher;
 pub mod keywords;
+pub mod manifest;
+pub mod model;
+pub mod runtime;
 
 pub use enricher::Enricher;
 pub use keywords::KeywordExtractor;
+pub use manifest::{Manifest, Task};
+pub use model::{Model, ModelOptions};
+
+/// What can go wrong loading or running models.
+#[derive(Debug, thiserror::Error)]
+pub enum NlpError {
+    /// The ONNX Runtime library could not be loaded.
+    #[error("onnx runtime: {0}")]
+    Runtime(String),
+    /// A model directory is missing, incomplete or inconsistent.
+    #[error("model: {0}")]
+    Model(String),
+    /// A batch could not be tokenized or run.
+    #[error("inference: {0}")]
+    Inference(String),
+}

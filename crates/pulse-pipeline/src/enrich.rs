@@ -43,7 +43,7 @@ impl Stage for EnrichStage {
         // Decoding, inference and keyword extraction are CPU work: off the async runtime.
         tokio::task::spawn_blocking(move || enrich_batch(&enricher, &limits, &payloads))
             .await
-            .map_err(|e| StageError(format!("enrichment task failed: {e}")))
+            .map_err(|e| StageError(format!("enrichment task failed: {e}")))?
     }
 }
 
@@ -51,7 +51,7 @@ fn enrich_batch(
     enricher: &Enricher,
     limits: &PostLimits,
     payloads: &[Option<Vec<u8>>],
-) -> Vec<Outcome> {
+) -> Result<Vec<Outcome>, StageError> {
     let decoded: Vec<_> = payloads
         .iter()
         .map(|payload| decode_post(payload.as_deref().unwrap_or_default(), limits))
@@ -60,10 +60,15 @@ fn enrich_batch(
         .iter()
         .filter_map(|post| post.as_ref().ok().map(|p| p.text.as_str()))
         .collect();
-    let mut enrichments = enricher.enrich(&texts).into_iter();
+    // An inference failure is not the posts' fault: the batch is retried, never
+    // dead-lettered.
+    let mut enrichments = enricher
+        .enrich(&texts)
+        .map_err(|e| StageError(e.to_string()))?
+        .into_iter();
     let model = enricher.model_name();
     let now = Utc::now();
-    decoded
+    let outcomes = decoded
         .into_iter()
         .map(|post| match post {
             Err(rejection) => Outcome::Reject {
@@ -73,7 +78,7 @@ fn enrich_batch(
             Ok(post) => {
                 let enrichment = enrichments.next().unwrap_or_default();
                 let key = post.id.clone();
-                let enriched = EnrichedPost::new(post, enrichment, model.clone(), now);
+                let enriched = EnrichedPost::new(post, enrichment, model.to_string(), now);
                 match serde_json::to_vec(&enriched) {
                     Ok(payload) => Outcome::Emit { key, payload },
                     Err(error) => Outcome::Reject {
@@ -83,7 +88,8 @@ fn enrich_batch(
                 }
             }
         })
-        .collect()
+        .collect();
+    Ok(outcomes)
 }
 
 #[cfg(test)]
@@ -94,12 +100,12 @@ mod tests {
     #[test]
     fn good_posts_are_emitted_in_order_and_bad_ones_rejected() {
         let config = EnrichConfig::default();
-        let enricher = Enricher::new(&config);
+        let enricher = Enricher::with_models(&config, &[]).unwrap();
         let good = |id: &str| {
             Some(format!(r#"{{"id":"{id}","source":"file","channel":"c","text":"Rust async runtimes compared","created_at":"2026-01-01T00:00:00Z"}}"#).into_bytes())
         };
         let payloads = vec![good("a"), Some(b"{".to_vec()), None, good("b")];
-        let outcomes = enrich_batch(&enricher, &config.post_limits(), &payloads);
+        let outcomes = enrich_batch(&enricher, &config.post_limits(), &payloads).unwrap();
         assert_eq!(outcomes.len(), 4);
         let Outcome::Emit { key, payload } = &outcomes[0] else {
             panic!("{:?}", outcomes[0])

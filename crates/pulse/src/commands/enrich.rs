@@ -3,6 +3,8 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use anyhow::Context;
+
 use pulse_core::PulseConfig;
 use pulse_nlp::Enricher;
 use pulse_pipeline::{EnrichStage, PipelineMetrics};
@@ -21,8 +23,13 @@ pub fn build(
     metrics: &PipelineMetrics,
 ) -> anyhow::Result<StageRole<EnrichStage>> {
     let topics = &config.kafka.topics;
+    // Session creation reads and optimises the graph (a second or so): off the runtime's
+    // worker, once per process.
+    let enricher = tokio::task::block_in_place(|| Enricher::new(&config.enrich))
+        .context("cannot load the enrichment models (enrich.models)")?;
+    tracing::info!(model = enricher.model_name(), "enricher ready");
     let stage = EnrichStage::new(
-        Arc::new(Enricher::new(&config.enrich)),
+        Arc::new(enricher),
         config.enrich.post_limits(),
         topics.enriched.clone(),
     );

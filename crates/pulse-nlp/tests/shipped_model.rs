@@ -1,0 +1,211 @@
+//! The shipped model (models/pulse-minilm-multitask) through the Rust loader: what it says
+//! about clear texts, entity spans on the original text whatever it contains, and input that
+//! must not break it.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use pulse_core::config::EnrichConfig;
+use pulse_core::{Enrichment, EntityKind, SentimentLabel};
+use pulse_nlp::Enricher;
+
+fn shipped_model() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/pulse-minilm-multitask")
+}
+
+/// One enricher for the whole test binary, as in a process.
+fn enricher() -> &'static Enricher {
+    static ENRICHER: OnceLock<Enricher> = OnceLock::new();
+    ENRICHER.get_or_init(|| {
+        Enricher::with_models(&EnrichConfig::default(), &[shipped_model()])
+            .expect("the shipped model loads (scripts/setup installs ONNX Runtime)")
+    })
+}
+
+fn enrich(texts: &[&str]) -> Vec<Enrichment> {
+    let enrichments = enricher().enrich(texts).expect("enrichment runs");
+    assert_eq!(enrichments.len(), texts.len());
+    enrichments
+}
+
+fn label(enrichment: &Enrichment) -> Option<SentimentLabel> {
+    enrichment.sentiment.as_ref().map(|s| s.label)
+}
+
+/// Every entity's text is exactly its character range of the original text.
+fn assert_spans_are_original_text(text: &str, enrichment: &Enrichment) {
+    let chars: Vec<char> = text.chars().collect();
+    for entity in &enrichment.entities {
+        assert!(
+            entity.start < entity.end && entity.end <= chars.len(),
+            "{entity:?}"
+        );
+        let slice: String = chars[entity.start..entity.end].iter().collect();
+        assert_eq!(slice, entity.text, "in {text:?}");
+        assert_eq!(entity.text.trim(), entity.text, "spans are trimmed words");
+    }
+}
+
+#[test]
+fn the_model_names_itself_and_reads_clear_sentiment() {
+    assert_eq!(enricher().model_name(), "pulse-minilm-multitask@1.0.0");
+    let texts = [
+        "I absolutely love this new phone, best purchase ever!",
+        "This is the worst airline, they lost my bag and were rude about it.",
+        "The meeting is scheduled for 3pm on Tuesday in room 4.",
+        "Thank you so much, you made my day :)",
+        "I hate Mondays, everything is broken and I'm exhausted",
+    ];
+    let enrichments = enrich(&texts);
+    let labels: Vec<_> = enrichments.iter().map(label).collect();
+    use SentimentLabel::*;
+    assert_eq!(
+        labels,
+        [
+            Some(Positive),
+            Some(Negative),
+            Some(Neutral),
+            Some(Positive),
+            Some(Negative)
+        ]
+    );
+    for enrichment in &enrichments {
+        let sentiment = enrichment.sentiment.as_ref().expect("sentiment");
+        let p = &sentiment.probs;
+        assert!((p.values().sum::<f32>() - 1.0).abs() < 1e-4);
+        assert!((sentiment.score - (p[&Positive] - p[&Negative])).abs() < 1e-6);
+        assert_eq!(enrichment.emotions.len(), 7);
+        assert!(enrichment
+            .emotions
+            .values()
+            .all(|&p| (0.0..=1.0).contains(&p)));
+    }
+    let joy = |e: &Enrichment| e.emotions["joy"];
+    let anger = |e: &Enrichment| e.emotions["anger"];
+    assert!(joy(&enrichments[3]) > 0.5, "{:?}", enrichments[3].emotions);
+    assert!(joy(&enrichments[3]) > joy(&enrichments[1]));
+    assert!(anger(&enrichments[1]) > anger(&enrichments[3]));
+}
+
+#[test]
+fn entity_spans_are_character_ranges_of_the_original_text() {
+    let cases: [(&str, &[(&str, EntityKind)]); 4] = [
+        (
+            "😂😂 Barack Obama just landed in Paris!",
+            &[
+                ("Barack Obama", EntityKind::Person),
+                ("Paris", EntityKind::Location),
+            ],
+        ),
+        (
+            "Tim Cook says Apple will open a store in São Paulo https://apple.com/br #Apple",
+            &[
+                ("Tim Cook", EntityKind::Person),
+                ("Apple", EntityKind::Organization),
+            ],
+        ),
+        (
+            "東京 はとても楽しい 🎉 Angela Merkel met Emmanuel Macron in Berlin",
+            &[
+                ("Angela Merkel", EntityKind::Person),
+                ("Emmanuel Macron", EntityKind::Person),
+                ("Berlin", EntityKind::Location),
+            ],
+        ),
+        (
+            "مرحبا بالعالم Lionel Messi signed with Inter Miami 🇺🇸⚽",
+            &[("Lionel Messi", EntityKind::Person)],
+        ),
+    ];
+    let texts: Vec<&str> = cases.iter().map(|(text, _)| *text).collect();
+    for ((text, expected), enrichment) in cases.iter().zip(enrich(&texts)) {
+        assert_spans_are_original_text(text, &enrichment);
+        let found: Vec<(&str, EntityKind)> = enrichment
+            .entities
+            .iter()
+            .map(|e| (e.text.as_str(), e.kind))
+            .collect();
+        for wanted in *expected {
+            assert!(
+                found.contains(wanted),
+                "{wanted:?} not in {found:?} of {text:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn spans_stay_on_the_original_text_for_any_mix_of_scripts_and_symbols() {
+    let texts = [
+        "Ünïcödé Zürich café naïve résumé with Müller and Øresund",
+        "#BlackLivesMatter @elonmusk https://t.co/abc?x=1 Elon Musk tweets about Tesla",
+        "שלום Benjamin Netanyahu ירושלים and Joe Biden",
+        "北京欢迎你 Xi Jinping and 習近平 at the Great Hall",
+        "👩‍👩‍👧‍👦 family trip to Disneyland with Mickey Mouse 🐭",
+        "e\u{301}cole Jose\u{301} Mourinho (combining accents) at Chelsea",
+        "zero\u{200b}width\u{200d}joiners and Bill\u{feff}Gates",
+        "\t\u{7}bell\u{1b}[31m red \u{0} null Microsoft",
+        "ＦＵＬＬＷＩＤＴＨ Ｓｏｎｙ ｗｏｒｌｄ Nintendo Switch",
+    ];
+    for (text, enrichment) in texts.iter().zip(enrich(&texts)) {
+        assert_spans_are_original_text(text, &enrichment);
+    }
+}
+
+#[test]
+fn bad_input_is_enriched_without_panicking() {
+    let megabyte = "the quick brown fox jumps over the lazy dog and reads posts ".repeat(17_500);
+    assert!(megabyte.len() > 1_000_000);
+    let texts = [
+        "",
+        "   \t\n  ",
+        megabyte.as_str(),
+        "😀😂🔥🔥🔥💯",
+        "\u{200b}\u{200c}\u{200d}\u{feff}",
+        "\u{0}\u{1}\u{2}\u{7f}\u{9f}",
+        "mixed Русский 中文 العربية हिन्दी 한국어 text about the World Cup",
+        "\u{fffd}\u{fffd} replacement characters",
+    ];
+    let enrichments = enrich(&texts);
+    assert_eq!(enrichments[0], Enrichment::default());
+    assert_eq!(enrichments[1], Enrichment::default());
+    assert_eq!(enrichments[4].keywords, []);
+    assert_eq!(enrichments[5].keywords, []);
+    // A 1 MB post is read up to the model's length and a bounded prefix for keywords.
+    let long = &enrichments[2];
+    assert!(long.sentiment.is_some());
+    let per_post = EnrichConfig::default().keywords_per_post;
+    assert!(!long.keywords.is_empty() && long.keywords.len() <= per_post);
+    assert_spans_are_original_text(&megabyte, long);
+    // Emoji are words to the model: they get a sentiment.
+    assert!(enrichments[3].sentiment.is_some());
+    assert!(enrichments[6].sentiment.is_some());
+    for (text, enrichment) in texts.iter().zip(&enrichments) {
+        assert_spans_are_original_text(text, enrichment);
+    }
+}
+
+#[test]
+fn batches_give_the_same_answers_as_single_texts() {
+    let texts = [
+        "short",
+        "a somewhat longer post about the weather in London and how it ruins everything",
+        "Great game by Real Madrid tonight!",
+    ];
+    let together = enrich(&texts);
+    for (text, batched) in texts.iter().zip(&together) {
+        let alone = enrich(&[text]).remove(0);
+        assert_eq!(label(&alone), label(batched));
+        assert_eq!(alone.entities.len(), batched.entities.len());
+        let (a, b) = (
+            alone.sentiment.as_ref().map(|s| s.score),
+            batched.sentiment.as_ref().map(|s| s.score),
+        );
+        // Padding is masked out, but the int8 graph quantizes activations with one scale per
+        // batch, so the company a text keeps moves its scores slightly.
+        assert!(
+            (a.unwrap_or(0.0) - b.unwrap_or(0.0)).abs() < 0.05,
+            "{a:?} vs {b:?}"
+        );
+    }
+}

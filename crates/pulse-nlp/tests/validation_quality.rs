@@ -1,0 +1,223 @@
+//! The shipped model's quality on the validation splits of ../shared/data, measured through
+//! the Rust path (tokenizer, batching, session, decoders) rather than the training script's
+//! Python one: TweetEval sentiment macro recall, GoEmotions-Ekman macro-F1 with the
+//! manifest's thresholds, WNUT-2017 exact-span entity F1. The bars are the project's targets.
+//!
+//! The datasets are not part of the repository (licences); where they are absent the test
+//! says so and checks nothing else. `PULSE_DATA` points elsewhere.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use pulse_core::config::EnrichConfig;
+use pulse_core::SentimentLabel;
+use pulse_nlp::manifest::Task;
+use pulse_nlp::{Enricher, Manifest};
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn data_dir() -> Option<PathBuf> {
+    let dir = std::env::var("PULSE_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join("../shared/data"));
+    if dir.join("tweeteval").is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "validation data not found at {} (set PULSE_DATA): quality not measured",
+            dir.display()
+        );
+        None
+    }
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn f1(tp: usize, fp: usize, fn_: usize) -> f64 {
+    if tp == 0 {
+        return 0.0;
+    }
+    2.0 * tp as f64 / (2 * tp + fp + fn_) as f64
+}
+
+fn shipped() -> (Enricher, Manifest) {
+    let dir = repo_root().join(pulse_core::config::DEFAULT_MODEL);
+    let enricher =
+        Enricher::with_models(&EnrichConfig::default(), std::slice::from_ref(&dir)).unwrap();
+    (enricher, Manifest::load(&dir).unwrap())
+}
+
+fn sentiment_macro_recall(enricher: &Enricher, data: &Path) -> f64 {
+    let folder = data.join("tweeteval/sentiment");
+    let texts = lines(&folder.join("val_text.txt"));
+    let labels: Vec<usize> = lines(&folder.join("val_labels.txt"))
+        .iter()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert_eq!(texts.len(), labels.len());
+    let refs: Vec<&str> = texts.iter().map(|t| t.trim()).collect();
+    let mut hits = [0usize; 3];
+    let mut totals = [0usize; 3];
+    for chunk in 0..refs.len().div_ceil(256) {
+        let range = chunk * 256..((chunk + 1) * 256).min(refs.len());
+        let enrichments = enricher.enrich(&refs[range.clone()]).unwrap();
+        for (enrichment, &gold) in enrichments.iter().zip(&labels[range]) {
+            let predicted = match enrichment.sentiment.as_ref().map(|s| s.label) {
+                Some(SentimentLabel::Negative) => 0,
+                Some(SentimentLabel::Neutral) | None => 1,
+                Some(SentimentLabel::Positive) => 2,
+            };
+            totals[gold] += 1;
+            hits[gold] += usize::from(predicted == gold);
+        }
+    }
+    (0..3)
+        .map(|c| hits[c] as f64 / totals[c] as f64)
+        .sum::<f64>()
+        / 3.0
+}
+
+fn emotion_macro_f1(enricher: &Enricher, manifest: &Manifest, data: &Path) -> f64 {
+    let folder = data.join("goemotions/ekman");
+    let names: Vec<String> = lines(&folder.join("labels.txt"))
+        .into_iter()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    let spec = manifest
+        .tasks
+        .iter()
+        .find(|t| t.task == Task::Emotion)
+        .unwrap();
+    assert_eq!(
+        spec.labels, names,
+        "the model's labels are GoEmotions-Ekman's"
+    );
+    let thresholds = spec.thresholds.clone().unwrap();
+    let rows: Vec<(String, BTreeSet<usize>)> = lines(&folder.join("dev.tsv"))
+        .iter()
+        .map(|line| {
+            let mut fields = line.split('\t');
+            let text = fields.next().unwrap().to_string();
+            let ids = fields
+                .next()
+                .unwrap()
+                .split(',')
+                .map(|i| i.parse().unwrap())
+                .collect();
+            (text, ids)
+        })
+        .collect();
+    let mut counts = vec![(0usize, 0usize, 0usize); names.len()];
+    for chunk in rows.chunks(256) {
+        let texts: Vec<&str> = chunk.iter().map(|(t, _)| t.as_str()).collect();
+        for (enrichment, (_, gold)) in enricher.enrich(&texts).unwrap().iter().zip(chunk) {
+            let probs: Vec<f32> = names.iter().map(|n| enrichment.emotions[n]).collect();
+            let mut chosen: BTreeSet<usize> = (0..names.len())
+                .filter(|&i| probs[i] >= thresholds[i])
+                .collect();
+            if chosen.is_empty() {
+                let best = (0..names.len())
+                    .max_by(|&a, &b| probs[a].total_cmp(&probs[b]))
+                    .unwrap();
+                chosen.insert(best);
+            }
+            for (label, (tp, fp, fn_)) in counts.iter_mut().enumerate() {
+                match (chosen.contains(&label), gold.contains(&label)) {
+                    (true, true) => *tp += 1,
+                    (true, false) => *fp += 1,
+                    (false, true) => *fn_ += 1,
+                    (false, false) => {}
+                }
+            }
+        }
+    }
+    counts
+        .iter()
+        .map(|&(tp, fp, fn_)| f1(tp, fp, fn_))
+        .sum::<f64>()
+        / names.len() as f64
+}
+
+/// An entity as (first character, end character exclusive, kind).
+type Span = (usize, usize, String);
+
+/// WNUT-2017 kinds as Pulse names them (corporation and group are organizations).
+fn wnut_kind(kind: &str) -> &str {
+    match kind {
+        "corporation" | "group" => "organization",
+        "creative-work" => "creative_work",
+        other => other,
+    }
+}
+
+fn entity_f1(enricher: &Enricher, data: &Path) -> f64 {
+    let text = std::fs::read_to_string(data.join("wnut17/emerging.dev.conll")).unwrap();
+    // Sentences as text (tokens joined by spaces) and gold (start, end, kind) in characters.
+    let mut sentences: Vec<(String, BTreeSet<Span>)> = Vec::new();
+    for block in text.split("\n\n").filter(|b| !b.trim().is_empty()) {
+        let mut sentence = String::new();
+        let mut gold = BTreeSet::new();
+        let mut open: Option<Span> = None;
+        for line in block.lines().filter(|l| !l.trim().is_empty()) {
+            let (token, tag) = line.rsplit_once('\t').unwrap();
+            if !sentence.is_empty() {
+                sentence.push(' ');
+            }
+            let start = sentence.chars().count();
+            sentence.push_str(token);
+            let end = sentence.chars().count();
+            let (prefix, kind) = tag.split_once('-').unwrap_or(("O", ""));
+            let kind = wnut_kind(kind).to_string();
+            match (prefix, &mut open) {
+                ("I", Some(span)) if span.2 == kind => span.1 = end,
+                ("B" | "I", _) => {
+                    gold.extend(open.take());
+                    open = Some((start, end, kind));
+                }
+                _ => gold.extend(open.take()),
+            }
+        }
+        gold.extend(open);
+        sentences.push((sentence, gold));
+    }
+    let (mut tp, mut fp, mut fn_) = (0, 0, 0);
+    for chunk in sentences.chunks(256) {
+        let texts: Vec<&str> = chunk.iter().map(|(t, _)| t.as_str()).collect();
+        for (enrichment, (_, gold)) in enricher.enrich(&texts).unwrap().iter().zip(chunk) {
+            let predicted: BTreeSet<Span> = enrichment
+                .entities
+                .iter()
+                .map(|e| (e.start, e.end, e.kind.as_str().to_string()))
+                .collect();
+            tp += gold.intersection(&predicted).count();
+            fp += predicted.difference(gold).count();
+            fn_ += gold.difference(&predicted).count();
+        }
+    }
+    f1(tp, fp, fn_)
+}
+
+#[test]
+fn the_shipped_model_meets_the_quality_targets_on_the_validation_splits() {
+    let Some(data) = data_dir() else { return };
+    let (enricher, manifest) = shipped();
+    let sentiment = sentiment_macro_recall(&enricher, &data);
+    let emotion = emotion_macro_f1(&enricher, &manifest, &data);
+    let entities = entity_f1(&enricher, &data);
+    println!(
+        "validation through the Rust path: sentiment macro recall {sentiment:.4} (TweetEval \
+         val, target 0.70), emotion macro-F1 {emotion:.4} (GoEmotions-Ekman dev, target \
+         0.58), entity F1 {entities:.4} (WNUT-2017 dev, exact span and kind, target 0.45)"
+    );
+    assert!(sentiment >= 0.70, "sentiment macro recall {sentiment:.4}");
+    assert!(emotion >= 0.58, "emotion macro-F1 {emotion:.4}");
+    assert!(entities >= 0.45, "entity F1 {entities:.4}");
+}
