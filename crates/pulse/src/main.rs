@@ -31,6 +31,8 @@ enum Command {
     Up,
     /// Consume raw posts, enrich them, produce enriched posts (DLQ for bad input).
     Enrich,
+    /// Enrich texts from a file or stdin without Kafka: one JSON enrichment per line.
+    Analyze(commands::analyze::AnalyzeArgs),
     /// A channel's live window from the speed layer (or the known channels), as JSON.
     Live(commands::live::LiveArgs),
     /// Write enriched posts to a store.
@@ -111,6 +113,7 @@ async fn run(command: Command, config: PulseConfig) -> anyhow::Result<ExitCode> 
     match command {
         Command::Up => commands::up::run(config).await,
         Command::Enrich => commands::enrich::run(config).await,
+        Command::Analyze(args) => commands::analyze::run(args, config).await,
         Command::Live(args) => commands::live::run(args, config).await,
         Command::Sink(sink) => commands::sink::run(sink, config).await,
         Command::Batch(batch) => commands::batch::run(batch, config).await,

@@ -3,7 +3,7 @@
 use std::io::{self, BufRead};
 
 /// One line of a file, without its line terminator.
-pub(super) enum Line {
+pub enum Line {
     Bytes(Vec<u8>),
     /// Longer than allowed; its bytes were skipped.
     TooLong {
@@ -13,7 +13,7 @@ pub(super) enum Line {
 }
 
 /// Reads the next line of at most `max` bytes; `None` at the end of the input.
-pub(super) fn read_line(reader: &mut dyn BufRead, max: usize) -> io::Result<Option<Line>> {
+pub fn read_line(reader: &mut dyn BufRead, max: usize) -> io::Result<Option<Line>> {
     let mut line = Vec::new();
     let mut total = 0usize;
     let mut saw_any = false;

@@ -4,7 +4,7 @@
 //! ingesting the same file again produces the same ids (and idempotent sinks ignore it).
 
 mod csv_rows;
-mod lines;
+pub mod lines;
 mod records;
 
 use std::fs::File;
