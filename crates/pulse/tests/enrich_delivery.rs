@@ -51,6 +51,14 @@ fn enriched_ids(lane: &Lane) -> (BTreeSet<String>, usize) {
             post["keywords"].as_array().is_some_and(|k| !k.is_empty()),
             "{post}"
         );
+        // Enriched by the shipped model: every task answered.
+        assert_eq!(post["model"], "pulse-minilm-multitask@1.0.0", "{post}");
+        assert!(post["sentiment"]["label"].is_string(), "{post}");
+        assert_eq!(
+            post["emotions"].as_object().map(|e| e.len()),
+            Some(7),
+            "{post}"
+        );
         ids.insert(id);
     }
     (ids, records.len())

@@ -21,6 +21,15 @@ pub fn brokers() -> String {
     std::env::var("PULSE_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_string())
 }
 
+/// The shipped model directory, by absolute path (the binary runs from the crate folder).
+pub fn shipped_model() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(pulse_core::config::DEFAULT_MODEL)
+        .display()
+        .to_string()
+}
+
 /// One test's private topics and group.
 pub struct Lane {
     pub raw: String,
@@ -80,6 +89,7 @@ impl Lane {
             .env("PULSE_KAFKA__COMMIT_INTERVAL_MS", "200")
             .env("PULSE_KAFKA__STATISTICS_INTERVAL_MS", "1000")
             .env("PULSE_ENRICH__GROUP", &self.group)
+            .env("PULSE_ENRICH__MODELS", format!("[{:?}]", shipped_model()))
             .env("PULSE_METRICS__LISTEN", "127.0.0.1:0")
             .env("PULSE_LOG__FORMAT", "json")
             .env("PULSE_LOG__FILTER", "info")
