@@ -21,6 +21,7 @@ pub struct PulseConfig {
     pub ingest: IngestConfig,
     pub speed: SpeedConfig,
     pub batch: BatchConfig,
+    pub api: ApiConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
 }
@@ -197,6 +198,31 @@ impl Default for BatchConfig {
             page_size: 1_000,
             top_terms: 50,
             group: "pulse-batch".into(),
+        }
+    }
+}
+
+/// The query API (`pulse api`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address the API listens on; port 0 picks a free port.
+    pub listen: String,
+    /// Largest request body; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Most texts in one `POST /api/v1/analyze`.
+    pub max_analyze_texts: usize,
+    /// Most terms in a live window (`top` parameter).
+    pub max_top: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            max_body_bytes: 1 << 20,
+            max_analyze_texts: 256,
+            max_top: 100,
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod bucket;
 pub mod config;
 pub mod post;
 pub mod rollup;
+pub mod time;
 pub mod validate;
 
 pub use bucket::Granularity;

@@ -33,6 +33,8 @@ enum Command {
     Enrich,
     /// Enrich texts from a file or stdin without Kafka: one JSON enrichment per line.
     Analyze(commands::analyze::AnalyzeArgs),
+    /// Serve the query API (live windows, stored posts, analysis) over HTTP.
+    Api,
     /// A channel's live window from the speed layer (or the known channels), as JSON.
     Live(commands::live::LiveArgs),
     /// Write enriched posts to a store.
@@ -114,6 +116,7 @@ async fn run(command: Command, config: PulseConfig) -> anyhow::Result<ExitCode> 
         Command::Up => commands::up::run(config).await,
         Command::Enrich => commands::enrich::run(config).await,
         Command::Analyze(args) => commands::analyze::run(args, config).await,
+        Command::Api => commands::api::run(config).await,
         Command::Live(args) => commands::live::run(args, config).await,
         Command::Sink(sink) => commands::sink::run(sink, config).await,
         Command::Batch(batch) => commands::batch::run(batch, config).await,

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod analyze;
+pub mod api;
 pub mod batch;
 pub mod enrich;
 pub mod ingest;

@@ -1,5 +1,5 @@
-//! `pulse up`: every role in one process, for a laptop and the demo, with a status line of
-//! live counts.
+//! `pulse up`: every role in one process (enrich, both sinks, the API), for a laptop and the
+//! demo, with a status line of live counts.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -10,7 +10,10 @@ use pulse_pipeline::metrics::StageMetrics;
 use pulse_pipeline::PipelineMetrics;
 use tokio_util::sync::CancellationToken;
 
-use super::{enrich, sink, topics};
+use pulse_api::ApiState;
+use pulse_speed::SpeedLayer;
+
+use super::{api, enrich, sink, topics};
 use crate::{shutdown, telemetry};
 
 /// Ensures the topics, runs every role, prints counts every few seconds.
@@ -33,9 +36,17 @@ pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
     };
     let mut registry = Registry::default();
     let metrics = PipelineMetrics::register(&mut registry);
-    let enrich = enrich::build(&config, &metrics)?;
+    // One enricher (one session per model) for the enrich stage and the API's analysis.
+    let enricher = enrich::load_enricher(&config)?;
+    let enrich = enrich::build(&config, &metrics, enricher.clone())?;
     let speed = sink::build_speed(&config, &metrics)?;
-    let batch = sink::build_batch(&config, &metrics, store)?;
+    let batch = sink::build_batch(&config, &metrics, store.clone())?;
+    let api_state = ApiState::new(
+        SpeedLayer::connect(&config.speed)?,
+        store,
+        enricher,
+        config.api.clone(),
+    );
     if let Some(address) =
         telemetry::serve_metrics(&config.metrics, registry, shutdown.clone()).await?
     {
@@ -49,16 +60,25 @@ pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
         ],
         shutdown.clone(),
     ));
-    let (enriched, applied, written) = tokio::join!(
+    let (enriched, applied, written, served) = tokio::join!(
         enrich.run(shutdown.clone()),
         speed.run(shutdown.clone()),
-        batch.run(shutdown.clone())
+        batch.run(shutdown.clone()),
+        async {
+            // An API that cannot serve (address in use) stops the whole process.
+            let served = api::serve(&config, api_state, shutdown.clone()).await;
+            if served.is_err() {
+                shutdown.cancel();
+            }
+            served
+        }
     );
     shutdown.cancel();
     let _ = status.await;
     enriched?;
     applied?;
     written?;
+    served?;
     println!("pulse up: stopped cleanly");
     Ok(ExitCode::SUCCESS)
 }

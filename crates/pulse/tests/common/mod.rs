@@ -91,6 +91,7 @@ impl Lane {
             .env("PULSE_ENRICH__GROUP", &self.group)
             .env("PULSE_ENRICH__MODELS", format!("[{:?}]", shipped_model()))
             .env("PULSE_METRICS__LISTEN", "127.0.0.1:0")
+            .env("PULSE_API__LISTEN", "127.0.0.1:0")
             .env("PULSE_LOG__FORMAT", "json")
             .env("PULSE_LOG__FILTER", "info")
             .stdin(Stdio::null());

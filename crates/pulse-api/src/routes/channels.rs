@@ -1,0 +1,34 @@
+//! `GET /api/v1/channels`: the channels the speed layer has seen, most recent first, with
+//! their post count over the last 24 hours.
+
+use axum::extract::State;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use pulse_speed::minute_of;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::{ApiError, ApiState};
+
+#[derive(Serialize)]
+struct Channel {
+    channel: String,
+    last_seen: Option<DateTime<Utc>>,
+    posts_24h: u64,
+}
+
+pub async fn list(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    let known = state.speed.channels().await?;
+    let end = minute_of(Utc::now()) + 1;
+    let mut channels = Vec::with_capacity(known.len());
+    // Totals only (no top terms): one pipelined read of 1,440 minute hashes per channel.
+    for (channel, last_seen_ms) in known {
+        let window = state.speed.window(&channel, end - 1_440, end, 0).await?;
+        channels.push(Channel {
+            channel,
+            last_seen: DateTime::from_timestamp_millis(last_seen_ms),
+            posts_24h: window.totals.count,
+        });
+    }
+    Ok(Json(json!({ "channels": channels })))
+}

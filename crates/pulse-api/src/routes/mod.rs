@@ -1,0 +1,35 @@
+//! The routes of the API, one module per resource.
+
+mod analyze;
+mod channels;
+mod health;
+mod live;
+mod posts;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::{ApiError, ApiState};
+
+/// The API's router: `/healthz`, `/readyz` and the resources under `/api/v1`.
+pub fn router(state: ApiState) -> Router {
+    let body_limit = state.config.max_body_bytes;
+    let v1 = Router::new()
+        .route("/channels", get(channels::list))
+        .route("/live", get(live::window))
+        .route("/posts", get(posts::list))
+        .route("/posts/{id}", get(posts::one))
+        .route("/analyze", post(analyze::texts));
+    Router::new()
+        .route("/healthz", get(health::alive))
+        .route("/readyz", get(health::ready))
+        .nest("/api/v1", v1)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {}", uri.path()))
+}

@@ -1,0 +1,590 @@
+//! The query API against the real local Redis and CQL server (`PULSE_TEST_REDIS_URL`,
+//! `PULSE_TEST_CQL_NODES`), served on a free port and called over HTTP. Each test has its
+//! own Redis key prefix and keyspace.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use pulse_api::ApiState;
+use pulse_batch::{schema, BatchStore};
+use pulse_core::config::{ApiConfig, BatchConfig, EnrichConfig, SpeedConfig};
+use pulse_core::{EnrichedPost, Enrichment, Keyword, Post, Sentiment, SentimentLabel};
+use pulse_nlp::Enricher;
+use pulse_speed::SpeedLayer;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const ALPHA: &str = "api/alpha";
+const BETA: &str = "api/beta";
+
+struct Api {
+    base: String,
+    client: reqwest::Client,
+    /// What was stored, newest first per channel.
+    alpha: Vec<EnrichedPost>,
+    beta: Vec<EnrichedPost>,
+    /// The test's keyspace.
+    batch_config: BatchConfig,
+}
+
+impl Api {
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status();
+        (status, response.json().await.expect("a JSON body"))
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        body: reqwest::Body,
+        content_type: &str,
+    ) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status();
+        (status, response.json().await.expect("a JSON body"))
+    }
+}
+
+fn unique(test: &str) -> String {
+    let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
+    format!("{test}_{}_{nanos}", std::process::id())
+}
+
+fn speed_config(test: &str) -> SpeedConfig {
+    SpeedConfig {
+        redis_url: std::env::var("PULSE_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+        key_prefix: format!("pulse-test:{}", unique(test)),
+        ..SpeedConfig::default()
+    }
+}
+
+fn post(channel: &str, index: usize, created_at: DateTime<Utc>) -> EnrichedPost {
+    let label = [
+        SentimentLabel::Positive,
+        SentimentLabel::Neutral,
+        SentimentLabel::Negative,
+    ][index % 3];
+    let score = [0.8, 0.0, -0.6][index % 3];
+    let mut keywords = vec![Keyword {
+        term: "rust".into(),
+        score: 0.9,
+    }];
+    if index % 2 == 0 {
+        keywords.push(Keyword {
+            term: "kafka".into(),
+            score: 0.5,
+        });
+    }
+    let post = Post {
+        id: format!("{channel}:{index}"),
+        source: "file".into(),
+        channel: channel.into(),
+        author: Some(format!("user{index}")),
+        text: format!("post {index} of {channel}"),
+        created_at,
+        url: None,
+        lang: Some("en".into()),
+        parent_id: None,
+        meta: Default::default(),
+        extra: Default::default(),
+    };
+    let enrichment = Enrichment {
+        sentiment: Some(Sentiment {
+            label,
+            score,
+            probs: BTreeMap::new(),
+        }),
+        emotions: BTreeMap::from([("joy".to_string(), 0.5)]),
+        entities: Vec::new(),
+        keywords,
+    };
+    EnrichedPost::new(post, enrichment, "test@1".into(), created_at)
+}
+
+/// Starts the API over fresh stores holding 24 posts of `ALPHA` from the last 3 minutes
+/// and 5 of `BETA` from half an hour ago, with `enricher` for `/analyze`.
+async fn start(test: &str, enricher: Enricher, api: ApiConfig) -> Api {
+    let speed = SpeedLayer::connect(&speed_config(test)).expect("redis client");
+    let batch_config = BatchConfig {
+        nodes: std::env::var("PULSE_TEST_CQL_NODES").unwrap_or_else(|_| "127.0.0.1:9042".into()),
+        keyspace: format!("t_{}", unique(test)),
+        ..BatchConfig::default()
+    };
+    schema::apply(&batch_config)
+        .await
+        .expect("schema applied (is the stack running? scripts/stack start)");
+    let batch = BatchStore::connect(&batch_config).await.expect("connected");
+
+    let now = Utc::now();
+    let alpha: Vec<EnrichedPost> = (0..24)
+        .map(|i| post(ALPHA, i, now - Duration::seconds(8 * i as i64 + 1)))
+        .collect();
+    let beta: Vec<EnrichedPost> = (0..5)
+        .map(|i| {
+            post(
+                BETA,
+                i,
+                now - Duration::minutes(30) - Duration::seconds(i as i64),
+            )
+        })
+        .collect();
+    let all: Vec<EnrichedPost> = alpha.iter().chain(&beta).cloned().collect();
+    speed.apply(&all).await.expect("applied to the speed layer");
+    let json: Vec<String> = all
+        .iter()
+        .map(|p| serde_json::to_string(p).expect("json"))
+        .collect();
+    let pairs: Vec<(&EnrichedPost, &str)> =
+        all.iter().zip(json.iter().map(String::as_str)).collect();
+    batch
+        .write(&pairs)
+        .await
+        .expect("written to the batch layer");
+
+    let state = ApiState::new(speed, batch, Arc::new(enricher), api);
+    Api {
+        base: serve(state).await,
+        client: reqwest::Client::new(),
+        alpha,
+        beta,
+        batch_config,
+    }
+}
+
+/// Serves the router on a free loopback port; returns its base URL.
+async fn serve(state: ApiState) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let address = listener.local_addr().expect("bound address");
+    tokio::spawn(async move {
+        axum::serve(listener, pulse_api::router(state))
+            .await
+            .expect("server runs");
+    });
+    format!("http://{address}")
+}
+
+fn keywords_only() -> Enricher {
+    Enricher::with_models(&EnrichConfig::default(), &[]).expect("enricher")
+}
+
+fn shipped_model() -> Enricher {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(pulse_core::config::DEFAULT_MODEL);
+    Enricher::with_models(&EnrichConfig::default(), &[dir]).expect("the shipped model loads")
+}
+
+fn ids(posts: &Value) -> Vec<String> {
+    posts
+        .as_array()
+        .expect("posts")
+        .iter()
+        .map(|p| p["id"].as_str().expect("id").to_string())
+        .collect()
+}
+
+fn assert_error(response: (StatusCode, Value), status: StatusCode, code: &str) -> String {
+    let (got, body) = response;
+    assert_eq!(got, status, "{body}");
+    assert_eq!(body["error"], code, "{body}");
+    body["detail"]
+        .as_str()
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| panic!("a detail in {body}"))
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_channels_and_live_windows() {
+    let api = start("live", keywords_only(), ApiConfig::default()).await;
+    assert_eq!(
+        api.get("/healthz").await,
+        (StatusCode::OK, json!({"status": "ok"}))
+    );
+    let (status, ready) = api.get("/readyz").await;
+    assert_eq!(status, StatusCode::OK, "{ready}");
+    assert_eq!(ready["status"], "ready");
+
+    let (status, channels) = api.get("/api/v1/channels").await;
+    assert_eq!(status, StatusCode::OK);
+    let listed: Vec<(String, u64)> = channels["channels"]
+        .as_array()
+        .expect("channels")
+        .iter()
+        .map(|c| {
+            (
+                c["channel"].as_str().unwrap().to_string(),
+                c["posts_24h"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [(ALPHA.to_string(), 24), (BETA.to_string(), 5)],
+        "most recent first"
+    );
+    let last_seen: DateTime<Utc> =
+        serde_json::from_value(channels["channels"][0]["last_seen"].clone()).expect("a time");
+    assert_eq!(
+        last_seen.timestamp_millis(),
+        api.alpha[0].post.created_at.timestamp_millis()
+    );
+
+    let (status, live) = api.get(&format!("/api/v1/live?channel={ALPHA}")).await;
+    assert_eq!(status, StatusCode::OK, "{live}");
+    assert_eq!(live["channel"], ALPHA);
+    assert_eq!(live["totals"]["count"], 24);
+    assert_eq!(
+        live["series"].as_array().map(Vec::len),
+        Some(5),
+        "one entry per minute"
+    );
+    let keywords: Vec<(String, u64)> = live["keywords"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["term"].as_str().unwrap().to_string(),
+                k["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        keywords,
+        [("rust".to_string(), 24), ("kafka".to_string(), 12)]
+    );
+    // 8 positive (0.8), 8 neutral (0.0), 8 negative (-0.6): mean 0.0667.
+    let mean = live["mean_score"].as_f64().expect("mean score");
+    assert!((mean - 0.2 / 3.0).abs() < 1e-6, "{mean}");
+
+    let (_, beta_now) = api
+        .get(&format!("/api/v1/live?channel={BETA}&window=5m"))
+        .await;
+    assert_eq!(
+        beta_now["totals"]["count"], 0,
+        "beta's posts are 30 minutes old"
+    );
+    let (_, beta_hour) = api
+        .get(&format!("/api/v1/live?channel={BETA}&window=1h&top=1"))
+        .await;
+    assert_eq!(beta_hour["totals"]["count"], 5);
+    assert_eq!(beta_hour["series"].as_array().map(Vec::len), Some(60));
+    assert_eq!(beta_hour["keywords"].as_array().map(Vec::len), Some(1));
+    let (_, day) = api
+        .get(&format!("/api/v1/live?channel={ALPHA}&window=24h"))
+        .await;
+    assert_eq!(day["totals"]["count"], 24);
+
+    let bad = StatusCode::BAD_REQUEST;
+    let detail = assert_error(
+        api.get(&format!("/api/v1/live?channel={ALPHA}&window=2h"))
+            .await,
+        bad,
+        "bad_parameter",
+    );
+    assert!(detail.contains("window"), "{detail}");
+    assert_error(api.get("/api/v1/live").await, bad, "bad_parameter");
+    assert_error(
+        api.get(&format!("/api/v1/live?channel={ALPHA}&top=101"))
+            .await,
+        bad,
+        "bad_parameter",
+    );
+    assert_error(
+        api.get(&format!("/api/v1/live?channel={ALPHA}&top=-1"))
+            .await,
+        bad,
+        "bad_parameter",
+    );
+    assert_error(
+        api.get(&format!("/api/v1/live?channel={ALPHA}&colour=red"))
+            .await,
+        bad,
+        "bad_parameter",
+    );
+    assert_error(
+        api.get("/api/v1/nothing").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_posts_page_newest_first_and_filter() {
+    let api = start("posts", keywords_only(), ApiConfig::default()).await;
+    let newest_first: Vec<String> = api.alpha.iter().map(|p| p.post.id.clone()).collect();
+
+    let mut paged = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut path = format!("/api/v1/posts?channel={ALPHA}&from=now-1h&limit=7");
+        if let Some(cursor) = &cursor {
+            path.push_str(&format!("&cursor={cursor}"));
+        }
+        let (status, page) = api.get(&path).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        paged.extend(ids(&page["posts"]));
+        pages += 1;
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(paged, newest_first, "every post once, newest first");
+    assert_eq!(pages, 4, "7 + 7 + 7 + 3");
+
+    let (_, negative) = api
+        .get(&format!(
+            "/api/v1/posts?channel={ALPHA}&from=now-1h&sentiment=negative&limit=100"
+        ))
+        .await;
+    let expected: Vec<String> = api
+        .alpha
+        .iter()
+        .filter(|p| {
+            p.enrichment.sentiment.as_ref().map(|s| s.label) == Some(SentimentLabel::Negative)
+        })
+        .map(|p| p.post.id.clone())
+        .collect();
+    assert_eq!(ids(&negative["posts"]), expected);
+    assert_eq!(expected.len(), 8);
+    let (_, kafka) = api
+        .get(&format!(
+            "/api/v1/posts?channel={ALPHA}&from=now-1h&keyword=KAFKA&limit=100"
+        ))
+        .await;
+    assert_eq!(ids(&kafka["posts"]).len(), 12);
+    let (_, beta) = api
+        .get(&format!(
+            "/api/v1/posts?channel={BETA}&from=now-1h&to=now-10m"
+        ))
+        .await;
+    assert_eq!(
+        ids(&beta["posts"]),
+        api.beta
+            .iter()
+            .map(|p| p.post.id.clone())
+            .collect::<Vec<_>>()
+    );
+
+    let id = &api.alpha[5].post.id;
+    let (status, one) = api
+        .get(&format!("/api/v1/posts/{}", id.replace('/', "%2F")))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    let stored: EnrichedPost = serde_json::from_value(one).expect("an enriched post");
+    assert_eq!(stored, api.alpha[5]);
+
+    let bad = StatusCode::BAD_REQUEST;
+    assert_error(
+        api.get("/api/v1/posts/no-such-post").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    let detail = assert_error(
+        api.get(&format!("/api/v1/posts?channel={ALPHA}&from=yesterday"))
+            .await,
+        bad,
+        "bad_parameter",
+    );
+    assert!(detail.contains("from"), "{detail}");
+    assert_error(
+        api.get(&format!("/api/v1/posts?channel={ALPHA}")).await,
+        bad,
+        "bad_parameter",
+    );
+    assert_error(
+        api.get(&format!(
+            "/api/v1/posts?channel={ALPHA}&from=now-1h&to=now-2h"
+        ))
+        .await,
+        bad,
+        "bad_parameter",
+    );
+    assert_error(
+        api.get(&format!(
+            "/api/v1/posts?channel={ALPHA}&from=now-1h&limit=0"
+        ))
+        .await,
+        bad,
+        "bad_parameter",
+    );
+    assert_error(
+        api.get(&format!(
+            "/api/v1/posts?channel={ALPHA}&from=now-1h&sentiment=happy"
+        ))
+        .await,
+        bad,
+        "bad_parameter",
+    );
+    assert_error(
+        api.get(&format!(
+            "/api/v1/posts?channel={ALPHA}&from=now-1h&cursor=garbage"
+        ))
+        .await,
+        bad,
+        "bad_parameter",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analyze_enriches_texts_in_order_and_refuses_bad_bodies() {
+    let limits = ApiConfig {
+        max_body_bytes: 4_096,
+        max_analyze_texts: 3,
+        ..ApiConfig::default()
+    };
+    let api = start("analyze", shipped_model(), limits).await;
+    let body = json!({"texts": [
+        "I love this, what a wonderful day!",
+        "",
+        "This is awful, I hate it so much.",
+    ]});
+    let (status, answer) = api
+        .post(
+            "/api/v1/analyze",
+            body.to_string().into(),
+            "application/json",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["model"], "pulse-minilm-multitask@1.0.0");
+    let enrichments = answer["enrichments"].as_array().expect("enrichments");
+    assert_eq!(enrichments.len(), 3);
+    assert_eq!(enrichments[0]["sentiment"]["label"], "positive");
+    assert_eq!(enrichments[1]["sentiment"], Value::Null, "nothing to read");
+    assert_eq!(enrichments[2]["sentiment"]["label"], "negative");
+    assert_eq!(
+        enrichments[0]["emotions"].as_object().map(|e| e.len()),
+        Some(7)
+    );
+
+    // The same texts through `Enricher::enrich` directly (what `pulse analyze` calls).
+    let direct = shipped_model()
+        .enrich(&["I love this, what a wonderful day!"])
+        .expect("enriched");
+    assert_eq!(
+        enrichments[0]["keywords"],
+        serde_json::to_value(&direct[0].keywords).unwrap()
+    );
+
+    let (status, empty) = api
+        .post(
+            "/api/v1/analyze",
+            json!({"texts": []}).to_string().into(),
+            "application/json",
+        )
+        .await;
+    assert_eq!(
+        (status, empty["enrichments"].clone()),
+        (StatusCode::OK, json!([]))
+    );
+
+    let too_many = json!({"texts": ["a", "b", "c", "d"]}).to_string();
+    let detail = assert_error(
+        api.post("/api/v1/analyze", too_many.into(), "application/json")
+            .await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    );
+    assert!(detail.contains("at most 3 texts"), "{detail}");
+    let oversized = json!({"texts": ["x".repeat(5_000)]}).to_string();
+    assert_error(
+        api.post("/api/v1/analyze", oversized.into(), "application/json")
+            .await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    );
+    assert_error(
+        api.post(
+            "/api/v1/analyze",
+            "{\"texts\": [".into(),
+            "application/json",
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "bad_body",
+    );
+    assert_error(
+        api.post(
+            "/api/v1/analyze",
+            json!({"text": "x"}).to_string().into(),
+            "application/json",
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "bad_body",
+    );
+    assert_error(
+        api.post(
+            "/api/v1/analyze",
+            json!({"texts": ["x"]}).to_string().into(),
+            "text/plain",
+        )
+        .await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_is_down_is_a_503_naming_it() {
+    let api = start("down", keywords_only(), ApiConfig::default()).await;
+    // A second server over the same batch layer, with a Redis nobody listens on.
+    let nowhere = SpeedConfig {
+        redis_url: "redis://127.0.0.1:1".into(),
+        ..speed_config("down")
+    };
+    let state = ApiState::new(
+        SpeedLayer::connect(&nowhere).expect("lazy client"),
+        BatchStore::connect(&api.batch_config)
+            .await
+            .expect("batch store"),
+        Arc::new(keywords_only()),
+        ApiConfig::default(),
+    );
+    let down = Api {
+        base: serve(state).await,
+        client: reqwest::Client::new(),
+        alpha: Vec::new(),
+        beta: Vec::new(),
+        batch_config: api.batch_config.clone(),
+    };
+    let detail = assert_error(
+        down.get("/readyz").await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+    );
+    assert!(detail.contains("redis"), "{detail}");
+    assert_error(
+        down.get(&format!("/api/v1/live?channel={ALPHA}")).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+    );
+    assert_eq!(
+        down.get("/healthz").await.0,
+        StatusCode::OK,
+        "alive while a store is down"
+    );
+    assert_eq!(api.get("/readyz").await.0, StatusCode::OK);
+}

@@ -1,0 +1,49 @@
+//! `pulse api`: the query API role. Serves until SIGINT/SIGTERM, then stops accepting and
+//! finishes the requests in flight.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use pulse_api::ApiState;
+use pulse_core::PulseConfig;
+use pulse_speed::SpeedLayer;
+use tokio_util::sync::CancellationToken;
+
+use super::{enrich, sink};
+use crate::shutdown;
+
+/// Runs the API role until SIGINT/SIGTERM.
+pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
+    let shutdown = shutdown::on_signal()?;
+    let enricher = enrich::load_enricher(&config)?;
+    // Waits (with backoff) for the CQL cluster, as the batch sink does.
+    let Some(batch) = sink::connect_batch(&config, &shutdown).await? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let speed = SpeedLayer::connect(&config.speed).context("cannot reach the speed layer")?;
+    let state = ApiState::new(speed, batch, enricher, config.api.clone());
+    serve(&config, state, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Serves the API on `api.listen` until `shutdown`, then stops accepting and finishes the
+/// requests in flight.
+pub async fn serve(
+    config: &PulseConfig,
+    state: ApiState,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(&config.api.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.api.listen))?;
+    // Printed, not only logged: with port 0 this is how callers learn the port.
+    let address = listener.local_addr()?;
+    tracing::info!(%address, "api listening");
+    println!("api: http://{address}/api/v1");
+    axum::serve(listener, pulse_api::router(state))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .context("the api server failed")?;
+    tracing::info!("api stopped");
+    Ok(())
+}
