@@ -57,4 +57,10 @@ impl SpeedLayer {
     pub fn keys(&self) -> &Keys {
         &self.keys
     }
+
+    /// How long the speed layer keeps minute buckets, in seconds: older minutes read as
+    /// empty.
+    pub fn retention_secs(&self) -> u64 {
+        self.retention_secs
+    }
 }

@@ -3,6 +3,7 @@
 mod analyze;
 mod channels;
 mod health;
+mod history;
 mod live;
 mod posts;
 
@@ -18,6 +19,7 @@ pub fn router(state: ApiState) -> Router {
     let v1 = Router::new()
         .route("/channels", get(channels::list))
         .route("/live", get(live::window))
+        .route("/history", get(history::buckets))
         .route("/posts", get(posts::list))
         .route("/posts/{id}", get(posts::one))
         .route("/analyze", post(analyze::texts));
