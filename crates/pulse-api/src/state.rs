@@ -6,6 +6,7 @@ use pulse_batch::BatchStore;
 use pulse_core::config::ApiConfig;
 use pulse_nlp::Enricher;
 use pulse_speed::SpeedLayer;
+use tokio_util::sync::CancellationToken;
 
 /// Shared state of the API; cheap to clone.
 #[derive(Clone)]
@@ -14,6 +15,9 @@ pub struct ApiState {
     pub(crate) batch: BatchStore,
     pub(crate) enricher: Arc<Enricher>,
     pub(crate) config: Arc<ApiConfig>,
+    /// Cancelled when the server shuts down: ends the endless responses (event streams),
+    /// which graceful shutdown would otherwise wait for.
+    pub(crate) shutdown: CancellationToken,
 }
 
 impl ApiState {
@@ -22,12 +26,14 @@ impl ApiState {
         batch: BatchStore,
         enricher: Arc<Enricher>,
         config: ApiConfig,
+        shutdown: CancellationToken,
     ) -> Self {
         Self {
             speed,
             batch,
             enricher,
             config: Arc::new(config),
+            shutdown,
         }
     }
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use futures::StreamExt;
 use pulse_api::ApiState;
 use pulse_batch::{schema, BatchStore};
 use pulse_core::config::{ApiConfig, BatchConfig, EnrichConfig, SpeedConfig};
@@ -15,6 +16,7 @@ use pulse_nlp::Enricher;
 use pulse_speed::SpeedLayer;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
 
 const ALPHA: &str = "api/alpha";
 const BETA: &str = "api/beta";
@@ -160,7 +162,13 @@ async fn start(test: &str, enricher: Enricher, api: ApiConfig) -> Api {
         .await
         .expect("written to the batch layer");
 
-    let state = ApiState::new(speed.clone(), batch.clone(), Arc::new(enricher), api);
+    let state = ApiState::new(
+        speed.clone(),
+        batch.clone(),
+        Arc::new(enricher),
+        api,
+        CancellationToken::new(),
+    );
     Api {
         base: serve(state).await,
         client: reqwest::Client::new(),
@@ -566,6 +574,7 @@ async fn a_store_that_is_down_is_a_503_naming_it() {
         api.batch.clone(),
         Arc::new(keywords_only()),
         ApiConfig::default(),
+        CancellationToken::new(),
     );
     let down = Api {
         base: serve(state).await,
@@ -710,6 +719,91 @@ async fn history_takes_batch_rollups_up_to_the_watermark_and_speed_minutes_after
     assert_error(
         api.get(&format!("{base}&from={from}&top=1000")).await,
         bad,
+        "bad_parameter",
+    );
+}
+
+/// Reads server-sent events from `response` until `n` `post` events came; returns their ids.
+async fn post_ids(
+    body: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    buffer: &mut String,
+    n: usize,
+) -> Vec<String> {
+    let mut ids = Vec::new();
+    while ids.len() < n {
+        while let Some(end) = buffer.find("\n\n") {
+            let event: String = buffer.drain(..end + 2).collect();
+            let kind = event.lines().find_map(|l| l.strip_prefix("event: "));
+            let data = event.lines().find_map(|l| l.strip_prefix("data: "));
+            if let (Some("post"), Some(data)) = (kind, data) {
+                let post: Value = serde_json::from_str(data).expect("a post in data");
+                ids.push(post["id"].as_str().expect("an id").to_string());
+            }
+        }
+        if ids.len() >= n {
+            break;
+        }
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(30), body.next())
+            .await
+            .expect("an event within 30 s")
+            .expect("the stream goes on")
+            .expect("bytes");
+        buffer.push_str(std::str::from_utf8(&chunk).expect("utf-8 events"));
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_sends_the_backlog_then_new_posts_as_they_arrive() {
+    let api = start("stream", keywords_only(), ApiConfig::default()).await;
+    let open = |path: String| {
+        let request = api.client.get(format!("{}{path}", api.base));
+        async move {
+            let response = request.send().await.expect("stream opened");
+            assert_eq!(response.status(), StatusCode::OK);
+            assert_eq!(
+                response.headers()["content-type"],
+                "text/event-stream",
+                "server-sent events"
+            );
+            response.bytes_stream()
+        }
+    };
+    let mut alpha = open(format!("/api/v1/stream?channel={ALPHA}&backlog=2")).await;
+    let mut every = open("/api/v1/stream".to_string()).await;
+    let (mut alpha_buffer, mut every_buffer) = (String::new(), String::new());
+
+    // The two posts the feed got last (it is in arrival order: `start` applied alpha's
+    // posts by index), in the order they arrived.
+    let backlog = post_ids(&mut alpha, &mut alpha_buffer, 2).await;
+    assert_eq!(
+        backlog,
+        [api.alpha[22].post.id.clone(), api.alpha[23].post.id.clone()]
+    );
+
+    let now = Utc::now();
+    let fresh: Vec<EnrichedPost> = (100..103).map(|i| post(ALPHA, i, now)).collect();
+    let elsewhere = post("api/delta", 200, now);
+    api.speed.apply(&fresh).await.expect("applied");
+    api.speed
+        .apply(std::slice::from_ref(&elsewhere))
+        .await
+        .expect("applied");
+    let fresh_ids: Vec<String> = fresh.iter().map(|p| p.post.id.clone()).collect();
+    assert_eq!(post_ids(&mut alpha, &mut alpha_buffer, 3).await, fresh_ids);
+
+    // Following every channel: alpha's new posts, and delta, a channel that appeared later.
+    let mut seen = post_ids(&mut every, &mut every_buffer, 4).await;
+    seen.sort();
+    let mut expected = fresh_ids.clone();
+    expected.push(elsewhere.post.id.clone());
+    expected.sort();
+    assert_eq!(seen, expected);
+
+    assert_error(
+        api.get(&format!("/api/v1/stream?channel={ALPHA}&backlog=1000"))
+            .await,
+        StatusCode::BAD_REQUEST,
         "bad_parameter",
     );
 }

@@ -6,6 +6,7 @@ mod health;
 mod history;
 mod live;
 mod posts;
+mod stream;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -22,6 +23,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/history", get(history::buckets))
         .route("/posts", get(posts::list))
         .route("/posts/{id}", get(posts::one))
+        .route("/stream", get(stream::posts))
         .route("/analyze", post(analyze::texts));
     Router::new()
         .route("/healthz", get(health::alive))

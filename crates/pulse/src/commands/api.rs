@@ -21,7 +21,7 @@ pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     let speed = SpeedLayer::connect(&config.speed).context("cannot reach the speed layer")?;
-    let state = ApiState::new(speed, batch, enricher, config.api.clone());
+    let state = ApiState::new(speed, batch, enricher, config.api.clone(), shutdown.clone());
     serve(&config, state, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -46,6 +46,7 @@ pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
         store,
         enricher,
         config.api.clone(),
+        shutdown.clone(),
     );
     if let Some(address) =
         telemetry::serve_metrics(&config.metrics, registry, shutdown.clone()).await?

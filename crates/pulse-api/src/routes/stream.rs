@@ -1,0 +1,143 @@
+//! `GET /api/v1/stream[?channel=C][&backlog=N]`: server-sent events of enriched posts as
+//! the speed sink adds them to the channels' feeds (`event: post`, the post as JSON in
+//! `data`). `backlog` sends a channel's N most recent posts first. Without `channel`, every
+//! channel is followed, including channels that appear later.
+//!
+//! Feeds are polled, not read with a blocking XREAD: a blocking read would hold the shared
+//! Redis connection. Streams end when the server shuts down.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::Stream;
+use pulse_speed::SpeedLayer;
+use serde::Deserialize;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::params::Params;
+use crate::{ApiError, ApiState};
+
+const POLL: Duration = Duration::from_millis(250);
+/// How often a stream over every channel looks for new channels.
+const CHANNEL_REFRESH: Duration = Duration::from_secs(5);
+/// Most posts read from one feed per poll.
+const READ: usize = 200;
+const MAX_BACKLOG: usize = 100;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamParams {
+    channel: Option<String>,
+    backlog: Option<usize>,
+}
+
+/// Where a stream is: the last feed entry sent per channel, and events not sent yet.
+struct Follow {
+    speed: SpeedLayer,
+    /// `None`: every channel.
+    channel: Option<String>,
+    cursors: BTreeMap<String, String>,
+    pending: VecDeque<Event>,
+    refreshed: Instant,
+    shutdown: CancellationToken,
+}
+
+pub async fn posts(
+    State(state): State<ApiState>,
+    Params(params): Params<StreamParams>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let backlog = params.backlog.unwrap_or(0);
+    if backlog > MAX_BACKLOG {
+        return Err(ApiError::bad_parameter(format!(
+            "backlog is at most {MAX_BACKLOG}, not {backlog}"
+        )));
+    }
+    let channels = match &params.channel {
+        Some(channel) => vec![channel.clone()],
+        None => known_channels(&state.speed).await?,
+    };
+    let mut follow = Follow {
+        speed: state.speed.clone(),
+        channel: params.channel,
+        cursors: BTreeMap::new(),
+        pending: VecDeque::new(),
+        refreshed: Instant::now(),
+        shutdown: state.shutdown.clone(),
+    };
+    for channel in channels {
+        // Newest first: the first entry is where following starts.
+        let recent = state.speed.recent(&channel, backlog.max(1)).await?;
+        let start = recent
+            .first()
+            .map_or_else(|| "0".to_string(), |(id, _)| id.clone());
+        for (_, post) in recent.iter().take(backlog).rev() {
+            follow.pending.push_back(post_event(post));
+        }
+        follow.cursors.insert(channel, start);
+    }
+    let events = futures::stream::unfold(follow, |mut follow| async move {
+        loop {
+            if let Some(event) = follow.pending.pop_front() {
+                return Some((Ok(event), follow));
+            }
+            tokio::select! {
+                _ = follow.shutdown.cancelled() => return None,
+                _ = tokio::time::sleep(POLL) => {}
+            }
+            follow.poll().await;
+        }
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+impl Follow {
+    /// Reads what the feeds gained; a failed read becomes an `error` event and is retried
+    /// at the next poll.
+    async fn poll(&mut self) {
+        if self.channel.is_none() && self.refreshed.elapsed() >= CHANNEL_REFRESH {
+            self.refreshed = Instant::now();
+            match known_channels(&self.speed).await {
+                // A channel that appeared after the stream began: all its feed is new.
+                Ok(channels) => {
+                    for channel in channels {
+                        self.cursors.entry(channel).or_insert_with(|| "0".into());
+                    }
+                }
+                Err(error) => self.pending.push_back(error_event(&error)),
+            }
+        }
+        for (channel, cursor) in self.cursors.iter_mut() {
+            match self.speed.feed_after(channel, cursor, READ).await {
+                Ok(entries) => {
+                    for (id, post) in entries {
+                        self.pending.push_back(post_event(&post));
+                        *cursor = id;
+                    }
+                }
+                Err(error) => self.pending.push_back(error_event(&error.into())),
+            }
+        }
+    }
+}
+
+async fn known_channels(speed: &SpeedLayer) -> Result<Vec<String>, ApiError> {
+    Ok(speed
+        .channels()
+        .await?
+        .into_iter()
+        .map(|(channel, _)| channel)
+        .collect())
+}
+
+fn post_event(post: &str) -> Event {
+    Event::default().event("post").data(post)
+}
+
+fn error_event(error: &ApiError) -> Event {
+    let body = serde_json::json!({ "error": error.code, "detail": error.detail });
+    Event::default().event("error").data(body.to_string())
+}
