@@ -1,10 +1,12 @@
-//! What every handler shares: the stores, the enricher and the API's limits.
+//! What every handler shares: the stores, the enricher, the publisher and the API's
+//! limits.
 
 use std::sync::Arc;
 
 use pulse_batch::BatchStore;
 use pulse_core::config::ApiConfig;
 use pulse_nlp::Enricher;
+use pulse_pipeline::publish::Publisher;
 use pulse_speed::SpeedLayer;
 use tokio_util::sync::CancellationToken;
 
@@ -15,6 +17,8 @@ pub struct ApiState {
     pub(crate) batch: BatchStore,
     pub(crate) enricher: Arc<Enricher>,
     pub(crate) config: Arc<ApiConfig>,
+    /// Publishes `POST /api/v1/posts` to the raw topic.
+    pub(crate) publisher: Arc<Publisher>,
     /// Cancelled when the server shuts down: ends the endless responses (event streams),
     /// which graceful shutdown would otherwise wait for.
     pub(crate) shutdown: CancellationToken,
@@ -26,6 +30,7 @@ impl ApiState {
         batch: BatchStore,
         enricher: Arc<Enricher>,
         config: ApiConfig,
+        publisher: Publisher,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
@@ -33,6 +38,7 @@ impl ApiState {
             batch,
             enricher,
             config: Arc::new(config),
+            publisher: Arc::new(publisher),
             shutdown,
         }
     }

@@ -8,12 +8,18 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use futures::StreamExt;
+use prometheus_client::registry::Registry;
 use pulse_api::ApiState;
 use pulse_batch::{schema, BatchStore};
-use pulse_core::config::{ApiConfig, BatchConfig, EnrichConfig, SpeedConfig};
+use pulse_core::config::{ApiConfig, BatchConfig, EnrichConfig, KafkaConfig, SpeedConfig};
 use pulse_core::{EnrichedPost, Enrichment, Granularity, Keyword, Post, Sentiment, SentimentLabel};
 use pulse_nlp::Enricher;
+use pulse_pipeline::publish::Publisher;
+use pulse_pipeline::PipelineMetrics;
 use pulse_speed::SpeedLayer;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -32,6 +38,8 @@ struct Api {
     /// The stores behind the API, to add what a test needs.
     speed: SpeedLayer,
     batch: BatchStore,
+    /// Where `POST /api/v1/posts` publishes (created by the tests that use it).
+    raw_topic: String,
 }
 
 impl Api {
@@ -162,11 +170,13 @@ async fn start(test: &str, enricher: Enricher, api: ApiConfig) -> Api {
         .await
         .expect("written to the batch layer");
 
+    let raw_topic = format!("test.api.{}.raw", unique(test));
     let state = ApiState::new(
         speed.clone(),
         batch.clone(),
         Arc::new(enricher),
         api,
+        publisher(&raw_topic),
         CancellationToken::new(),
     );
     Api {
@@ -177,6 +187,7 @@ async fn start(test: &str, enricher: Enricher, api: ApiConfig) -> Api {
         batch_config,
         speed,
         batch,
+        raw_topic,
     }
 }
 
@@ -192,6 +203,58 @@ async fn serve(state: ApiState) -> String {
             .expect("server runs");
     });
     format!("http://{address}")
+}
+
+fn kafka() -> KafkaConfig {
+    KafkaConfig {
+        brokers: std::env::var("PULSE_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into()),
+        partitions: 1,
+        ..KafkaConfig::default()
+    }
+}
+
+/// The producers' publisher into `raw_topic` (its DLQ next to it); the producer connects
+/// on first use, so the topics need to exist only for tests that publish.
+fn publisher(raw_topic: &str) -> Publisher {
+    Publisher {
+        producer: pulse_kafka::create_producer(&kafka()).expect("producer"),
+        raw_topic: raw_topic.to_string(),
+        dlq_topic: format!("{raw_topic}.dlq"),
+        limits: EnrichConfig::default().post_limits(),
+        max_in_flight: 100,
+        metrics: PipelineMetrics::register(&mut Registry::default()).for_stage("test"),
+    }
+}
+
+/// Every (key, JSON value) of partition 0 of `topic`, up to its high watermark.
+fn records(topic: &str) -> Vec<(String, Value)> {
+    let consumer: BaseConsumer = pulse_kafka::consumer_config(&kafka(), "unused")
+        .create()
+        .expect("consumer");
+    let (_, end) = consumer
+        .fetch_watermarks(topic, 0, std::time::Duration::from_secs(10))
+        .expect("watermarks");
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, 0, Offset::Beginning)
+        .expect("assignment");
+    consumer.assign(&assignment).expect("assigned");
+    let mut found = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while (found.len() as i64) < end {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reading {topic} stalled"
+        );
+        let Some(message) = consumer.poll(std::time::Duration::from_millis(500)) else {
+            continue;
+        };
+        let message = message.expect("a record");
+        let key = String::from_utf8(message.key().expect("a key").to_vec()).expect("utf-8 key");
+        let value = serde_json::from_slice(message.payload().expect("a payload")).expect("JSON");
+        found.push((key, value));
+    }
+    found
 }
 
 fn keywords_only() -> Enricher {
@@ -574,6 +637,7 @@ async fn a_store_that_is_down_is_a_503_naming_it() {
         api.batch.clone(),
         Arc::new(keywords_only()),
         ApiConfig::default(),
+        publisher(&api.raw_topic),
         CancellationToken::new(),
     );
     let down = Api {
@@ -584,6 +648,7 @@ async fn a_store_that_is_down_is_a_503_naming_it() {
         batch_config: api.batch_config.clone(),
         speed: unreachable,
         batch: api.batch.clone(),
+        raw_topic: api.raw_topic.clone(),
     };
     let detail = assert_error(
         down.get("/readyz").await,
@@ -806,4 +871,105 @@ async fn the_stream_sends_the_backlog_then_new_posts_as_they_arrive() {
         StatusCode::BAD_REQUEST,
         "bad_parameter",
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posts_are_published_with_a_token_and_refused_without_one() {
+    let config = ApiConfig {
+        tokens: vec!["s3cret-one".into(), "s3cret-two".into()],
+        max_ingest_posts: 5,
+        ..ApiConfig::default()
+    };
+    let api = start("ingest", keywords_only(), config).await;
+    pulse_kafka::admin::create_topics(
+        &kafka(),
+        &[&api.raw_topic, &format!("{}.dlq", api.raw_topic)],
+    )
+    .await
+    .expect("topics created (is the stack running? scripts/stack start)");
+    let post = |id: &str, text: &str| {
+        json!({"id": id, "source": "http", "channel": "api/ingest", "text": text,
+               "created_at": "2026-11-24T10:00:00Z", "author": "someone"})
+    };
+    let batch = json!([
+        post("h:1", "first post"),
+        post("h:2", "second post"),
+        post("h:3", "third")
+    ]);
+    let send = |body: Value, token: Option<&str>| {
+        let mut request = api
+            .client
+            .post(format!("{}/api/v1/posts", api.base))
+            .json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move {
+            let response = request.send().await.expect("request sent");
+            let status = response.status();
+            (status, response.json::<Value>().await.expect("a JSON body"))
+        }
+    };
+
+    let unauthorized = StatusCode::UNAUTHORIZED;
+    assert_error(
+        send(batch.clone(), None).await,
+        unauthorized,
+        "unauthorized",
+    );
+    assert_error(
+        send(batch.clone(), Some("s3cret-on")).await,
+        unauthorized,
+        "unauthorized",
+    );
+    assert_error(
+        send(batch.clone(), Some("S3CRET-ONE")).await,
+        unauthorized,
+        "unauthorized",
+    );
+    let detail = assert_error(
+        send(
+            json!([post("h:9", "fine"), {"id": "h:10", "channel": "c"}, post("h:11", "  ")]),
+            Some("s3cret-two"),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_posts",
+    );
+    assert!(
+        detail.starts_with("2 of the posts are not valid"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("post 1:") && detail.contains("post 2:"),
+        "{detail}"
+    );
+    let six: Vec<Value> = (0..6).map(|i| post(&format!("x:{i}"), "text")).collect();
+    assert_error(
+        send(json!(six), Some("s3cret-one")).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    );
+    assert_error(
+        send(json!({"not": "an array"}), Some("s3cret-one")).await,
+        StatusCode::BAD_REQUEST,
+        "bad_body",
+    );
+
+    assert_eq!(
+        send(batch.clone(), Some("s3cret-two")).await,
+        (StatusCode::ACCEPTED, json!({"accepted": 3}))
+    );
+    // Only the accepted request reached the topic, keyed by id, posts unchanged.
+    let topic = api.raw_topic.clone();
+    let published = tokio::task::spawn_blocking(move || records(&topic))
+        .await
+        .expect("read");
+    let keys: Vec<&str> = published.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["h:1", "h:2", "h:3"]);
+    for ((_, value), sent) in published.iter().zip(batch.as_array().expect("posts")) {
+        let stored: Post = serde_json::from_value(value.clone()).expect("a post");
+        let expected: Post = serde_json::from_value(sent.clone()).expect("a post");
+        assert_eq!(stored, expected);
+    }
 }

@@ -214,6 +214,10 @@ pub struct ApiConfig {
     pub max_analyze_texts: usize,
     /// Most terms in a live window (`top` parameter).
     pub max_top: usize,
+    /// Bearer tokens accepted by `POST /api/v1/posts`; none: it refuses every request.
+    pub tokens: Vec<String>,
+    /// Most posts in one `POST /api/v1/posts`.
+    pub max_ingest_posts: usize,
 }
 
 impl Default for ApiConfig {
@@ -223,6 +227,8 @@ impl Default for ApiConfig {
             max_body_bytes: 1 << 20,
             max_analyze_texts: 256,
             max_top: 100,
+            tokens: Vec::new(),
+            max_ingest_posts: 1_000,
         }
     }
 }

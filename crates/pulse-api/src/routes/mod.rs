@@ -4,6 +4,7 @@ mod analyze;
 mod channels;
 mod health;
 mod history;
+mod ingest;
 mod live;
 mod posts;
 mod stream;
@@ -21,7 +22,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/channels", get(channels::list))
         .route("/live", get(live::window))
         .route("/history", get(history::buckets))
-        .route("/posts", get(posts::list))
+        .route("/posts", get(posts::list).post(ingest::posts))
         .route("/posts/{id}", get(posts::one))
         .route("/stream", get(stream::posts))
         .route("/analyze", post(analyze::texts));

@@ -9,7 +9,10 @@ use pulse_core::PulseConfig;
 use pulse_speed::SpeedLayer;
 use tokio_util::sync::CancellationToken;
 
-use super::{enrich, sink};
+use prometheus_client::registry::Registry;
+use pulse_pipeline::PipelineMetrics;
+
+use super::{enrich, ingest, sink};
 use crate::shutdown;
 
 /// Runs the API role until SIGINT/SIGTERM.
@@ -21,7 +24,19 @@ pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     let speed = SpeedLayer::connect(&config.speed).context("cannot reach the speed layer")?;
-    let state = ApiState::new(speed, batch, enricher, config.api.clone(), shutdown.clone());
+    let mut registry = Registry::default();
+    let publisher = ingest::publisher(
+        &config,
+        PipelineMetrics::register(&mut registry).for_stage("api"),
+    )?;
+    let state = ApiState::new(
+        speed,
+        batch,
+        enricher,
+        config.api.clone(),
+        publisher,
+        shutdown.clone(),
+    );
     serve(&config, state, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -14,6 +14,7 @@ use pulse_core::PulseConfig;
 use pulse_ingest::file::{FileOptions, FileSource};
 use pulse_ingest::{FileFormat, SourceItem, SyntheticSource};
 use pulse_kafka::create_producer;
+use pulse_pipeline::metrics::StageMetrics;
 use pulse_pipeline::publish::{PublishTally, Publisher};
 use pulse_pipeline::PipelineMetrics;
 use tokio::sync::mpsc;
@@ -77,17 +78,25 @@ impl From<FormatArg> for FileFormat {
     }
 }
 
-/// Runs an ingest command to completion (or Ctrl-C).
-pub async fn run(command: IngestCommand, config: PulseConfig) -> anyhow::Result<ExitCode> {
-    let abort = shutdown::on_signal()?;
-    let publisher = Publisher {
+/// The producers' publisher into the raw topic (and the DLQ), as configured.
+pub fn publisher(config: &PulseConfig, metrics: StageMetrics) -> anyhow::Result<Publisher> {
+    Ok(Publisher {
         producer: create_producer(&config.kafka)?,
         raw_topic: config.kafka.topics.raw.clone(),
         dlq_topic: config.kafka.topics.dlq.clone(),
         limits: config.enrich.post_limits(),
         max_in_flight: config.ingest.max_in_flight,
-        metrics: PipelineMetrics::register(&mut Registry::default()).for_stage("ingest"),
-    };
+        metrics,
+    })
+}
+
+/// Runs an ingest command to completion (or Ctrl-C).
+pub async fn run(command: IngestCommand, config: PulseConfig) -> anyhow::Result<ExitCode> {
+    let abort = shutdown::on_signal()?;
+    let publisher = publisher(
+        &config,
+        PipelineMetrics::register(&mut Registry::default()).for_stage("ingest"),
+    )?;
     let (items_tx, items_rx) = mpsc::channel::<SourceItem>(4_096);
     let bytes_read = Arc::new(AtomicU64::new(0));
     let (reader, total_bytes, what) = match command {

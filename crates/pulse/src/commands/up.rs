@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use pulse_api::ApiState;
 use pulse_speed::SpeedLayer;
 
-use super::{api, enrich, sink, topics};
+use super::{api, enrich, ingest, sink, topics};
 use crate::{shutdown, telemetry};
 
 /// Ensures the topics, runs every role, prints counts every few seconds.
@@ -46,6 +46,7 @@ pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
         store,
         enricher,
         config.api.clone(),
+        ingest::publisher(&config, metrics.for_stage("api"))?,
         shutdown.clone(),
     );
     if let Some(address) =
