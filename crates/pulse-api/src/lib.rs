@@ -3,15 +3,41 @@
 //! publisher (authenticated ingest).
 //!
 //! Handlers are thin: they parse parameters into the stores' queries and map the stores'
-//! errors onto statuses. Every error is JSON `{error, detail}`. Serving (the listener and
-//! graceful shutdown) is the binary's; this crate builds the [`axum::Router`].
+//! errors onto statuses. Every error is JSON `{error, detail}`.
 
 mod auth;
 mod error;
+mod limits;
 mod params;
 mod routes;
 mod state;
 
+use std::net::SocketAddr;
+
 pub use error::ApiError;
+pub use limits::InvalidOrigin;
 pub use routes::router;
 pub use state::ApiState;
+
+/// Why the API stopped serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] InvalidOrigin),
+    #[error("the api server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Serves the API on `listener` until the state's shutdown token is cancelled, then stops
+/// accepting, ends event streams and finishes the requests in flight.
+pub async fn serve(listener: tokio::net::TcpListener, state: ApiState) -> Result<(), ServeError> {
+    let shutdown = state.shutdown.clone();
+    let app = router(state)?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await?;
+    Ok(())
+}

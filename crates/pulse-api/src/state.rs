@@ -10,6 +10,8 @@ use pulse_pipeline::publish::Publisher;
 use pulse_speed::SpeedLayer;
 use tokio_util::sync::CancellationToken;
 
+use crate::limits::RateLimit;
+
 /// Shared state of the API; cheap to clone.
 #[derive(Clone)]
 pub struct ApiState {
@@ -19,6 +21,8 @@ pub struct ApiState {
     pub(crate) config: Arc<ApiConfig>,
     /// Publishes `POST /api/v1/posts` to the raw topic.
     pub(crate) publisher: Arc<Publisher>,
+    /// Per-client allowance under `/api/v1`; `None`: unlimited.
+    pub(crate) rate_limit: Option<Arc<RateLimit>>,
     /// Cancelled when the server shuts down: ends the endless responses (event streams),
     /// which graceful shutdown would otherwise wait for.
     pub(crate) shutdown: CancellationToken,
@@ -33,10 +37,13 @@ impl ApiState {
         publisher: Publisher,
         shutdown: CancellationToken,
     ) -> Self {
+        let rate_limit =
+            RateLimit::new(config.rate_limit_per_second, config.rate_limit_burst).map(Arc::new);
         Self {
             speed,
             batch,
             enricher,
+            rate_limit,
             config: Arc::new(config),
             publisher: Arc::new(publisher),
             shutdown,

@@ -198,7 +198,7 @@ async fn serve(state: ApiState) -> String {
         .expect("a free port");
     let address = listener.local_addr().expect("bound address");
     tokio::spawn(async move {
-        axum::serve(listener, pulse_api::router(state))
+        pulse_api::serve(listener, state)
             .await
             .expect("server runs");
     });
@@ -972,4 +972,48 @@ async fn posts_are_published_with_a_token_and_refused_without_one() {
         let expected: Post = serde_json::from_value(sent.clone()).expect("a post");
         assert_eq!(stored, expected);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_over_their_rate_get_429_and_cors_allows_configured_origins() {
+    let config = ApiConfig {
+        rate_limit_per_second: 1,
+        rate_limit_burst: 3,
+        cors_origins: vec!["https://dash.example".into()],
+        ..ApiConfig::default()
+    };
+    let api = start("limits", keywords_only(), config).await;
+    let channels = |origin: &'static str| {
+        api.client
+            .get(format!("{}/api/v1/channels", api.base))
+            .header("origin", origin)
+            .send()
+    };
+    for _ in 0..3 {
+        let response = channels("https://dash.example").await.expect("sent");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()["access-control-allow-origin"],
+            "https://dash.example"
+        );
+    }
+    let refused = channels("https://elsewhere.example").await.expect("sent");
+    assert_eq!(
+        refused.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "the burst of 3 is spent"
+    );
+    assert!(
+        refused
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none(),
+        "an origin not configured gets no CORS grant"
+    );
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: Value = refused.json().await.expect("JSON");
+    assert_eq!(body["error"], "rate_limited");
+    // Probes are not limited.
+    assert_eq!(api.get("/healthz").await.0, StatusCode::OK);
+    assert_eq!(api.get("/readyz").await.0, StatusCode::OK);
 }

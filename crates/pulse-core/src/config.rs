@@ -218,6 +218,13 @@ pub struct ApiConfig {
     pub tokens: Vec<String>,
     /// Most posts in one `POST /api/v1/posts`.
     pub max_ingest_posts: usize,
+    /// Requests per second allowed to each client address under `/api/v1`; 0: no limit.
+    pub rate_limit_per_second: u32,
+    /// Requests a client may make at once before the rate applies.
+    pub rate_limit_burst: u32,
+    /// Origins allowed to call the API from a browser (CORS); `["*"]`: any; none: only the
+    /// API's own origin (the dashboard it serves).
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ApiConfig {
@@ -229,6 +236,9 @@ impl Default for ApiConfig {
             max_top: 100,
             tokens: Vec::new(),
             max_ingest_posts: 1_000,
+            rate_limit_per_second: 100,
+            rate_limit_burst: 200,
+            cors_origins: Vec::new(),
         }
     }
 }

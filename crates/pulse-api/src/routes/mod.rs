@@ -10,14 +10,18 @@ mod posts;
 mod stream;
 
 use axum::extract::DefaultBodyLimit;
+use axum::middleware;
 use axum::routing::{get, post};
 use axum::Router;
 
+use crate::limits::{self, InvalidOrigin};
 use crate::{ApiError, ApiState};
 
-/// The API's router: `/healthz`, `/readyz` and the resources under `/api/v1`.
-pub fn router(state: ApiState) -> Router {
+/// The API's router: `/healthz`, `/readyz` and the resources under `/api/v1` (rate-limited
+/// per client; probes are not), with the body limit and CORS policy of `[api]`.
+pub fn router(state: ApiState) -> Result<Router, InvalidOrigin> {
     let body_limit = state.config.max_body_bytes;
+    let cors = limits::cors(&state.config.cors_origins)?;
     let v1 = Router::new()
         .route("/channels", get(channels::list))
         .route("/live", get(live::window))
@@ -25,14 +29,21 @@ pub fn router(state: ApiState) -> Router {
         .route("/posts", get(posts::list).post(ingest::posts))
         .route("/posts/{id}", get(posts::one))
         .route("/stream", get(stream::posts))
-        .route("/analyze", post(analyze::texts));
-    Router::new()
+        .route("/analyze", post(analyze::texts))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limits::limit_rate,
+        ));
+    let mut app = Router::new()
         .route("/healthz", get(health::alive))
         .route("/readyz", get(health::ready))
         .nest("/api/v1", v1)
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(body_limit))
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(body_limit));
+    if let Some(cors) = cors {
+        app = app.layer(cors);
+    }
+    Ok(app.with_state(state))
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

@@ -7,7 +7,6 @@ use anyhow::Context;
 use pulse_api::ApiState;
 use pulse_core::PulseConfig;
 use pulse_speed::SpeedLayer;
-use tokio_util::sync::CancellationToken;
 
 use prometheus_client::registry::Registry;
 use pulse_pipeline::PipelineMetrics;
@@ -37,17 +36,13 @@ pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
         publisher,
         shutdown.clone(),
     );
-    serve(&config, state, shutdown).await?;
+    serve(&config, state).await?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Serves the API on `api.listen` until `shutdown`, then stops accepting and finishes the
-/// requests in flight.
-pub async fn serve(
-    config: &PulseConfig,
-    state: ApiState,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+/// Serves the API on `api.listen` until `shutdown` (the token the state carries), then
+/// stops accepting and finishes the requests in flight.
+pub async fn serve(config: &PulseConfig, state: ApiState) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&config.api.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.api.listen))?;
@@ -55,10 +50,7 @@ pub async fn serve(
     let address = listener.local_addr()?;
     tracing::info!(%address, "api listening");
     println!("api: http://{address}/api/v1");
-    axum::serve(listener, pulse_api::router(state))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-        .context("the api server failed")?;
+    pulse_api::serve(listener, state).await?;
     tracing::info!("api stopped");
     Ok(())
 }

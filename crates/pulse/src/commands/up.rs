@@ -68,7 +68,7 @@ pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
         batch.run(shutdown.clone()),
         async {
             // An API that cannot serve (address in use) stops the whole process.
-            let served = api::serve(&config, api_state, shutdown.clone()).await;
+            let served = api::serve(&config, api_state).await;
             if served.is_err() {
                 shutdown.cancel();
             }
