@@ -7,7 +7,19 @@ use axum::Json;
 use pulse_batch::BatchError;
 use pulse_nlp::NlpError;
 use pulse_speed::SpeedError;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable code: `bad_parameter`, `bad_body`, `invalid_posts`, `unauthorized`,
+    /// `not_found`, `payload_too_large`, `unsupported_media_type`, `rate_limited`,
+    /// `unavailable`, `analysis_failed`.
+    pub error: String,
+    /// What was wrong, for people.
+    pub detail: String,
+}
 
 /// An error answered to a client.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +61,10 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::warn!(status = self.status.as_u16(), code = self.code, detail = %self.detail, "request failed");
         }
-        let body = Json(json!({ "error": self.code, "detail": self.detail }));
+        let body = Json(ErrorBody {
+            error: self.code.to_string(),
+            detail: self.detail,
+        });
         (self.status, body).into_response()
     }
 }

@@ -8,13 +8,14 @@
 mod auth;
 mod error;
 mod limits;
+mod openapi;
 mod params;
 mod routes;
 mod state;
 
 use std::net::SocketAddr;
 
-pub use error::ApiError;
+pub use error::{ApiError, ErrorBody};
 pub use limits::InvalidOrigin;
 pub use routes::router;
 pub use state::ApiState;

@@ -6,16 +6,26 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use crate::params::Body;
-use crate::{ApiError, ApiState};
+use crate::{ApiError, ApiState, ErrorBody};
 
-#[derive(Debug, Deserialize)]
+/// Texts to enrich.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AnalyzeRequest {
+    /// At most `api.max_analyze_texts`.
     texts: Vec<String>,
 }
 
+/// Enrichments of the given texts, in order (`{"model", "enrichments"}`), by the same
+/// enricher as `pulse analyze` and the enrich stage.
+#[utoipa::path(post, path = "/api/v1/analyze", tag = "analysis", request_body = AnalyzeRequest, responses(
+    (status = 200, description = "one enrichment per text", content_type = "application/json"),
+    (status = 400, description = "not the expected JSON", body = ErrorBody),
+    (status = 413, description = "too many texts or too large a body", body = ErrorBody),
+    (status = 415, description = "not JSON", body = ErrorBody), (status = 429, description = "over the client's rate", body = ErrorBody)))]
 pub async fn texts(
     State(state): State<ApiState>,
     Body(request): Body<AnalyzeRequest>,

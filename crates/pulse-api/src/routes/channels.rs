@@ -8,7 +8,7 @@ use pulse_speed::minute_of;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::{ApiError, ApiState};
+use crate::{ApiError, ApiState, ErrorBody};
 
 #[derive(Serialize)]
 struct Channel {
@@ -17,6 +17,11 @@ struct Channel {
     posts_24h: u64,
 }
 
+/// Known channels, most recent first, with when each was last seen and its posts over the
+/// last 24 hours.
+#[utoipa::path(get, path = "/api/v1/channels", tag = "live", responses(
+    (status = 200, description = "the channels", content_type = "application/json"),
+    (status = 429, description = "over the client's rate", body = ErrorBody), (status = 503, description = "a store is down", body = ErrorBody)))]
 pub async fn list(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let known = state.speed.channels().await?;
     let end = minute_of(Utc::now()) + 1;

@@ -4,13 +4,18 @@ use axum::extract::State;
 use axum::Json;
 use serde_json::{json, Value};
 
-use crate::{ApiError, ApiState};
+use crate::{ApiError, ApiState, ErrorBody};
 
+/// The process answers.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "alive")))]
 pub async fn alive() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
 /// 200 when Redis and the CQL cluster both answer a read, 503 naming what does not.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+    (status = 200, description = "both stores answer"),
+    (status = 503, description = "a store is down", body = ErrorBody)))]
 pub async fn ready(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let (speed, batch) = tokio::join!(state.speed.channels(), state.batch.watermark());
     let mut down = Vec::new();

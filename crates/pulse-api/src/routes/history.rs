@@ -15,22 +15,29 @@ use pulse_core::bucket::Granularity;
 use pulse_core::Tally;
 use pulse_speed::MinuteStats;
 use serde::{Deserialize, Serialize};
+use utoipa::IntoParams;
 
 use crate::params::{time, Params};
-use crate::{ApiError, ApiState};
+use crate::{ApiError, ApiState, ErrorBody};
 
 /// Most buckets one request may ask for (about 83 days of hours).
 const MAX_BUCKETS: usize = 2_000;
 /// Batch buckets whose top terms are read at once.
 const TERM_READS: usize = 8;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryParams {
+    /// The channel.
     channel: String,
+    /// Start: RFC 3339, `YYYY-MM-DD`, `now` or `now-48h`.
     from: String,
+    /// End, exclusive (default `now`).
     to: Option<String>,
+    /// `hour` (default) or `day`.
     granularity: Option<String>,
+    /// Top keywords and entities per bucket (default 0).
     top: Option<usize>,
 }
 
@@ -106,6 +113,11 @@ fn tally_of(minutes: &MinuteStats) -> Tally {
     }
 }
 
+/// A channel's buckets over a range: batch rollups up to the watermark, speed-layer minutes
+/// after it, each bucket labelled by its `source` (`batch`, `speed` or `none`).
+#[utoipa::path(get, path = "/api/v1/history", tag = "history", params(HistoryParams), responses(
+    (status = 200, description = "the buckets and the watermark", content_type = "application/json"),
+    (status = 400, description = "a parameter is missing, malformed or out of range", body = ErrorBody), (status = 429, description = "over the client's rate", body = ErrorBody), (status = 503, description = "a store is down", body = ErrorBody)))]
 pub async fn buckets(
     State(state): State<ApiState>,
     Params(params): Params<HistoryParams>,

@@ -14,11 +14,19 @@ use tokio::sync::mpsc;
 
 use crate::auth::require_token;
 use crate::params::Body;
-use crate::{ApiError, ApiState};
+use crate::{ApiError, ApiState, ErrorBody};
 
 /// Rejected posts named in one error.
 const NAMED: usize = 10;
 
+/// Publishes posts to the raw topic (bearer token); all are validated first.
+#[utoipa::path(post, path = "/api/v1/posts", tag = "posts",
+    request_body(content = Vec<Object>, description = "posts: id, source, channel, text, created_at, ..."),
+    security(("bearer" = [])), responses(
+    (status = 202, description = "`{\"accepted\": n}` once Kafka acknowledged every post", content_type = "application/json"),
+    (status = 400, description = "some posts are not valid; nothing was published", body = ErrorBody),
+    (status = 401, description = "missing or wrong token", body = ErrorBody),
+    (status = 413, description = "too many posts or too large a body", body = ErrorBody), (status = 429, description = "over the client's rate", body = ErrorBody), (status = 503, description = "a store is down", body = ErrorBody)))]
 pub async fn posts(
     State(state): State<ApiState>,
     headers: HeaderMap,

@@ -6,12 +6,14 @@ use axum::Json;
 use chrono::Utc;
 use pulse_speed::{minute_of, WindowStats};
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::params::Params;
-use crate::{ApiError, ApiState};
+use crate::{ApiError, ApiState, ErrorBody};
 
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
-enum Window {
+/// How far back a live window reaches from now.
+#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
+pub enum Window {
     #[default]
     #[serde(rename = "5m")]
     FiveMinutes,
@@ -31,15 +33,26 @@ impl Window {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LiveParams {
+    /// The channel, e.g. `reddit/rust`.
     channel: String,
+    /// `5m` (default), `1h` or `24h`, ending now.
     #[serde(default)]
+    #[param(inline)]
     window: Window,
+    /// Top keywords and entities to return (default 10, at most `api.max_top`).
     top: Option<usize>,
 }
 
+/// A channel's live window from the speed layer: totals (count, sentiment labels, score
+/// and emotion sums), mean score, emotion means, top keywords and entities, and one entry
+/// per minute.
+#[utoipa::path(get, path = "/api/v1/live", tag = "live", params(LiveParams), responses(
+    (status = 200, description = "the window", content_type = "application/json"),
+    (status = 400, description = "a parameter is missing, malformed or out of range", body = ErrorBody), (status = 429, description = "over the client's rate", body = ErrorBody), (status = 503, description = "a store is down", body = ErrorBody)))]
 pub async fn window(
     State(state): State<ApiState>,
     Params(params): Params<LiveParams>,

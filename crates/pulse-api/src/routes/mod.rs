@@ -1,13 +1,13 @@
 //! The routes of the API, one module per resource.
 
-mod analyze;
-mod channels;
-mod health;
-mod history;
-mod ingest;
-mod live;
-mod posts;
-mod stream;
+pub(crate) mod analyze;
+pub(crate) mod channels;
+pub(crate) mod health;
+pub(crate) mod history;
+pub(crate) mod ingest;
+pub(crate) mod live;
+pub(crate) mod posts;
+pub(crate) mod stream;
 
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
@@ -30,6 +30,7 @@ pub fn router(state: ApiState) -> Result<Router, InvalidOrigin> {
         .route("/posts/{id}", get(posts::one))
         .route("/stream", get(stream::posts))
         .route("/analyze", post(analyze::texts))
+        .route("/openapi.json", get(crate::openapi::document))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             limits::limit_rate,

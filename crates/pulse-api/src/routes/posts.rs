@@ -7,25 +7,40 @@ use pulse_batch::{Cursor, PostQuery};
 use pulse_core::{EnrichedPost, SentimentLabel};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::IntoParams;
 
 use crate::params::{time, Params};
-use crate::{ApiError, ApiState};
+use crate::{ApiError, ApiState, ErrorBody};
 
 const DEFAULT_LIMIT: usize = 50;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PostsParams {
+    /// The channel.
     channel: String,
+    /// Start: RFC 3339, `YYYY-MM-DD`, `now` or `now-48h`.
     from: String,
+    /// End, exclusive (default `now`).
     to: Option<String>,
+    /// Only posts with this label: `negative`, `neutral` or `positive`.
+    #[param(value_type = Option<String>)]
     sentiment: Option<SentimentLabel>,
+    /// Only posts with this entity (its text, or `kind:text`; any case).
     entity: Option<String>,
+    /// Only posts with this keyword (any case).
     keyword: Option<String>,
+    /// Posts per page, 1 to 1000 (default 50).
     limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
+/// A channel's stored posts in a range, newest first, with `next_cursor` while more follow.
+#[utoipa::path(get, path = "/api/v1/posts", tag = "posts", params(PostsParams), responses(
+    (status = 200, description = "a page of posts", content_type = "application/json"),
+    (status = 400, description = "a parameter is missing, malformed or out of range", body = ErrorBody), (status = 429, description = "over the client's rate", body = ErrorBody), (status = 503, description = "a store is down", body = ErrorBody)))]
 pub async fn list(
     State(state): State<ApiState>,
     Params(params): Params<PostsParams>,
@@ -46,6 +61,11 @@ pub async fn list(
     ))
 }
 
+/// One stored post.
+#[utoipa::path(get, path = "/api/v1/posts/{id}", tag = "posts",
+    params(("id" = String, Path, description = "the post's id")), responses(
+    (status = 200, description = "the enriched post", content_type = "application/json"),
+    (status = 404, description = "no such post", body = ErrorBody), (status = 429, description = "over the client's rate", body = ErrorBody), (status = 503, description = "a store is down", body = ErrorBody)))]
 pub async fn one(
     State(state): State<ApiState>,
     Path(id): Path<String>,

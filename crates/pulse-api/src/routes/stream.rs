@@ -17,9 +17,10 @@ use pulse_speed::SpeedLayer;
 use serde::Deserialize;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use utoipa::IntoParams;
 
 use crate::params::Params;
-use crate::{ApiError, ApiState};
+use crate::{ApiError, ApiState, ErrorBody};
 
 const POLL: Duration = Duration::from_millis(250);
 /// How often a stream over every channel looks for new channels.
@@ -28,10 +29,13 @@ const CHANNEL_REFRESH: Duration = Duration::from_secs(5);
 const READ: usize = 200;
 const MAX_BACKLOG: usize = 100;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StreamParams {
+    /// The channel to follow (default: every channel, including new ones).
     channel: Option<String>,
+    /// Recent posts of each channel to send first (default 0, at most 100).
     backlog: Option<usize>,
 }
 
@@ -46,6 +50,11 @@ struct Follow {
     shutdown: CancellationToken,
 }
 
+/// Server-sent events of enriched posts as they arrive (`event: post`, the post as JSON in
+/// `data`; `event: error` when a read fails and is retried).
+#[utoipa::path(get, path = "/api/v1/stream", tag = "live", params(StreamParams), responses(
+    (status = 200, description = "an endless event stream", content_type = "text/event-stream"),
+    (status = 400, description = "a parameter is missing, malformed or out of range", body = ErrorBody), (status = 429, description = "over the client's rate", body = ErrorBody), (status = 503, description = "a store is down", body = ErrorBody)))]
 pub async fn posts(
     State(state): State<ApiState>,
     Params(params): Params<StreamParams>,
