@@ -8,6 +8,7 @@
 mod auth;
 mod error;
 mod limits;
+mod metrics;
 mod openapi;
 mod params;
 mod routes;
@@ -17,6 +18,7 @@ use std::net::SocketAddr;
 
 pub use error::{ApiError, ErrorBody};
 pub use limits::InvalidOrigin;
+pub use metrics::{ApiMetrics, Telemetry};
 pub use routes::router;
 pub use state::ApiState;
 

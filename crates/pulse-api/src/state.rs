@@ -11,6 +11,7 @@ use pulse_speed::SpeedLayer;
 use tokio_util::sync::CancellationToken;
 
 use crate::limits::RateLimit;
+use crate::metrics::Telemetry;
 
 /// Shared state of the API; cheap to clone.
 #[derive(Clone)]
@@ -23,6 +24,8 @@ pub struct ApiState {
     pub(crate) publisher: Arc<Publisher>,
     /// Per-client allowance under `/api/v1`; `None`: unlimited.
     pub(crate) rate_limit: Option<Arc<RateLimit>>,
+    /// Request metrics and the registry `/metrics` serves; `None`: not recorded.
+    pub(crate) telemetry: Option<Telemetry>,
     /// Cancelled when the server shuts down: ends the endless responses (event streams),
     /// which graceful shutdown would otherwise wait for.
     pub(crate) shutdown: CancellationToken,
@@ -46,7 +49,14 @@ impl ApiState {
             rate_limit,
             config: Arc::new(config),
             publisher: Arc::new(publisher),
+            telemetry: None,
             shutdown,
         }
+    }
+
+    /// Records request metrics into `telemetry` and serves its registry at `/metrics`.
+    pub fn with_telemetry(mut self, telemetry: Telemetry) -> Self {
+        self.telemetry = Some(telemetry);
+        self
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use futures::StreamExt;
 use prometheus_client::registry::Registry;
-use pulse_api::ApiState;
+use pulse_api::{ApiMetrics, ApiState, Telemetry};
 use pulse_batch::{schema, BatchStore};
 use pulse_core::config::{ApiConfig, BatchConfig, EnrichConfig, KafkaConfig, SpeedConfig};
 use pulse_core::{EnrichedPost, Enrichment, Granularity, Keyword, Post, Sentiment, SentimentLabel};
@@ -178,7 +178,8 @@ async fn start(test: &str, enricher: Enricher, api: ApiConfig) -> Api {
         api,
         publisher(&raw_topic),
         CancellationToken::new(),
-    );
+    )
+    .with_telemetry(telemetry());
     Api {
         base: serve(state).await,
         client: reqwest::Client::new(),
@@ -255,6 +256,16 @@ fn records(topic: &str) -> Vec<(String, Value)> {
         found.push((key, value));
     }
     found
+}
+
+/// A registry of the API's metrics only.
+fn telemetry() -> Telemetry {
+    let mut registry = Registry::default();
+    let metrics = ApiMetrics::register(&mut registry);
+    Telemetry {
+        metrics,
+        registry: Arc::new(registry),
+    }
 }
 
 fn keywords_only() -> Enricher {
@@ -1082,5 +1093,46 @@ async fn the_openapi_document_lists_every_route_with_its_parameters() {
         "/readyz",
     ] {
         assert_eq!(api.get(path).await.0, StatusCode::OK, "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_counted_by_route_template_and_status() {
+    let api = start("metrics", keywords_only(), ApiConfig::default()).await;
+    for _ in 0..3 {
+        assert_eq!(
+            api.get(&format!("/api/v1/live?channel={ALPHA}")).await.0,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        api.get("/api/v1/live?window=5m").await.0,
+        StatusCode::BAD_REQUEST
+    );
+    for id in ["a", "b"] {
+        assert_eq!(
+            api.get(&format!("/api/v1/posts/{id}")).await.0,
+            StatusCode::NOT_FOUND
+        );
+    }
+    assert_eq!(api.get("/nowhere").await.0, StatusCode::NOT_FOUND);
+
+    let response = api
+        .client
+        .get(format!("{}/metrics", api.base))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.expect("text");
+    for line in [
+        r#"pulse_http_requests_total{route="/api/v1/live",method="GET",status="200"} 3"#,
+        r#"pulse_http_requests_total{route="/api/v1/live",method="GET",status="400"} 1"#,
+        // Ids in paths do not make series: both unknown posts count under the template.
+        r#"pulse_http_requests_total{route="/api/v1/posts/{id}",method="GET",status="404"} 2"#,
+        r#"pulse_http_requests_total{route="unmatched",method="GET",status="404"} 1"#,
+        r#"pulse_http_request_seconds_count{route="/api/v1/live"} 4"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
     }
 }

@@ -34,7 +34,7 @@ pub fn init_logs(config: &LogConfig) -> anyhow::Result<()> {
 /// Serves `/metrics` (and `/healthz`) until `shutdown`; returns the bound address.
 pub async fn serve_metrics(
     config: &MetricsConfig,
-    registry: Registry,
+    registry: Arc<Registry>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Option<SocketAddr>> {
     if !config.enabled {
@@ -44,7 +44,6 @@ pub async fn serve_metrics(
         .await
         .with_context(|| format!("cannot listen for metrics on {}", config.listen))?;
     let address = listener.local_addr()?;
-    let registry = Arc::new(registry);
     let app = Router::new()
         .route("/metrics", get(move || metrics(registry.clone())))
         .route("/healthz", get(|| async { "ok" }));

@@ -17,8 +17,9 @@ use axum::Router;
 use crate::limits::{self, InvalidOrigin};
 use crate::{ApiError, ApiState};
 
-/// The API's router: `/healthz`, `/readyz` and the resources under `/api/v1` (rate-limited
-/// per client; probes are not), with the body limit and CORS policy of `[api]`.
+/// The API's router: `/healthz`, `/readyz`, `/metrics` and the resources under `/api/v1`
+/// (rate-limited per client; probes are not), with the body limit and CORS policy of
+/// `[api]`; every request is counted and timed.
 pub fn router(state: ApiState) -> Result<Router, InvalidOrigin> {
     let body_limit = state.config.max_body_bytes;
     let cors = limits::cors(&state.config.cors_origins)?;
@@ -38,8 +39,13 @@ pub fn router(state: ApiState) -> Result<Router, InvalidOrigin> {
     let mut app = Router::new()
         .route("/healthz", get(health::alive))
         .route("/readyz", get(health::ready))
+        .route("/metrics", get(crate::metrics::exposition))
         .nest("/api/v1", v1)
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::record,
+        ))
         .layer(DefaultBodyLimit::max(body_limit));
     if let Some(cors) = cors {
         app = app.layer(cors);

@@ -2,17 +2,17 @@
 //! finishes the requests in flight.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
-use pulse_api::ApiState;
+use prometheus_client::registry::Registry;
+use pulse_api::{ApiMetrics, ApiState, Telemetry};
 use pulse_core::PulseConfig;
+use pulse_pipeline::PipelineMetrics;
 use pulse_speed::SpeedLayer;
 
-use prometheus_client::registry::Registry;
-use pulse_pipeline::PipelineMetrics;
-
 use super::{enrich, ingest, sink};
-use crate::shutdown;
+use crate::{shutdown, telemetry};
 
 /// Runs the API role until SIGINT/SIGTERM.
 pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
@@ -28,6 +28,8 @@ pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
         &config,
         PipelineMetrics::register(&mut registry).for_stage("api"),
     )?;
+    let metrics = ApiMetrics::register(&mut registry);
+    let registry = Arc::new(registry);
     let state = ApiState::new(
         speed,
         batch,
@@ -35,7 +37,12 @@ pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
         config.api.clone(),
         publisher,
         shutdown.clone(),
-    );
+    )
+    .with_telemetry(Telemetry {
+        metrics,
+        registry: registry.clone(),
+    });
+    telemetry::serve_metrics(&config.metrics, registry, shutdown.clone()).await?;
     serve(&config, state).await?;
     Ok(ExitCode::SUCCESS)
 }

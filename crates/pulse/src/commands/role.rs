@@ -26,7 +26,7 @@ pub async fn serve<S: Stage>(
     let mut registry = Registry::default();
     let metrics = PipelineMetrics::register(&mut registry);
     let role = build(config, &metrics)?;
-    telemetry::serve_metrics(&config.metrics, registry, shutdown.clone()).await?;
+    telemetry::serve_metrics(&config.metrics, Arc::new(registry), shutdown.clone()).await?;
     role.run(shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -2,15 +2,16 @@
 //! demo, with a status line of live counts.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prometheus_client::registry::Registry;
+use pulse_api::{ApiMetrics, ApiState, Telemetry};
 use pulse_core::PulseConfig;
 use pulse_pipeline::metrics::StageMetrics;
 use pulse_pipeline::PipelineMetrics;
 use tokio_util::sync::CancellationToken;
 
-use pulse_api::ApiState;
 use pulse_speed::SpeedLayer;
 
 use super::{api, enrich, ingest, sink, topics};
@@ -41,6 +42,8 @@ pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
     let enrich = enrich::build(&config, &metrics, enricher.clone())?;
     let speed = sink::build_speed(&config, &metrics)?;
     let batch = sink::build_batch(&config, &metrics, store.clone())?;
+    let api_metrics = ApiMetrics::register(&mut registry);
+    let registry = Arc::new(registry);
     let api_state = ApiState::new(
         SpeedLayer::connect(&config.speed)?,
         store,
@@ -48,7 +51,11 @@ pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
         config.api.clone(),
         ingest::publisher(&config, metrics.for_stage("api"))?,
         shutdown.clone(),
-    );
+    )
+    .with_telemetry(Telemetry {
+        metrics: api_metrics,
+        registry: registry.clone(),
+    });
     if let Some(address) =
         telemetry::serve_metrics(&config.metrics, registry, shutdown.clone()).await?
     {

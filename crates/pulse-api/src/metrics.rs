@@ -1,0 +1,117 @@
+//! Prometheus metrics of the API: requests by route template, method and status, and their
+//! latency by route, recorded by a middleware; and `/metrics`, the process's registry as
+//! OpenMetrics text.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::ApiState;
+
+type Labels = Vec<(String, String)>;
+
+fn new_latency_histogram() -> Histogram {
+    // 0.25 ms to about 8 s.
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+}
+
+/// The API's metric families; cheap to clone.
+#[derive(Clone)]
+pub struct ApiMetrics {
+    requests: Family<Labels, Counter>,
+    latency: Family<Labels, Histogram, fn() -> Histogram>,
+}
+
+impl ApiMetrics {
+    /// Registers `pulse_http_requests_total` and `pulse_http_request_seconds`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            requests: Family::default(),
+            latency: Family::new_with_constructor(new_latency_histogram),
+        };
+        registry.register(
+            "pulse_http_requests",
+            "API requests by route template, method and status",
+            metrics.requests.clone(),
+        );
+        registry.register(
+            "pulse_http_request_seconds",
+            "API request latency by route template, until the response head (event streams: \
+             until the stream opened)",
+            metrics.latency.clone(),
+        );
+        metrics
+    }
+}
+
+/// What `/metrics` serves and the families the middleware records into.
+#[derive(Clone)]
+pub struct Telemetry {
+    pub metrics: ApiMetrics,
+    pub registry: Arc<Registry>,
+}
+
+/// Middleware: counts every request and times it, by the route it matched (so ids in paths
+/// do not make new series).
+pub async fn record(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let Some(telemetry) = state.telemetry.clone() else {
+        return next.run(request).await;
+    };
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_string();
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let route_label = vec![("route".to_string(), route.clone())];
+    telemetry
+        .metrics
+        .latency
+        .get_or_create(&route_label)
+        .observe(started.elapsed().as_secs_f64());
+    telemetry
+        .metrics
+        .requests
+        .get_or_create(&vec![
+            ("route".to_string(), route),
+            ("method".to_string(), method),
+            ("status".to_string(), response.status().as_u16().to_string()),
+        ])
+        .inc();
+    response
+}
+
+/// `GET /metrics`.
+pub async fn exposition(State(state): State<ApiState>) -> Response {
+    let Some(telemetry) = &state.telemetry else {
+        return crate::ApiError::not_found("metrics are not enabled on this server")
+            .into_response();
+    };
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, &telemetry.registry) {
+        Ok(()) => (
+            [(
+                CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
+        Err(error) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode metrics: {error}"),
+        )
+            .into_response(),
+    }
+}
