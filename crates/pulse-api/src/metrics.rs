@@ -51,6 +51,21 @@ impl ApiMetrics {
         );
         metrics
     }
+
+    /// Counts one request to `route` (a template such as `/api/v1/posts/{id}`) and its
+    /// latency.
+    pub fn record(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        self.latency
+            .get_or_create(&vec![("route".to_string(), route.to_string())])
+            .observe(seconds);
+        self.requests
+            .get_or_create(&vec![
+                ("route".to_string(), route.to_string()),
+                ("method".to_string(), method.to_string()),
+                ("status".to_string(), status.to_string()),
+            ])
+            .inc();
+    }
 }
 
 /// What `/metrics` serves and the families the middleware records into.
@@ -74,21 +89,12 @@ pub async fn record(State(state): State<ApiState>, request: Request, next: Next)
     let method = request.method().to_string();
     let started = Instant::now();
     let response = next.run(request).await;
-    let route_label = vec![("route".to_string(), route.clone())];
-    telemetry
-        .metrics
-        .latency
-        .get_or_create(&route_label)
-        .observe(started.elapsed().as_secs_f64());
-    telemetry
-        .metrics
-        .requests
-        .get_or_create(&vec![
-            ("route".to_string(), route),
-            ("method".to_string(), method),
-            ("status".to_string(), response.status().as_u16().to_string()),
-        ])
-        .inc();
+    telemetry.metrics.record(
+        &route,
+        &method,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     response
 }
 
