@@ -14,8 +14,8 @@ use utoipa::ToSchema;
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// Stable code: `bad_parameter`, `bad_body`, `invalid_posts`, `unauthorized`,
-    /// `not_found`, `payload_too_large`, `unsupported_media_type`, `rate_limited`,
-    /// `unavailable`, `analysis_failed`.
+    /// `not_found`, `conflict`, `payload_too_large`, `unsupported_media_type`,
+    /// `rate_limited`, `unavailable`, `analysis_failed`, `internal`.
     pub error: String,
     /// What was wrong, for people.
     pub detail: String,

@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ErrorBody;
-use crate::routes::{analyze, channels, health, history, ingest, live, posts, stream};
+use crate::routes::{admin, analyze, channels, health, history, ingest, live, posts, stream};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -27,8 +27,10 @@ use crate::routes::{analyze, channels, health, history, ingest, live, posts, str
         ingest::posts,
         stream::posts,
         analyze::texts,
+        admin::recompute,
+        admin::job,
     ),
-    components(schemas(ErrorBody, analyze::AnalyzeRequest)),
+    components(schemas(ErrorBody, analyze::AnalyzeRequest, admin::RecomputeRequest)),
     modifiers(&BearerScheme)
 )]
 struct ApiDoc;

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::limits::RateLimit;
 use crate::metrics::Telemetry;
+use crate::routes::admin::Jobs;
 
 /// Shared state of the API; cheap to clone.
 #[derive(Clone)]
@@ -22,6 +23,8 @@ pub struct ApiState {
     pub(crate) config: Arc<ApiConfig>,
     /// Publishes `POST /api/v1/posts` to the raw topic.
     pub(crate) publisher: Arc<Publisher>,
+    /// Background admin jobs (recomputes).
+    pub(crate) jobs: Arc<Jobs>,
     /// Per-client allowance under `/api/v1`; `None`: unlimited.
     pub(crate) rate_limit: Option<Arc<RateLimit>>,
     /// Request metrics and the registry `/metrics` serves; `None`: not recorded.
@@ -50,6 +53,7 @@ impl ApiState {
             config: Arc::new(config),
             publisher: Arc::new(publisher),
             telemetry: None,
+            jobs: Arc::default(),
             shutdown,
         }
     }

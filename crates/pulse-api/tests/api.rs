@@ -1049,6 +1049,8 @@ async fn the_openapi_document_lists_every_route_with_its_parameters() {
     assert_eq!(
         paths,
         [
+            "/api/v1/admin/jobs/{id}",
+            "/api/v1/admin/recompute",
             "/api/v1/analyze",
             "/api/v1/channels",
             "/api/v1/history",
@@ -1135,4 +1137,123 @@ async fn requests_are_counted_by_route_template_and_status() {
     ] {
         assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recompute_job_runs_in_the_background_and_reports_its_outcome() {
+    let config = ApiConfig {
+        tokens: vec!["admin-token".into()],
+        ..ApiConfig::default()
+    };
+    let api = start("admin", keywords_only(), config).await;
+    let call = |method: reqwest::Method, path: &str, body: Option<Value>, token: Option<&str>| {
+        let mut request = api.client.request(method, format!("{}{path}", api.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move {
+            let response = request.send().await.expect("sent");
+            let status = response.status();
+            (status, response.json::<Value>().await.expect("JSON"))
+        }
+    };
+    let post_method = reqwest::Method::POST;
+    let get = reqwest::Method::GET;
+    let unauthorized = StatusCode::UNAUTHORIZED;
+    assert_error(
+        call(
+            post_method.clone(),
+            "/api/v1/admin/recompute",
+            Some(json!({})),
+            None,
+        )
+        .await,
+        unauthorized,
+        "unauthorized",
+    );
+    assert_error(
+        call(get.clone(), "/api/v1/admin/jobs/1", None, Some("wrong")).await,
+        unauthorized,
+        "unauthorized",
+    );
+    assert_error(
+        call(
+            post_method.clone(),
+            "/api/v1/admin/recompute",
+            Some(json!({"from": "last week"})),
+            Some("admin-token"),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "bad_parameter",
+    );
+
+    // Up to an explicit hour, so that the expected count does not move with the clock.
+    let hour = Granularity::Hour.floor(Utc::now());
+    // Three posts surely before the hour, next to the fixture's recent ones.
+    let older: Vec<EnrichedPost> = (0..3)
+        .map(|i| post("api/epsilon", i, hour - Duration::hours(2)))
+        .collect();
+    write(&api.batch, &older).await;
+    let expected = api
+        .alpha
+        .iter()
+        .chain(&api.beta)
+        .chain(&older)
+        .filter(|p| p.post.created_at < hour)
+        .count();
+    assert!(expected >= 3);
+    let body = json!({"to": hour.to_rfc3339_opts(SecondsFormat::Secs, true)});
+    let (status, started) = call(
+        post_method.clone(),
+        "/api/v1/admin/recompute",
+        Some(body),
+        Some("admin-token"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+    assert_eq!(started["kind"], "recompute");
+    let id = started["id"].as_u64().expect("an id");
+    let path = format!("/api/v1/admin/jobs/{id}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let job = loop {
+        let (status, job) = call(get.clone(), &path, None, Some("admin-token")).await;
+        assert_eq!(status, StatusCode::OK, "{job}");
+        if job["state"] != "running" {
+            break job;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "job still running: {job}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(job["state"], "done", "{job}");
+    // Every post of the test's keyspace before the hour is read.
+    assert_eq!(job["report"]["posts"], expected, "{job}");
+    assert_eq!(job["posts"], expected);
+    let watermark: DateTime<Utc> =
+        serde_json::from_value(job["report"]["watermark"].clone()).expect("a watermark");
+    assert_eq!(watermark, hour);
+    assert!(job["finished_at"].is_string());
+
+    assert_error(
+        call(
+            get.clone(),
+            "/api/v1/admin/jobs/999",
+            None,
+            Some("admin-token"),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_error(
+        call(get, "/api/v1/admin/jobs/x", None, Some("admin-token")).await,
+        StatusCode::BAD_REQUEST,
+        "bad_parameter",
+    );
 }

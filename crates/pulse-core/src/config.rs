@@ -214,7 +214,8 @@ pub struct ApiConfig {
     pub max_analyze_texts: usize,
     /// Most terms in a live window (`top` parameter).
     pub max_top: usize,
-    /// Bearer tokens accepted by `POST /api/v1/posts`; none: it refuses every request.
+    /// Bearer tokens accepted by `POST /api/v1/posts` and `/api/v1/admin/*`; none: they
+    /// refuse every request.
     pub tokens: Vec<String>,
     /// Most posts in one `POST /api/v1/posts`.
     pub max_ingest_posts: usize,

@@ -1,5 +1,6 @@
 //! The routes of the API, one module per resource.
 
+pub(crate) mod admin;
 pub(crate) mod analyze;
 pub(crate) mod channels;
 pub(crate) mod health;
@@ -32,6 +33,8 @@ pub fn router(state: ApiState) -> Result<Router, InvalidOrigin> {
         .route("/stream", get(stream::posts))
         .route("/analyze", post(analyze::texts))
         .route("/openapi.json", get(crate::openapi::document))
+        .route("/admin/recompute", post(admin::recompute))
+        .route("/admin/jobs/{id}", get(admin::job))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             limits::limit_rate,
