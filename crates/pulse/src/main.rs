@@ -71,7 +71,8 @@ enum SchemaCommand {
 
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
-    /// Print the effective configuration (defaults, file, environment) as TOML.
+    /// Print the effective configuration (defaults, file, environment) as TOML; API tokens
+    /// and the CQL password are redacted.
     Show,
 }
 
@@ -124,7 +125,15 @@ async fn run(command: Command, config: PulseConfig) -> anyhow::Result<ExitCode> 
         Command::Ingest(ingest) => commands::ingest::run(ingest, config).await,
         Command::Topics(TopicsCommand::Create) => commands::topics::create(&config).await,
         Command::Config(ConfigCommand::Show) => {
-            print!("{}", toml::to_string_pretty(&config)?);
+            // Secrets are not printed: a shown configuration ends up in tickets and logs.
+            let mut shown = config;
+            for token in &mut shown.api.tokens {
+                *token = "<redacted>".into();
+            }
+            if !shown.batch.password.is_empty() {
+                shown.batch.password = "<redacted>".into();
+            }
+            print!("{}", toml::to_string_pretty(&shown)?);
             Ok(ExitCode::SUCCESS)
         }
     }
