@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 
 pub use error::{ApiError, ErrorBody};
 pub use limits::InvalidOrigin;
-pub use metrics::{ApiMetrics, Telemetry};
+pub use metrics::{openmetrics, ApiMetrics, Telemetry};
 pub use routes::router;
 pub use state::ApiState;
 

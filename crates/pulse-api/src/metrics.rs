@@ -100,12 +100,18 @@ pub async fn record(State(state): State<ApiState>, request: Request, next: Next)
 
 /// `GET /metrics`.
 pub async fn exposition(State(state): State<ApiState>) -> Response {
-    let Some(telemetry) = &state.telemetry else {
-        return crate::ApiError::not_found("metrics are not enabled on this server")
-            .into_response();
-    };
+    match &state.telemetry {
+        Some(telemetry) => openmetrics(&telemetry.registry),
+        None => {
+            crate::ApiError::not_found("metrics are not enabled on this server").into_response()
+        }
+    }
+}
+
+/// `registry` as an OpenMetrics text response (what every Pulse `/metrics` serves).
+pub fn openmetrics(registry: &Registry) -> Response {
     let mut body = String::new();
-    match prometheus_client::encoding::text::encode(&mut body, &telemetry.registry) {
+    match prometheus_client::encoding::text::encode(&mut body, registry) {
         Ok(()) => (
             [(
                 CONTENT_TYPE,

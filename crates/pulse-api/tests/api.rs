@@ -159,16 +159,7 @@ async fn start(test: &str, enricher: Enricher, api: ApiConfig) -> Api {
         .collect();
     let all: Vec<EnrichedPost> = alpha.iter().chain(&beta).cloned().collect();
     speed.apply(&all).await.expect("applied to the speed layer");
-    let json: Vec<String> = all
-        .iter()
-        .map(|p| serde_json::to_string(p).expect("json"))
-        .collect();
-    let pairs: Vec<(&EnrichedPost, &str)> =
-        all.iter().zip(json.iter().map(String::as_str)).collect();
-    batch
-        .write(&pairs)
-        .await
-        .expect("written to the batch layer");
+    write(&batch, &all).await;
 
     let raw_topic = format!("test.api.{}.raw", unique(test));
     let state = ApiState::new(

@@ -274,17 +274,12 @@ impl Model {
     pub fn run(&self, batch: &[&Encoding]) -> Result<BatchOutputs, NlpError> {
         let rows = batch.len();
         let tokens = batch.iter().map(|e| e.len()).max().unwrap_or(0);
+        // Padded positions keep id 0: their attention mask is 0, so no real token reads them.
         let mut ids = vec![0i64; rows * tokens];
         let mut mask = vec![0i64; rows * tokens];
         let mut types = vec![0i64; rows * tokens];
-        let pad = self
-            .tokenizer
-            .get_padding()
-            .map(|p| i64::from(p.pad_id))
-            .unwrap_or(0);
         for (row, encoding) in batch.iter().enumerate() {
             let base = row * tokens;
-            ids[base..base + tokens].fill(pad);
             for (t, ((&id, &m), &ty)) in encoding
                 .get_ids()
                 .iter()

@@ -6,8 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::http::header::CONTENT_TYPE;
-use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use prometheus_client::registry::Registry;
@@ -57,21 +55,6 @@ pub async fn serve_metrics(
     Ok(Some(address))
 }
 
-async fn metrics(registry: Arc<Registry>) -> impl IntoResponse {
-    let mut body = String::new();
-    match prometheus_client::encoding::text::encode(&mut body, &registry) {
-        Ok(()) => (
-            [(
-                CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            body,
-        )
-            .into_response(),
-        Err(error) => (
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot encode metrics: {error}"),
-        )
-            .into_response(),
-    }
+async fn metrics(registry: Arc<Registry>) -> axum::response::Response {
+    pulse_api::openmetrics(&registry)
 }

@@ -13,7 +13,7 @@ use futures::{StreamExt, TryStreamExt};
 use pulse_batch::TermKind;
 use pulse_core::bucket::Granularity;
 use pulse_core::Tally;
-use pulse_speed::MinuteStats;
+use pulse_speed::{minute_of, MinuteStats};
 use serde::{Deserialize, Serialize};
 use utoipa::IntoParams;
 
@@ -175,12 +175,12 @@ pub async fn buckets(
             let tally = stored.remove(&start).unwrap_or_default();
             buckets.push(Bucket::new(start, Source::Batch, true, &tally));
         } else if end > speed_horizon && start <= now {
-            let first_minute = minute(start.max(speed_horizon));
+            let first_minute = minute_of(start.max(speed_horizon));
             // Bucket ends are whole minutes; the current bucket runs to the current minute.
             let end_minute = if end <= now {
-                minute(end)
+                minute_of(end)
             } else {
-                minute(now) + 1
+                minute_of(now) + 1
             };
             let window = state
                 .speed
@@ -245,10 +245,6 @@ pub async fn buckets(
         "watermark": watermark,
         "buckets": buckets,
     })))
-}
-
-fn minute(time: DateTime<Utc>) -> i64 {
-    pulse_speed::minute_of(time)
 }
 
 fn terms(counts: Vec<pulse_speed::TermCount>) -> Vec<Term> {
