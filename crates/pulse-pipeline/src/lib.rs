@@ -4,13 +4,15 @@
 //! [`runner`] does everything else: consuming with bounded queues (consumption pauses when
 //! they are full), batching by count and time, producing outcomes and dead letters, waiting
 //! for their delivery, committing only offsets below which every record is handled, and
-//! draining on shutdown. [`publish`] is the producer side used by every ingest source.
+//! draining on shutdown. [`publish`] is the producer side used by every ingest source;
+//! [`replay`] hands a bounded range of a topic to a stage the same way.
 
 pub mod batch_sink;
 mod delivery;
 pub mod enrich;
 pub mod metrics;
 pub mod publish;
+pub mod replay;
 pub mod runner;
 pub mod speed_sink;
 pub mod stage;

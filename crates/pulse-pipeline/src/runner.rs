@@ -247,62 +247,16 @@ async fn process<S: Stage>(
         }
         metrics.batch_size.observe(batch.len() as f64);
 
-        let started = Instant::now();
-        let Some(outcomes) = process_until_done(stage.as_ref(), &batch, &metrics, &abort).await
+        let Some(handled) = handle_batch(
+            stage.as_ref(),
+            &batch,
+            &producer,
+            &dlq_topic,
+            &metrics,
+            &abort,
+        )
+        .await?
         else {
-            return Ok(());
-        };
-        if outcomes.len() != batch.len() {
-            return Err(RunError::OutcomeCount {
-                stage: stage.name(),
-                expected: batch.len(),
-                got: outcomes.len(),
-            });
-        }
-        metrics
-            .process_seconds
-            .observe(started.elapsed().as_secs_f64());
-
-        let mut deliveries = Vec::with_capacity(batch.len());
-        let mut emitted = 0;
-        for (record, outcome) in batch.iter().zip(outcomes) {
-            let outgoing = match outcome {
-                Outcome::Emit { key, payload } => {
-                    let Some(topic) = stage.output_topic() else {
-                        return Err(RunError::NoOutputTopic {
-                            stage: stage.name(),
-                        });
-                    };
-                    emitted += 1;
-                    OutgoingRecord {
-                        topic: topic.to_string(),
-                        key: Some(key.into_bytes()),
-                        payload,
-                        headers: None,
-                    }
-                }
-                Outcome::Reject { kind, error } => {
-                    metrics.dead_letter(&kind);
-                    deliveries.push(
-                        dead_letter(
-                            &producer,
-                            &dlq_topic,
-                            stage.name(),
-                            record,
-                            &kind,
-                            &error,
-                            &metrics,
-                            &abort,
-                        )
-                        .await,
-                    );
-                    continue;
-                }
-                Outcome::Done => continue,
-            };
-            deliveries.push(enqueue(&producer, &outgoing, &metrics, &abort).await);
-        }
-        let Some(deliveries) = deliveries.into_iter().collect::<Option<Vec<_>>>() else {
             return Ok(());
         };
         let batch_offsets = batch
@@ -311,8 +265,8 @@ async fn process<S: Stage>(
             .collect();
         let handoff = PendingBatch {
             offsets: batch_offsets,
-            deliveries,
-            emitted,
+            deliveries: handled.deliveries,
+            emitted: handled.emitted,
             produced_at: Instant::now(),
         };
         if pending.send(handoff).await.is_err() {
@@ -320,6 +274,89 @@ async fn process<S: Stage>(
         }
     }
     Ok(())
+}
+
+/// A batch its stage handled, with the deliveries of what it emitted and rejected.
+pub(crate) struct HandledBatch {
+    pub deliveries: Vec<DeliveryFuture>,
+    /// Records produced to the output topic.
+    pub emitted: u64,
+    /// Records sent to the DLQ.
+    pub dead_lettered: u64,
+}
+
+/// Has `stage` handle `batch` (retrying while it fails) and queues what it emits to its
+/// output topic and what it rejects to the DLQ. `None` when aborted first.
+pub(crate) async fn handle_batch<S: Stage>(
+    stage: &S,
+    batch: &[SourceRecord],
+    producer: &FutureProducer,
+    dlq_topic: &str,
+    metrics: &StageMetrics,
+    abort: &CancellationToken,
+) -> Result<Option<HandledBatch>, RunError> {
+    let started = Instant::now();
+    let Some(outcomes) = process_until_done(stage, batch, metrics, abort).await else {
+        return Ok(None);
+    };
+    if outcomes.len() != batch.len() {
+        return Err(RunError::OutcomeCount {
+            stage: stage.name(),
+            expected: batch.len(),
+            got: outcomes.len(),
+        });
+    }
+    metrics
+        .process_seconds
+        .observe(started.elapsed().as_secs_f64());
+
+    let mut deliveries = Vec::with_capacity(batch.len());
+    let mut emitted = 0;
+    let mut dead_lettered = 0;
+    for (record, outcome) in batch.iter().zip(outcomes) {
+        let delivery = match outcome {
+            Outcome::Emit { key, payload } => {
+                let Some(topic) = stage.output_topic() else {
+                    return Err(RunError::NoOutputTopic {
+                        stage: stage.name(),
+                    });
+                };
+                emitted += 1;
+                let outgoing = OutgoingRecord {
+                    topic: topic.to_string(),
+                    key: Some(key.into_bytes()),
+                    payload,
+                    headers: None,
+                };
+                enqueue(producer, &outgoing, metrics, abort).await
+            }
+            Outcome::Reject { kind, error } => {
+                metrics.dead_letter(&kind);
+                dead_lettered += 1;
+                dead_letter(
+                    producer,
+                    dlq_topic,
+                    stage.name(),
+                    record,
+                    &kind,
+                    &error,
+                    metrics,
+                    abort,
+                )
+                .await
+            }
+            Outcome::Done => continue,
+        };
+        let Some(delivery) = delivery else {
+            return Ok(None);
+        };
+        deliveries.push(delivery);
+    }
+    Ok(Some(HandledBatch {
+        deliveries,
+        emitted,
+        dead_lettered,
+    }))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -37,6 +37,9 @@ enum Command {
     Api,
     /// A channel's live window from the speed layer (or the known channels), as JSON.
     Live(commands::live::LiveArgs),
+    /// Re-read a topic from an offset or a time into a stage (model upgrade, Redis loss,
+    /// backfill).
+    Replay(commands::replay::ReplayArgs),
     /// Write enriched posts to a store.
     #[command(subcommand)]
     Sink(commands::sink::SinkCommand),
@@ -119,6 +122,7 @@ async fn run(command: Command, config: PulseConfig) -> anyhow::Result<ExitCode> 
         Command::Analyze(args) => commands::analyze::run(args, config).await,
         Command::Api => commands::api::run(config).await,
         Command::Live(args) => commands::live::run(args, config).await,
+        Command::Replay(args) => commands::replay::run(args, config).await,
         Command::Sink(sink) => commands::sink::run(sink, config).await,
         Command::Batch(batch) => commands::batch::run(batch, config).await,
         Command::Schema(SchemaCommand::Apply) => commands::schema::apply(&config).await,

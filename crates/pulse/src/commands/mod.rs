@@ -6,6 +6,7 @@ pub mod batch;
 pub mod enrich;
 pub mod ingest;
 pub mod live;
+pub mod replay;
 pub mod role;
 pub mod schema;
 pub mod sink;

@@ -1,0 +1,345 @@
+//! Replay into a stage: the records of a bounded range of a topic (read by
+//! [`ReplayReader`], outside any consumer group) handed to a stage exactly as the stage
+//! loop hands them: what it emits goes to its output topic, what it rejects to the DLQ, and
+//! every delivery of a batch is confirmed before the next batch is read. Used for a model
+//! upgrade (raw posts into `enrich`), a lost Redis (enriched posts into `sink-speed`) or a
+//! backfill (into `sink-batch`); every sink is idempotent, so replaying twice is harmless.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pulse_batch::BatchStore;
+use pulse_core::config::{KafkaConfig, PipelineConfig, TopicsConfig};
+use pulse_core::{PostLimits, PulseConfig};
+use pulse_kafka::create_producer;
+use pulse_kafka::replay::{PartitionSpan, ReplayError, ReplayRange, ReplayReader};
+use pulse_nlp::Enricher;
+use pulse_speed::SpeedLayer;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::FutureProducer;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::delivery::{backoff, confirm};
+use crate::metrics::{PipelineMetrics, StageMetrics};
+use crate::runner::{handle_batch, RunError};
+use crate::stage::{SourceRecord, Stage};
+use crate::{BatchSinkStage, EnrichStage, SpeedSinkStage};
+
+/// How far a replay is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ReplayProgress {
+    /// Offsets in the range (records, but for transaction markers).
+    pub total: u64,
+    /// Records read and handled by the stage, their outputs delivered.
+    pub replayed: u64,
+    /// Records the stage produced to its output topic.
+    pub emitted: u64,
+    /// Records sent to the DLQ.
+    pub dead_lettered: u64,
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReplayReport {
+    pub topic: String,
+    pub stage: &'static str,
+    /// The offsets of each partition the replay covered.
+    pub spans: Vec<PartitionSpan>,
+    #[serde(flatten)]
+    pub progress: ReplayProgress,
+    /// Whether every span was replayed (`false`: stopped by a shutdown).
+    pub complete: bool,
+    /// The next offset of each partition after the last delivered batch: where to resume a
+    /// replay that stopped early.
+    pub resume_at: Vec<(i32, i64)>,
+}
+
+/// Where a replay's outputs go.
+pub struct ReplaySink<'a> {
+    pub producer: &'a FutureProducer,
+    pub dlq_topic: &'a str,
+    pub metrics: &'a StageMetrics,
+}
+
+/// Replays what `reader` reads into `stage`, in batches of the pipeline's size, calling
+/// `progress` after each delivered batch, until the range is read or `shutdown` is
+/// cancelled. Broker read errors and a failing stage (a store down) are retried with
+/// backoff.
+pub async fn replay_into<S: Stage>(
+    stage: &S,
+    reader: &mut ReplayReader,
+    sink: ReplaySink<'_>,
+    pipeline: &PipelineConfig,
+    progress: &(dyn Fn(ReplayProgress) + Sync),
+    shutdown: &CancellationToken,
+) -> Result<ReplayReport, RunError> {
+    let batch_size = pipeline.batch_size.max(1);
+    let batch_wait = Duration::from_millis(pipeline.batch_wait_ms);
+    let mut done = ReplayProgress {
+        total: reader.total(),
+        ..ReplayProgress::default()
+    };
+    let mut resume_at = reader.positions();
+    let mut failures = 0;
+    progress(done);
+    let complete = loop {
+        if shutdown.is_cancelled() {
+            break false;
+        }
+        let records = tokio::select! {
+            _ = shutdown.cancelled() => break false,
+            read = reader.next_batch(batch_size, batch_wait) => read,
+        };
+        let records = match records {
+            Ok(Some(records)) => records,
+            Ok(None) => break true,
+            Err(error) => {
+                failures += 1;
+                tracing::warn!(topic = reader.topic(), %error, "replay read failed; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break false,
+                    _ = tokio::time::sleep(backoff(failures)) => continue,
+                }
+            }
+        };
+        failures = 0;
+        if records.is_empty() {
+            continue;
+        }
+        let batch: Vec<SourceRecord> = records
+            .into_iter()
+            .map(|r| SourceRecord {
+                topic: reader.topic().to_string(),
+                partition: r.partition,
+                offset: r.offset,
+                key: r.key,
+                payload: r.payload,
+            })
+            .collect();
+        sink.metrics.consumed.inc_by(batch.len() as u64);
+        let Some(handled) = handle_batch(
+            stage,
+            &batch,
+            sink.producer,
+            sink.dlq_topic,
+            sink.metrics,
+            shutdown,
+        )
+        .await?
+        else {
+            break false;
+        };
+        for delivery in handled.deliveries {
+            if !confirm(sink.producer, delivery, sink.metrics, shutdown).await {
+                return Ok(report(stage, reader, done, false, resume_at));
+            }
+        }
+        sink.metrics.emitted.inc_by(handled.emitted);
+        done.replayed += batch.len() as u64;
+        done.emitted += handled.emitted;
+        done.dead_lettered += handled.dead_lettered;
+        resume_at = reader.positions();
+        progress(done);
+    };
+    Ok(report(stage, reader, done, complete, resume_at))
+}
+
+fn report<S: Stage>(
+    stage: &S,
+    reader: &ReplayReader,
+    progress: ReplayProgress,
+    complete: bool,
+    resume_at: Vec<(i32, i64)>,
+) -> ReplayReport {
+    ReplayReport {
+        topic: reader.topic().to_string(),
+        stage: stage.name(),
+        spans: reader.spans().to_vec(),
+        progress,
+        complete,
+        resume_at,
+    }
+}
+
+/// The stages a replay can feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReplayStage {
+    /// Raw posts enriched again (a new model) and produced to the enriched topic.
+    Enrich,
+    /// Enriched posts into the Redis speed layer (after Redis lost them).
+    SinkSpeed,
+    /// Enriched posts into the batch layer (a backfill).
+    SinkBatch,
+}
+
+impl ReplayStage {
+    pub const NAMES: [&'static str; 3] = ["enrich", "sink-speed", "sink-batch"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ReplayStage::Enrich => "enrich",
+            ReplayStage::SinkSpeed => "sink-speed",
+            ReplayStage::SinkBatch => "sink-batch",
+        }
+    }
+
+    /// The topic the stage consumes when it runs as a role: what a replay reads by default.
+    pub fn input_topic(self, topics: &TopicsConfig) -> &str {
+        match self {
+            ReplayStage::Enrich => &topics.raw,
+            ReplayStage::SinkSpeed | ReplayStage::SinkBatch => &topics.enriched,
+        }
+    }
+}
+
+impl std::str::FromStr for ReplayStage {
+    type Err = String;
+
+    /// A stage's name; `speed` and `batch` are accepted for the sinks.
+    fn from_str(name: &str) -> Result<Self, String> {
+        match name {
+            "enrich" => Ok(ReplayStage::Enrich),
+            "sink-speed" | "speed" => Ok(ReplayStage::SinkSpeed),
+            "sink-batch" | "batch" => Ok(ReplayStage::SinkBatch),
+            other => Err(format!(
+                "no stage {other:?}: replay into {}",
+                ReplayStage::NAMES.join(", ")
+            )),
+        }
+    }
+}
+
+/// Why a replay could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayFailure {
+    #[error(transparent)]
+    Read(#[from] ReplayError),
+    #[error("this process cannot replay into {0}: it has no {1}")]
+    Unavailable(&'static str, &'static str),
+    #[error(transparent)]
+    Stage(#[from] RunError),
+}
+
+/// Everything a replay into any stage needs: the stores and enricher the stages write
+/// with (each optional: a process replays into the stages it has), a producer for outputs
+/// and dead letters, and the configuration of topics, batches and post limits.
+pub struct Replayer {
+    kafka: KafkaConfig,
+    pipeline: PipelineConfig,
+    limits: PostLimits,
+    producer: FutureProducer,
+    metrics: PipelineMetrics,
+    enricher: Option<Arc<Enricher>>,
+    speed: Option<SpeedLayer>,
+    batch: Option<BatchStore>,
+}
+
+impl Replayer {
+    /// A replayer with a producer of its own; add the stages' resources with the `with_*`
+    /// methods. Its metrics are labelled `replay-<stage>`.
+    pub fn new(config: &PulseConfig, metrics: PipelineMetrics) -> Result<Self, KafkaError> {
+        Ok(Self {
+            kafka: config.kafka.clone(),
+            pipeline: config.pipeline.clone(),
+            limits: config.enrich.post_limits(),
+            producer: create_producer(&config.kafka)?,
+            metrics,
+            enricher: None,
+            speed: None,
+            batch: None,
+        })
+    }
+
+    pub fn with_enricher(mut self, enricher: Arc<Enricher>) -> Self {
+        self.enricher = Some(enricher);
+        self
+    }
+
+    pub fn with_speed(mut self, speed: SpeedLayer) -> Self {
+        self.speed = Some(speed);
+        self
+    }
+
+    pub fn with_batch(mut self, batch: BatchStore) -> Self {
+        self.batch = Some(batch);
+        self
+    }
+
+    /// The topics of this deployment.
+    pub fn topics(&self) -> &TopicsConfig {
+        &self.kafka.topics
+    }
+
+    /// Plans `range` against the broker: the reader to hand to [`Replayer::run`]. Fails
+    /// early (unknown topic, broker down, a stage this process cannot feed).
+    pub async fn open(
+        &self,
+        stage: ReplayStage,
+        range: ReplayRange,
+    ) -> Result<ReplayReader, ReplayFailure> {
+        self.check(stage)?;
+        Ok(ReplayReader::open(&self.kafka, range).await?)
+    }
+
+    fn check(&self, stage: ReplayStage) -> Result<(), ReplayFailure> {
+        let missing = match stage {
+            ReplayStage::Enrich => self.enricher.is_none().then_some("enricher"),
+            ReplayStage::SinkSpeed => self.speed.is_none().then_some("speed layer"),
+            ReplayStage::SinkBatch => self.batch.is_none().then_some("batch layer"),
+        };
+        match missing {
+            Some(what) => Err(ReplayFailure::Unavailable(stage.name(), what)),
+            None => Ok(()),
+        }
+    }
+
+    /// Replays what `reader` reads into `stage` (see [`replay_into`]).
+    pub async fn run(
+        &self,
+        stage: ReplayStage,
+        reader: &mut ReplayReader,
+        progress: &(dyn Fn(ReplayProgress) + Sync),
+        shutdown: &CancellationToken,
+    ) -> Result<ReplayReport, ReplayFailure> {
+        let metrics = self.metrics.for_stage(&format!("replay-{}", stage.name()));
+        let sink = ReplaySink {
+            producer: &self.producer,
+            dlq_topic: &self.kafka.topics.dlq,
+            metrics: &metrics,
+        };
+        let pipeline = &self.pipeline;
+        let report = match stage {
+            ReplayStage::Enrich => {
+                let enricher = self
+                    .enricher
+                    .clone()
+                    .ok_or(ReplayFailure::Unavailable(stage.name(), "enricher"))?;
+                let stage = EnrichStage::new(
+                    enricher,
+                    self.limits.clone(),
+                    self.kafka.topics.enriched.clone(),
+                );
+                replay_into(&stage, reader, sink, pipeline, progress, shutdown).await?
+            }
+            ReplayStage::SinkSpeed => {
+                let speed = self
+                    .speed
+                    .clone()
+                    .ok_or(ReplayFailure::Unavailable(stage.name(), "speed layer"))?;
+                let stage = SpeedSinkStage::new(speed);
+                replay_into(&stage, reader, sink, pipeline, progress, shutdown).await?
+            }
+            ReplayStage::SinkBatch => {
+                let batch = self
+                    .batch
+                    .clone()
+                    .ok_or(ReplayFailure::Unavailable(stage.name(), "batch layer"))?;
+                let stage = BatchSinkStage::new(batch);
+                replay_into(&stage, reader, sink, pipeline, progress, shutdown).await?
+            }
+        };
+        Ok(report)
+    }
+}

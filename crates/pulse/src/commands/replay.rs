@@ -1,0 +1,152 @@
+//! `pulse replay`: re-reads a range of a topic, from an offset or a time up to a time or
+//! the topic's current end, into one stage: raw posts into `enrich` after a model upgrade,
+//! enriched posts into `sink-speed` after Redis lost its windows, or into `sink-batch` for
+//! a backfill. Reads outside any consumer group, so the running roles are not disturbed.
+//! Shows progress; prints the report as JSON on stdout.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use prometheus_client::registry::Registry;
+use pulse_core::time::parse_time;
+use pulse_core::PulseConfig;
+use pulse_kafka::replay::{ReplayRange, ReplayStart};
+use pulse_pipeline::replay::{ReplayProgress, ReplayStage, Replayer};
+use pulse_pipeline::PipelineMetrics;
+use pulse_speed::SpeedLayer;
+
+use super::{enrich, sink};
+use crate::shutdown;
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Topic to read (default: the stage's input: the raw topic for enrich, the enriched
+    /// topic for the sinks).
+    #[arg(long)]
+    topic: Option<String>,
+    /// Start at this offset of every partition; negative: that many records before each
+    /// partition's end.
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        required_unless_present = "from_time",
+        conflicts_with = "from_time"
+    )]
+    from_offset: Option<i64>,
+    /// Start at the first record stamped at or after this time (`now-2h`, RFC 3339,
+    /// YYYY-MM-DD).
+    #[arg(long, value_parser = parse_time)]
+    from_time: Option<DateTime<Utc>>,
+    /// Stop before the first record stamped at or after this time (default: the end the
+    /// topic has when the replay begins).
+    #[arg(long, value_parser = parse_time)]
+    to_time: Option<DateTime<Utc>>,
+    /// The stage to replay into: enrich, sink-speed (or speed), sink-batch (or batch).
+    #[arg(long, value_parser = |s: &str| s.parse::<ReplayStage>())]
+    into: ReplayStage,
+}
+
+/// Runs the replay; exit 130 when interrupted (the report says where to resume).
+pub async fn run(args: ReplayArgs, config: PulseConfig) -> anyhow::Result<ExitCode> {
+    let shutdown = shutdown::on_signal()?;
+    let metrics = PipelineMetrics::register(&mut Registry::default());
+    let mut replayer = Replayer::new(&config, metrics)?;
+    // Only what the chosen stage writes with is loaded or connected.
+    replayer = match args.into {
+        ReplayStage::Enrich => replayer.with_enricher(enrich::load_enricher(&config)?),
+        ReplayStage::SinkSpeed => replayer.with_speed(SpeedLayer::connect(&config.speed)?),
+        ReplayStage::SinkBatch => match sink::connect_batch(&config, &shutdown).await? {
+            Some(store) => replayer.with_batch(store),
+            None => return Ok(ExitCode::from(130)),
+        },
+    };
+    let start = match (args.from_offset, args.from_time) {
+        (Some(offset), _) => ReplayStart::Offset(offset),
+        (None, Some(time)) => ReplayStart::Time(time),
+        (None, None) => anyhow::bail!("give --from-offset or --from-time"),
+    };
+    let topic = args
+        .topic
+        .unwrap_or_else(|| args.into.input_topic(replayer.topics()).to_string());
+    let range = ReplayRange {
+        topic: topic.clone(),
+        start,
+        end: args.to_time,
+    };
+    let mut reader = replayer.open(args.into, range).await?;
+    eprintln!(
+        "replaying {} records of {topic} into {} ({})",
+        reader.total(),
+        args.into.name(),
+        reader
+            .spans()
+            .iter()
+            .map(|s| format!("partition {}: {}..{}", s.partition, s.from, s.to))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::new(reader.total()).with_style(
+            ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} records ({per_sec}) {msg} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        )
+    } else {
+        ProgressBar::hidden()
+    };
+    // Without a terminal, a line every tenth of the range.
+    let logged = Mutex::new(0u64);
+    let progress = |done: ReplayProgress| {
+        bar.set_position(done.replayed);
+        bar.set_message(format!(
+            "{} emitted, {} dead-lettered",
+            done.emitted, done.dead_lettered
+        ));
+        if bar.is_hidden() {
+            if let Ok(mut last) = logged.lock() {
+                if done.replayed >= *last + (done.total / 10).max(1) || done.replayed == done.total
+                {
+                    *last = done.replayed;
+                    eprintln!("replayed {}/{} records", done.replayed, done.total);
+                }
+            }
+        }
+    };
+    let report = replayer
+        .run(args.into, &mut reader, &progress, &shutdown)
+        .await?;
+    bar.finish_and_clear();
+    println!("{}", serde_json::to_string(&report)?);
+    let done = report.progress;
+    eprintln!(
+        "replayed {} records of {topic} into {}: {} emitted, {} dead-lettered{}",
+        done.replayed,
+        args.into.name(),
+        done.emitted,
+        done.dead_lettered,
+        if report.complete {
+            String::new()
+        } else {
+            format!(
+                "; interrupted, resume at {}",
+                report
+                    .resume_at
+                    .iter()
+                    .map(|(p, o)| format!("partition {p} offset {o}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    );
+    Ok(if report.complete {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(130)
+    })
+}
