@@ -3,9 +3,10 @@
 //! Posts are labelled `source: synthetic` so they are never mistaken for real data. Texts
 //! are built from templates mixing subjects, opinions of varied polarity, named things,
 //! hashtags, mentions and links, so every enrichment has something to find. Seeded: the
-//! same seed gives the same posts (except `created_at`, which is the generation time).
+//! same seed gives the same posts (except `created_at`, which is the generation time, or
+//! spread over a past span to backfill history).
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Map;
@@ -74,6 +75,9 @@ pub struct SyntheticSource {
     channels: Vec<String>,
     produced: u64,
     limit: Option<u64>,
+    /// Start of the span the posts' `created_at` are spread over, up to when the source was
+    /// built; `None`: each post is dated when generated.
+    backfill: Option<(DateTime<Utc>, DateTime<Utc>)>,
 }
 
 impl SyntheticSource {
@@ -89,6 +93,26 @@ impl SyntheticSource {
             },
             produced: 0,
             limit,
+            backfill: None,
+        }
+    }
+
+    /// Dates the posts evenly from `since` to now, oldest first, instead of at generation
+    /// time: a backfilled history for demos and tests. Without a limit, posts are dated
+    /// when generated.
+    pub fn backfill_since(mut self, since: DateTime<Utc>) -> Self {
+        self.backfill = Some((since, Utc::now()));
+        self
+    }
+
+    fn created_at(&self, sequence: u64) -> DateTime<Utc> {
+        match (self.backfill, self.limit) {
+            (Some((since, until)), Some(limit)) if limit > 0 && since < until => {
+                let span = (until - since).num_milliseconds() as f64;
+                let offset = span * sequence as f64 / limit as f64;
+                since + chrono::Duration::milliseconds(offset as i64)
+            }
+            _ => Utc::now(),
         }
     }
 
@@ -126,7 +150,7 @@ impl Iterator for SyntheticSource {
             channel,
             author: Some(author),
             text,
-            created_at: Utc::now(),
+            created_at: self.created_at(sequence),
             url: None,
             lang: Some("en".into()),
             parent_id: None,
@@ -159,5 +183,27 @@ mod tests {
         assert_eq!(first, texts(7));
         assert_ne!(first, texts(8));
         assert!(first.iter().any(|(_, c, _)| c == "a") && first.iter().any(|(_, c, _)| c == "b"));
+    }
+
+    #[test]
+    fn a_backfill_dates_posts_evenly_from_the_start_oldest_first() {
+        let since = Utc::now() - chrono::Duration::hours(4);
+        let times: Vec<DateTime<Utc>> = SyntheticSource::new(1, vec!["a".into()], Some(8))
+            .backfill_since(since)
+            .map(|item| match item {
+                SourceItem::Post { post, .. } => post.created_at,
+                SourceItem::Malformed { .. } => panic!("generator made a malformed item"),
+            })
+            .collect();
+        assert_eq!(times.len(), 8);
+        assert_eq!(times[0], since);
+        for (i, pair) in times.windows(2).enumerate() {
+            let step = (pair[1] - pair[0]).num_milliseconds();
+            assert!(
+                (1_799_000..=1_801_000).contains(&step),
+                "step {i}: {step} ms"
+            );
+        }
+        assert!(times[7] < Utc::now() - chrono::Duration::minutes(29));
     }
 }

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use clap::{Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use prometheus_client::registry::Registry;
@@ -51,6 +52,10 @@ pub enum IngestCommand {
         /// Seed of the generator: the same seed gives the same posts.
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Date the posts evenly from this time (`now-6h`, RFC 3339, ...) to now instead
+        /// of when each is generated: a backfilled history.
+        #[arg(long, requires = "count", value_parser = pulse_core::time::parse_time)]
+        since: Option<DateTime<Utc>>,
         /// Channels to spread posts over.
         #[arg(
             long,
@@ -127,9 +132,13 @@ pub async fn run(command: IngestCommand, config: PulseConfig) -> anyhow::Result<
             rate,
             count,
             seed,
+            since,
             channels,
         } => {
-            let source = SyntheticSource::new(seed, channels, count);
+            let mut source = SyntheticSource::new(seed, channels, count);
+            if let Some(since) = since {
+                source = source.backfill_since(since);
+            }
             let reader = tokio::task::spawn_blocking(move || generate(source, rate, &items_tx));
             (reader, None, "synthetic generator".to_string())
         }
