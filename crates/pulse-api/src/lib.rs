@@ -1,11 +1,12 @@
 //! Pulse's query API: the HTTP face of the speed layer (live windows, channels), the batch
 //! layer (stored posts, cursor paging), the enricher (ad-hoc analysis) and the producers'
-//! publisher (authenticated ingest).
+//! publisher (authenticated ingest), plus the live dashboard's static files at `/`.
 //!
 //! Handlers are thin: they parse parameters into the stores' queries and map the stores'
 //! errors onto statuses. Every error is JSON `{error, detail}`.
 
 mod auth;
+mod dashboard;
 mod error;
 mod limits;
 mod metrics;

@@ -28,9 +28,15 @@ use crate::routes::{admin, analyze, channels, health, history, ingest, live, pos
         stream::posts,
         analyze::texts,
         admin::recompute,
+        admin::replay,
         admin::job,
     ),
-    components(schemas(ErrorBody, analyze::AnalyzeRequest, admin::RecomputeRequest)),
+    components(schemas(
+        ErrorBody,
+        analyze::AnalyzeRequest,
+        admin::RecomputeRequest,
+        admin::ReplayRequest
+    )),
     modifiers(&BearerScheme)
 )]
 struct ApiDoc;

@@ -7,6 +7,7 @@ use pulse_batch::BatchStore;
 use pulse_core::config::ApiConfig;
 use pulse_nlp::Enricher;
 use pulse_pipeline::publish::Publisher;
+use pulse_pipeline::replay::Replayer;
 use pulse_speed::SpeedLayer;
 use tokio_util::sync::CancellationToken;
 
@@ -23,8 +24,10 @@ pub struct ApiState {
     pub(crate) config: Arc<ApiConfig>,
     /// Publishes `POST /api/v1/posts` to the raw topic.
     pub(crate) publisher: Arc<Publisher>,
-    /// Background admin jobs (recomputes).
+    /// Background admin jobs (recomputes, replays).
     pub(crate) jobs: Arc<Jobs>,
+    /// Runs `POST /api/v1/admin/replay`; `None`: this process cannot replay (503).
+    pub(crate) replayer: Option<Arc<Replayer>>,
     /// Per-client allowance under `/api/v1`; `None`: unlimited.
     pub(crate) rate_limit: Option<Arc<RateLimit>>,
     /// Request metrics and the registry `/metrics` serves; `None`: not recorded.
@@ -54,8 +57,15 @@ impl ApiState {
             publisher: Arc::new(publisher),
             telemetry: None,
             jobs: Arc::default(),
+            replayer: None,
             shutdown,
         }
+    }
+
+    /// Serves `POST /api/v1/admin/replay` with `replayer`.
+    pub fn with_replayer(mut self, replayer: Replayer) -> Self {
+        self.replayer = Some(Arc::new(replayer));
+        self
     }
 
     /// Records request metrics into `telemetry` and serves its registry at `/metrics`.

@@ -1042,6 +1042,7 @@ async fn the_openapi_document_lists_every_route_with_its_parameters() {
         [
             "/api/v1/admin/jobs/{id}",
             "/api/v1/admin/recompute",
+            "/api/v1/admin/replay",
             "/api/v1/analyze",
             "/api/v1/channels",
             "/api/v1/history",
@@ -1225,7 +1226,8 @@ async fn a_recompute_job_runs_in_the_background_and_reports_its_outcome() {
     assert_eq!(job["state"], "done", "{job}");
     // Every post of the test's keyspace before the hour is read.
     assert_eq!(job["report"]["posts"], expected, "{job}");
-    assert_eq!(job["posts"], expected);
+    assert_eq!(job["progress"]["days_done"], job["progress"]["days_total"]);
+    assert_eq!(job["request"]["to"], json!(hour));
     let watermark: DateTime<Utc> =
         serde_json::from_value(job["report"]["watermark"].clone()).expect("a watermark");
     assert_eq!(watermark, hour);
@@ -1247,4 +1249,235 @@ async fn a_recompute_job_runs_in_the_background_and_reports_its_outcome() {
         StatusCode::BAD_REQUEST,
         "bad_parameter",
     );
+}
+
+/// Polls a job until it is no longer running.
+async fn finished_job(api: &Api, id: u64, token: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let response = api
+            .client
+            .get(format!("{}/api/v1/admin/jobs/{id}", api.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), StatusCode::OK);
+        let job: Value = response.json().await.expect("JSON");
+        if job["state"] != "running" {
+            return job;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "job still running: {job}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_job_reads_a_topic_range_into_a_stage() {
+    let api = start("replay", keywords_only(), ApiConfig::default()).await;
+    let enriched = format!("test.api.{}.enriched", unique("replay"));
+    let dlq = format!("{enriched}.dlq");
+    pulse_kafka::admin::create_topics(&kafka(), &[&enriched, &dlq])
+        .await
+        .expect("topics created (is the stack running? scripts/stack start)");
+    let channel = "api/replayed";
+    let now = Utc::now();
+    let producer = pulse_kafka::create_producer(&kafka()).expect("producer");
+    for i in 0..6 {
+        let payload =
+            serde_json::to_vec(&post(channel, i, now - Duration::seconds(i as i64))).expect("json");
+        let key = format!("{channel}:{i}");
+        producer
+            .send(
+                rdkafka::producer::FutureRecord::to(&enriched)
+                    .key(&key)
+                    .payload(&payload),
+                std::time::Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .expect("produced");
+    }
+
+    // A server that can replay into the speed layer only (no batch layer given).
+    let mut kafka = kafka();
+    kafka.topics.enriched = enriched.clone();
+    kafka.topics.dlq = dlq.clone();
+    let pulse = pulse_core::PulseConfig {
+        kafka,
+        ..pulse_core::PulseConfig::default()
+    };
+    let replayer = pulse_pipeline::replay::Replayer::new(
+        &pulse,
+        PipelineMetrics::register(&mut Registry::default()),
+    )
+    .expect("replayer")
+    .with_speed(api.speed.clone());
+    let state = ApiState::new(
+        api.speed.clone(),
+        api.batch.clone(),
+        Arc::new(keywords_only()),
+        ApiConfig {
+            tokens: vec!["admin-token".into()],
+            ..ApiConfig::default()
+        },
+        publisher(&api.raw_topic),
+        CancellationToken::new(),
+    )
+    .with_replayer(replayer);
+    let api = Api {
+        base: serve(state).await,
+        ..api
+    };
+    let replay = |body: Value, token: Option<&'static str>| {
+        let mut request = api
+            .client
+            .post(format!("{}/api/v1/admin/replay", api.base))
+            .json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move {
+            let response = request.send().await.expect("sent");
+            let status = response.status();
+            (status, response.json::<Value>().await.expect("JSON"))
+        }
+    };
+    let token = Some("admin-token");
+
+    assert_error(
+        replay(json!({"into": "sink-speed", "from_offset": 0}), None).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+    for bad in [
+        json!({"into": "nowhere", "from_offset": 0}),
+        json!({"into": "sink-speed"}),
+        json!({"into": "sink-speed", "from_offset": 0, "from_time": "now-1h"}),
+        json!({"into": "sink-speed", "from_time": "yesterday"}),
+        json!({"into": "sink-speed", "from_time": "now", "to_time": "now-1h"}),
+    ] {
+        assert_error(
+            replay(bad, token).await,
+            StatusCode::BAD_REQUEST,
+            "bad_parameter",
+        );
+    }
+    assert_error(
+        replay(
+            json!({"into": "sink-speed", "from_offset": 0, "extra": true}),
+            token,
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "bad_body",
+    );
+    let detail = assert_error(
+        replay(
+            json!({"into": "sink-speed", "topic": "test.api.no-such-topic", "from_offset": 0}),
+            token,
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert!(detail.contains("does not exist"), "{detail}");
+    let detail = assert_error(
+        replay(json!({"into": "sink-batch", "from_offset": 0}), token).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+    );
+    assert!(detail.contains("batch layer"), "{detail}");
+
+    // The last four records of the topic, then all of it: each post counted once.
+    let (status, job) = replay(json!({"into": "sink-speed", "from_offset": -4}), token).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    assert_eq!(job["kind"], "replay");
+    assert_eq!(job["request"]["topic"], enriched.as_str());
+    assert_eq!(
+        job["request"]["spans"],
+        json!([{"partition": 0, "from": 2, "to": 6}])
+    );
+    let done = finished_job(&api, job["id"].as_u64().expect("id"), "admin-token").await;
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(done["report"]["replayed"], 4);
+    assert_eq!(done["progress"]["replayed"], 4);
+    let live = format!("/api/v1/live?channel={channel}");
+    assert_eq!(api.get(&live).await.1["totals"]["count"], 4);
+
+    let (status, job) = replay(json!({"into": "speed", "from_time": "now-1d"}), token).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let done = finished_job(&api, job["id"].as_u64().expect("id"), "admin-token").await;
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(done["report"]["replayed"], 6);
+    assert_eq!(done["report"]["dead_lettered"], 0);
+    assert_eq!(api.get(&live).await.1["totals"]["count"], 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_is_served_at_the_root() {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let config = ApiConfig {
+        dashboard_dir: repo.join("dashboards/live"),
+        ..ApiConfig::default()
+    };
+    let api = start("dashboard", keywords_only(), config).await;
+    for (path, content_type, contains) in [
+        ("/", "text/html", "<title>Pulse"),
+        ("/app.js", "text/javascript", "api/v1"),
+        ("/style.css", "text/css", ".post"),
+        ("/vendor/echarts.min.js", "text/javascript", "echarts"),
+    ] {
+        let response = api
+            .client
+            .get(format!("{}{path}", api.base))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "{path} (is ECharts installed? scripts/setup)"
+        );
+        let served = response.headers()["content-type"]
+            .to_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(served.starts_with(content_type), "{path}: {served}");
+        let body = response.text().await.expect("text");
+        assert!(body.contains(contains), "{path}");
+    }
+    // The rest of the directory is not served.
+    for path in [
+        "/package.json",
+        "/test/browser.mjs",
+        "/node_modules/echarts/package.json",
+    ] {
+        assert_error(api.get(path).await, StatusCode::NOT_FOUND, "not_found");
+    }
+
+    let elsewhere = tempfile_dir();
+    let missing = start(
+        "dashboard_missing",
+        keywords_only(),
+        ApiConfig {
+            dashboard_dir: elsewhere.clone(),
+            ..ApiConfig::default()
+        },
+    )
+    .await;
+    let detail = assert_error(missing.get("/").await, StatusCode::NOT_FOUND, "not_found");
+    assert!(
+        detail.contains("the dashboard is not installed"),
+        "{detail}"
+    );
+    assert!(detail.contains("index.html"), "{detail}");
+}
+
+/// A directory that does not exist (no dashboard there).
+fn tempfile_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("pulse-no-dashboard-{}", unique("dir")))
 }

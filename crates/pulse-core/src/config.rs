@@ -3,7 +3,7 @@
 //! (`PULSE_KAFKA__BROKERS=host:9092` sets `kafka.brokers`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
@@ -226,6 +226,10 @@ pub struct ApiConfig {
     /// Origins allowed to call the API from a browser (CORS); `["*"]`: any; none: only the
     /// API's own origin (the dashboard it serves).
     pub cors_origins: Vec<String>,
+    /// Directory of the live dashboard served at `/` (its `index.html`, scripts and the
+    /// ECharts build `scripts/setup` installs under `node_modules`); relative paths are
+    /// taken from the working directory.
+    pub dashboard_dir: PathBuf,
 }
 
 impl Default for ApiConfig {
@@ -240,6 +244,7 @@ impl Default for ApiConfig {
             rate_limit_per_second: 100,
             rate_limit_burst: 200,
             cors_origins: Vec::new(),
+            dashboard_dir: PathBuf::from("dashboards/live"),
         }
     }
 }

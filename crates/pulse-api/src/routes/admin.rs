@@ -1,7 +1,9 @@
-//! Admin actions, behind a bearer token: `POST /api/v1/admin/recompute` starts a recompute
-//! of the batch layer's exact rollups (as `pulse batch recompute`) as a background job, and
-//! `GET /api/v1/admin/jobs/{id}` reports a job's progress and outcome. One recompute runs
-//! at a time; the last [`KEPT`] jobs are remembered (in this process only).
+//! Admin actions, behind a bearer token, run as background jobs:
+//! `POST /api/v1/admin/recompute` recomputes the batch layer's exact rollups (as `pulse
+//! batch recompute`), `POST /api/v1/admin/replay` re-reads a topic range into a stage (as
+//! `pulse replay`), and `GET /api/v1/admin/jobs/{id}` reports a job's progress and outcome.
+//! One job of each kind runs at a time; the last [`KEPT`] jobs are remembered (in this
+//! process only).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -11,6 +13,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use pulse_batch::RecomputeProgress;
+use pulse_kafka::replay::{ReplayError, ReplayRange, ReplayStart};
+use pulse_pipeline::replay::{ReplayFailure, ReplayStage};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::ToSchema;
@@ -32,11 +36,31 @@ pub struct RecomputeRequest {
     to: Option<String>,
 }
 
+/// What `POST /api/v1/admin/replay` replays: one of `from_offset` and `from_time`.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRequest {
+    /// The stage to replay into: `enrich`, `sink-speed` or `sink-batch`.
+    into: String,
+    /// Topic to read; default: the stage's input (raw for `enrich`, enriched for the sinks).
+    topic: Option<String>,
+    /// Start at this offset of every partition; negative: that many records before each
+    /// partition's end.
+    from_offset: Option<i64>,
+    /// Start at the first record stamped at or after this time (RFC 3339, `now-2h`, ...).
+    from_time: Option<String>,
+    /// Stop before the first record stamped at or after this time; default: the topic's end
+    /// when the replay begins.
+    to_time: Option<String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 enum JobState {
     Running,
     Done,
+    /// Ended early by the server's shutdown; the report says where it stopped.
+    Stopped,
     Failed,
 }
 
@@ -48,10 +72,11 @@ struct Job {
     state: JobState,
     started_at: DateTime<Utc>,
     finished_at: Option<DateTime<Utc>>,
-    /// (channel, day) pairs to recompute and done, posts read so far.
-    days_total: usize,
-    days_done: usize,
-    posts: u64,
+    /// What was asked for.
+    request: Value,
+    /// How far the job is: for a recompute `days_total`, `days_done`, `posts`; for a replay
+    /// `total`, `replayed`, `emitted`, `dead_lettered`.
+    progress: Value,
     report: Option<Value>,
     error: Option<String>,
 }
@@ -63,6 +88,38 @@ pub struct Jobs {
 }
 
 impl Jobs {
+    /// Registers a running job of `kind`; 409 while another one of that kind runs.
+    fn start(&self, kind: &'static str, request: Value) -> Result<Job, ApiError> {
+        let mut jobs = self.jobs.lock().map_err(|_| poisoned())?;
+        if let Some(running) = jobs
+            .values()
+            .find(|j| j.kind == kind && j.state == JobState::Running)
+        {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("{kind} job {} is still running", running.id),
+            ));
+        }
+        let id = jobs.keys().next_back().map_or(1, |last| last + 1);
+        let job = Job {
+            id,
+            kind,
+            state: JobState::Running,
+            started_at: Utc::now(),
+            finished_at: None,
+            request,
+            progress: json!({}),
+            report: None,
+            error: None,
+        };
+        jobs.insert(id, job.clone());
+        while jobs.len() > KEPT {
+            jobs.pop_first();
+        }
+        Ok(job)
+    }
+
     fn update(&self, id: u64, change: impl FnOnce(&mut Job)) {
         if let Ok(mut jobs) = self.jobs.lock() {
             if let Some(job) = jobs.get_mut(&id) {
@@ -70,16 +127,27 @@ impl Jobs {
             }
         }
     }
+
+    fn progress(&self, id: u64, progress: Value) {
+        self.update(id, |job| job.progress = progress);
+    }
+
+    fn finish(&self, id: u64, state: JobState, report: Option<Value>, error: Option<String>) {
+        self.update(id, |job| {
+            job.state = state;
+            job.finished_at = Some(Utc::now());
+            job.report = report;
+            job.error = error;
+        });
+    }
 }
 
-fn locked_jobs(jobs: &Jobs) -> Result<std::sync::MutexGuard<'_, BTreeMap<u64, Job>>, ApiError> {
-    jobs.jobs.lock().map_err(|_| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "the job table is unusable after a panic",
-        )
-    })
+fn poisoned() -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "the job table is unusable after a panic",
+    )
 }
 
 /// Starts a recompute job; 202 with the job, 409 while another recompute runs.
@@ -101,69 +169,40 @@ pub async fn recompute(
         .map(|t| time("from", t))
         .transpose()?;
     let to = time("to", request.to.as_deref().unwrap_or("now"))?;
-    let job = {
-        let mut jobs = locked_jobs(&state.jobs)?;
-        if let Some(running) = jobs.values().find(|j| j.state == JobState::Running) {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                format!("recompute job {} is still running", running.id),
-            ));
-        }
-        let id = jobs.keys().next_back().map_or(1, |last| last + 1);
-        let job = Job {
-            id,
-            kind: "recompute",
-            state: JobState::Running,
-            started_at: Utc::now(),
-            finished_at: None,
-            days_total: 0,
-            days_done: 0,
-            posts: 0,
-            report: None,
-            error: None,
-        };
-        jobs.insert(id, job.clone());
-        while jobs.len() > KEPT {
-            jobs.pop_first();
-        }
-        job
-    };
+    let request = json!({ "from": from, "to": to });
+    let job = state.jobs.start("recompute", request)?;
     let id = job.id;
     let jobs: Arc<Jobs> = state.jobs.clone();
     let batch = state.batch.clone();
     tokio::spawn(async move {
         let progress = |step: RecomputeProgress| {
-            jobs.update(id, |job| {
-                job.days_total = step.days_total;
-                job.days_done = step.days_done;
-                job.posts = step.posts;
-            })
+            jobs.progress(
+                id,
+                json!({
+                    "days_total": step.days_total,
+                    "days_done": step.days_done,
+                    "posts": step.posts,
+                }),
+            )
         };
-        let outcome = batch.recompute(from, to, &progress).await;
-        jobs.update(id, |job| {
-            job.finished_at = Some(Utc::now());
-            match outcome {
-                Ok(report) => {
-                    job.state = JobState::Done;
-                    job.posts = report.posts;
-                    job.report = Some(json!({
-                        "from": report.from,
-                        "to": report.to,
-                        "channel_days": report.channel_days,
-                        "hours": report.hours,
-                        "posts": report.posts,
-                        "watermark_before": report.watermark_before,
-                        "watermark": report.watermark,
-                    }));
-                }
-                Err(error) => {
-                    tracing::warn!(job = id, %error, "recompute job failed");
-                    job.state = JobState::Failed;
-                    job.error = Some(error.to_string());
-                }
+        match batch.recompute(from, to, &progress).await {
+            Ok(report) => {
+                let report = json!({
+                    "from": report.from,
+                    "to": report.to,
+                    "channel_days": report.channel_days,
+                    "hours": report.hours,
+                    "posts": report.posts,
+                    "watermark_before": report.watermark_before,
+                    "watermark": report.watermark,
+                });
+                jobs.finish(id, JobState::Done, Some(report), None);
             }
-        });
+            Err(error) => {
+                tracing::warn!(job = id, %error, "recompute job failed");
+                jobs.finish(id, JobState::Failed, None, Some(error.to_string()));
+            }
+        }
     });
     Ok((StatusCode::ACCEPTED, Json(json!(job))))
 }
@@ -183,8 +222,96 @@ pub async fn job(
     let id: u64 = id
         .parse()
         .map_err(|_| ApiError::bad_parameter(format!("job id {id:?} is not a number")))?;
-    let jobs = locked_jobs(&state.jobs)?;
+    let jobs = state.jobs.jobs.lock().map_err(|_| poisoned())?;
     jobs.get(&id)
         .map(|job| Json(json!(job)))
         .ok_or_else(|| ApiError::not_found(format!("no job {id}")))
+}
+
+/// Starts a replay job: the range is planned first (unknown topic: 404, broker down: 503),
+/// then read into the stage in the background; 202 with the job and the planned offsets.
+#[utoipa::path(post, path = "/api/v1/admin/replay", tag = "admin", request_body = ReplayRequest,
+    security(("bearer" = [])), responses(
+    (status = 202, description = "the job, running", content_type = "application/json"),
+    (status = 400, description = "a bad stage, time or start", body = ErrorBody),
+    (status = 401, description = "missing or wrong token", body = ErrorBody),
+    (status = 404, description = "no such topic", body = ErrorBody),
+    (status = 409, description = "a replay is already running", body = ErrorBody),
+    (status = 503, description = "the broker is down, or this process cannot feed the stage", body = ErrorBody)))]
+pub async fn replay(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Body(request): Body<ReplayRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    require_token(&state.config.tokens, &headers)?;
+    let stage: ReplayStage = request.into.parse().map_err(ApiError::bad_parameter)?;
+    let start = match (request.from_offset, request.from_time.as_deref()) {
+        (Some(offset), None) => ReplayStart::Offset(offset),
+        (None, Some(from)) => ReplayStart::Time(time("from_time", from)?),
+        _ => {
+            return Err(ApiError::bad_parameter(
+                "give exactly one of from_offset and from_time",
+            ))
+        }
+    };
+    let end = request
+        .to_time
+        .as_deref()
+        .map(|t| time("to_time", t))
+        .transpose()?;
+    let Some(replayer) = state.replayer.clone() else {
+        return Err(ApiError::unavailable("this api process cannot replay"));
+    };
+    let topic = request
+        .topic
+        .clone()
+        .unwrap_or_else(|| stage.input_topic(replayer.topics()).to_string());
+    let range = ReplayRange {
+        topic: topic.clone(),
+        start,
+        end,
+    };
+    let mut reader = replayer.open(stage, range).await.map_err(replay_error)?;
+    let job = state.jobs.start(
+        "replay",
+        json!({
+            "into": stage,
+            "topic": topic,
+            "from_offset": request.from_offset,
+            "from_time": request.from_time,
+            "to_time": request.to_time,
+            "spans": reader.spans(),
+        }),
+    )?;
+    let id = job.id;
+    let jobs: Arc<Jobs> = state.jobs.clone();
+    let shutdown = state.shutdown.clone();
+    tokio::spawn(async move {
+        let progress = |done| jobs.progress(id, json!(done));
+        match replayer.run(stage, &mut reader, &progress, &shutdown).await {
+            Ok(report) => {
+                let state = if report.complete {
+                    JobState::Done
+                } else {
+                    JobState::Stopped
+                };
+                jobs.finish(id, state, Some(json!(report)), None);
+            }
+            Err(error) => {
+                tracing::warn!(job = id, %error, "replay job failed");
+                jobs.finish(id, JobState::Failed, None, Some(error.to_string()));
+            }
+        }
+    });
+    Ok((StatusCode::ACCEPTED, Json(json!(job))))
+}
+
+fn replay_error(error: ReplayFailure) -> ApiError {
+    match error {
+        ReplayFailure::Read(ReplayError::UnknownTopic(_)) => ApiError::not_found(error.to_string()),
+        ReplayFailure::Read(ReplayError::EndBeforeStart { .. }) => {
+            ApiError::bad_parameter(error.to_string())
+        }
+        _ => ApiError::unavailable(error.to_string()),
+    }
 }

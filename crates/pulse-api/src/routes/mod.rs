@@ -18,7 +18,8 @@ use axum::Router;
 use crate::limits::{self, InvalidOrigin};
 use crate::{ApiError, ApiState};
 
-/// The API's router: `/healthz`, `/readyz`, `/metrics` and the resources under `/api/v1`
+/// The API's router: `/healthz`, `/readyz`, `/metrics`, the dashboard at `/` and the
+/// resources under `/api/v1`
 /// (rate-limited per client; probes are not), with the body limit and CORS policy of
 /// `[api]`; every request is counted and timed.
 pub fn router(state: ApiState) -> Result<Router, InvalidOrigin> {
@@ -34,6 +35,7 @@ pub fn router(state: ApiState) -> Result<Router, InvalidOrigin> {
         .route("/analyze", post(analyze::texts))
         .route("/openapi.json", get(crate::openapi::document))
         .route("/admin/recompute", post(admin::recompute))
+        .route("/admin/replay", post(admin::replay))
         .route("/admin/jobs/{id}", get(admin::job))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -44,6 +46,7 @@ pub fn router(state: ApiState) -> Result<Router, InvalidOrigin> {
         .route("/readyz", get(health::ready))
         .route("/metrics", get(crate::metrics::exposition))
         .nest("/api/v1", v1)
+        .merge(crate::dashboard::routes(&state.config.dashboard_dir))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -8,6 +8,7 @@ use anyhow::Context;
 use prometheus_client::registry::Registry;
 use pulse_api::{ApiMetrics, ApiState, Telemetry};
 use pulse_core::PulseConfig;
+use pulse_pipeline::replay::Replayer;
 use pulse_pipeline::PipelineMetrics;
 use pulse_speed::SpeedLayer;
 
@@ -24,10 +25,12 @@ pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
     };
     let speed = SpeedLayer::connect(&config.speed).context("cannot reach the speed layer")?;
     let mut registry = Registry::default();
-    let publisher = ingest::publisher(
-        &config,
-        PipelineMetrics::register(&mut registry).for_stage("api"),
-    )?;
+    let pipeline_metrics = PipelineMetrics::register(&mut registry);
+    let publisher = ingest::publisher(&config, pipeline_metrics.for_stage("api"))?;
+    let replayer = Replayer::new(&config, pipeline_metrics)?
+        .with_enricher(enricher.clone())
+        .with_speed(speed.clone())
+        .with_batch(batch.clone());
     let metrics = ApiMetrics::register(&mut registry);
     let registry = Arc::new(registry);
     let state = ApiState::new(
@@ -38,6 +41,7 @@ pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
         publisher,
         shutdown.clone(),
     )
+    .with_replayer(replayer)
     .with_telemetry(Telemetry {
         metrics,
         registry: registry.clone(),

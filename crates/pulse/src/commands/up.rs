@@ -9,6 +9,7 @@ use prometheus_client::registry::Registry;
 use pulse_api::{ApiMetrics, ApiState, Telemetry};
 use pulse_core::PulseConfig;
 use pulse_pipeline::metrics::StageMetrics;
+use pulse_pipeline::replay::Replayer;
 use pulse_pipeline::PipelineMetrics;
 use tokio_util::sync::CancellationToken;
 
@@ -44,14 +45,20 @@ pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
     let batch = sink::build_batch(&config, &metrics, store.clone())?;
     let api_metrics = ApiMetrics::register(&mut registry);
     let registry = Arc::new(registry);
+    let speed_layer = SpeedLayer::connect(&config.speed)?;
+    let replayer = Replayer::new(&config, metrics.clone())?
+        .with_enricher(enricher.clone())
+        .with_speed(speed_layer.clone())
+        .with_batch(store.clone());
     let api_state = ApiState::new(
-        SpeedLayer::connect(&config.speed)?,
+        speed_layer,
         store,
         enricher,
         config.api.clone(),
         ingest::publisher(&config, metrics.for_stage("api"))?,
         shutdown.clone(),
     )
+    .with_replayer(replayer)
     .with_telemetry(Telemetry {
         metrics: api_metrics,
         registry: registry.clone(),
