@@ -54,6 +54,26 @@ impl Api {
         (status, response.json().await.expect("a JSON body"))
     }
 
+    /// `method path` with an optional JSON body and bearer token.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        (status, response.json().await.expect("a JSON body"))
+    }
+
     async fn post(
         &self,
         path: &str,
@@ -898,19 +918,8 @@ async fn posts_are_published_with_a_token_and_refused_without_one() {
         post("h:2", "second post"),
         post("h:3", "third")
     ]);
-    let send = |body: Value, token: Option<&str>| {
-        let mut request = api
-            .client
-            .post(format!("{}/api/v1/posts", api.base))
-            .json(&body);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        async move {
-            let response = request.send().await.expect("request sent");
-            let status = response.status();
-            (status, response.json::<Value>().await.expect("a JSON body"))
-        }
+    let send = |body: Value, token: Option<&'static str>| {
+        api.call(reqwest::Method::POST, "/api/v1/posts", Some(body), token)
     };
 
     let unauthorized = StatusCode::UNAUTHORIZED;
@@ -1138,20 +1147,7 @@ async fn a_recompute_job_runs_in_the_background_and_reports_its_outcome() {
         ..ApiConfig::default()
     };
     let api = start("admin", keywords_only(), config).await;
-    let call = |method: reqwest::Method, path: &str, body: Option<Value>, token: Option<&str>| {
-        let mut request = api.client.request(method, format!("{}{path}", api.base));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        async move {
-            let response = request.send().await.expect("sent");
-            let status = response.status();
-            (status, response.json::<Value>().await.expect("JSON"))
-        }
-    };
+    let call = |method, path: &'static str, body, token| api.call(method, path, body, token);
     let post_method = reqwest::Method::POST;
     let get = reqwest::Method::GET;
     let unauthorized = StatusCode::UNAUTHORIZED;
@@ -1209,20 +1205,7 @@ async fn a_recompute_job_runs_in_the_background_and_reports_its_outcome() {
     assert_eq!(status, StatusCode::ACCEPTED, "{started}");
     assert_eq!(started["kind"], "recompute");
     let id = started["id"].as_u64().expect("an id");
-    let path = format!("/api/v1/admin/jobs/{id}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    let job = loop {
-        let (status, job) = call(get.clone(), &path, None, Some("admin-token")).await;
-        assert_eq!(status, StatusCode::OK, "{job}");
-        if job["state"] != "running" {
-            break job;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "job still running: {job}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    let job = finished_job(&api, id, "admin-token").await;
     assert_eq!(job["state"], "done", "{job}");
     // Every post of the test's keyspace before the hour is read.
     assert_eq!(job["report"]["posts"], expected, "{job}");
@@ -1253,17 +1236,13 @@ async fn a_recompute_job_runs_in_the_background_and_reports_its_outcome() {
 
 /// Polls a job until it is no longer running.
 async fn finished_job(api: &Api, id: u64, token: &str) -> Value {
+    let path = format!("/api/v1/admin/jobs/{id}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
-        let response = api
-            .client
-            .get(format!("{}/api/v1/admin/jobs/{id}", api.base))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("sent");
-        assert_eq!(response.status(), StatusCode::OK);
-        let job: Value = response.json().await.expect("JSON");
+        let (status, job) = api
+            .call(reqwest::Method::GET, &path, None, Some(token))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{job}");
         if job["state"] != "running" {
             return job;
         }
@@ -1333,18 +1312,12 @@ async fn a_replay_job_reads_a_topic_range_into_a_stage() {
         ..api
     };
     let replay = |body: Value, token: Option<&'static str>| {
-        let mut request = api
-            .client
-            .post(format!("{}/api/v1/admin/replay", api.base))
-            .json(&body);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        async move {
-            let response = request.send().await.expect("sent");
-            let status = response.status();
-            (status, response.json::<Value>().await.expect("JSON"))
-        }
+        api.call(
+            reqwest::Method::POST,
+            "/api/v1/admin/replay",
+            Some(body),
+            token,
+        )
     };
     let token = Some("admin-token");
 
