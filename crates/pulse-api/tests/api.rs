@@ -485,6 +485,48 @@ async fn stored_posts_page_newest_first_and_filter() {
             .collect::<Vec<_>>()
     );
 
+    // Without a channel, a keyword searches every channel: alpha's and beta's even posts,
+    // newest first across both, paged.
+    let mut everywhere: Vec<&EnrichedPost> = api
+        .alpha
+        .iter()
+        .chain(&api.beta)
+        .filter(|p| p.enrichment.keywords.iter().any(|k| k.term == "kafka"))
+        .collect();
+    everywhere.sort_by(|a, b| b.post.created_at.cmp(&a.post.created_at));
+    let expected: Vec<String> = everywhere.iter().map(|p| p.post.id.clone()).collect();
+    assert_eq!(expected.len(), 15);
+    let (status, first) = api
+        .get("/api/v1/posts?keyword=kafka&from=now-1h&limit=10")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let cursor = first["next_cursor"].as_str().expect("a second page");
+    let (_, second) = api
+        .get(&format!(
+            "/api/v1/posts?keyword=kafka&from=now-1h&limit=10&cursor={cursor}"
+        ))
+        .await;
+    assert!(second["next_cursor"].is_null());
+    let mut paged = ids(&first["posts"]);
+    paged.extend(ids(&second["posts"]));
+    assert_eq!(paged, expected);
+    for (query, needle) in [
+        ("from=now-1h", "give channel"),
+        ("from=now-1h&keyword=kafka&entity=person:x", "give channel"),
+        ("from=now-1h&entity=Berlin", "kind:text"),
+        (
+            "from=now-1h&keyword=kafka&sentiment=negative",
+            "give channel",
+        ),
+    ] {
+        let detail = assert_error(
+            api.get(&format!("/api/v1/posts?{query}")).await,
+            StatusCode::BAD_REQUEST,
+            "bad_parameter",
+        );
+        assert!(detail.contains(needle), "{query}: {detail}");
+    }
+
     let id = &api.alpha[5].post.id;
     let (status, one) = api
         .get(&format!("/api/v1/posts/{}", id.replace('/', "%2F")))

@@ -1,9 +1,10 @@
 //! `GET /api/v1/posts` (a channel's stored posts in a range, newest first, filtered, cursor
-//! paged) and `GET /api/v1/posts/{id}`, from the batch layer.
+//! paged; without a channel, the posts of every channel mentioning a keyword or entity) and
+//! `GET /api/v1/posts/{id}`, from the batch layer.
 
 use axum::extract::{Path, State};
 use axum::Json;
-use pulse_batch::{Cursor, PostQuery};
+use pulse_batch::{Cursor, MentionQuery, PostQuery, TermKind};
 use pulse_core::{EnrichedPost, SentimentLabel};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -18,8 +19,9 @@ const DEFAULT_LIMIT: usize = 50;
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PostsParams {
-    /// The channel.
-    channel: String,
+    /// The channel; without it, `keyword` or `entity` (as `kind:text`) searches every
+    /// channel.
+    channel: Option<String>,
     /// Start: RFC 3339, `YYYY-MM-DD`, `now` or `now-48h`.
     from: String,
     /// End, exclusive (default `now`).
@@ -37,7 +39,8 @@ pub struct PostsParams {
     cursor: Option<String>,
 }
 
-/// A channel's stored posts in a range, newest first, with `next_cursor` while more follow.
+/// A channel's stored posts in a range, newest first, with `next_cursor` while more follow;
+/// without a channel, the posts of every channel mentioning a keyword or an entity.
 #[utoipa::path(get, path = "/api/v1/posts", tag = "posts", params(PostsParams), responses(
     (status = 200, description = "a page of posts", content_type = "application/json"),
     (status = 400, description = "a parameter is missing, malformed or out of range", body = ErrorBody), (status = 429, description = "over the client's rate", body = ErrorBody), (status = 503, description = "a store is down", body = ErrorBody)))]
@@ -45,20 +48,63 @@ pub async fn list(
     State(state): State<ApiState>,
     Params(params): Params<PostsParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let query = PostQuery {
-        channel: params.channel,
-        from: time("from", &params.from)?,
-        to: time("to", params.to.as_deref().unwrap_or("now"))?,
-        sentiment: params.sentiment,
-        entity: params.entity,
-        keyword: params.keyword,
-        limit: params.limit.unwrap_or(DEFAULT_LIMIT),
-        cursor: params.cursor.as_deref().map(Cursor::decode).transpose()?,
+    let from = time("from", &params.from)?;
+    let to = time("to", params.to.as_deref().unwrap_or("now"))?;
+    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
+    let cursor = params.cursor.as_deref().map(Cursor::decode).transpose()?;
+    let page = match params.channel {
+        Some(channel) => {
+            let query = PostQuery {
+                channel,
+                from,
+                to,
+                sentiment: params.sentiment,
+                entity: params.entity,
+                keyword: params.keyword,
+                limit,
+                cursor,
+            };
+            state.batch.posts(&query).await?
+        }
+        None => {
+            let (kind, term) = mentioned(params.keyword, params.entity, params.sentiment)?;
+            let query = MentionQuery {
+                kind,
+                term,
+                from,
+                to,
+                limit,
+                cursor,
+            };
+            state.batch.mentioning(&query).await?
+        }
     };
-    let page = state.batch.posts(&query).await?;
     Ok(Json(
         json!({ "posts": page.posts, "next_cursor": page.next_cursor }),
     ))
+}
+
+/// The term a search over every channel looks for: one keyword or one `kind:text` entity.
+fn mentioned(
+    keyword: Option<String>,
+    entity: Option<String>,
+    sentiment: Option<SentimentLabel>,
+) -> Result<(TermKind, String), ApiError> {
+    if sentiment.is_some() {
+        return Err(ApiError::bad_parameter(
+            "sentiment filters the posts of a channel: give channel",
+        ));
+    }
+    match (keyword, entity) {
+        (Some(keyword), None) => Ok((TermKind::Keyword, keyword)),
+        (None, Some(entity)) if entity.contains(':') => Ok((TermKind::Entity, entity)),
+        (None, Some(entity)) => Err(ApiError::bad_parameter(format!(
+            "an entity searched over every channel is kind:text, e.g. person:{entity}"
+        ))),
+        _ => Err(ApiError::bad_parameter(
+            "give channel, or one of keyword and entity to search every channel",
+        )),
+    }
 }
 
 /// One stored post.
