@@ -493,7 +493,7 @@ async fn stored_posts_page_newest_first_and_filter() {
         .chain(&api.beta)
         .filter(|p| p.enrichment.keywords.iter().any(|k| k.term == "kafka"))
         .collect();
-    everywhere.sort_by(|a, b| b.post.created_at.cmp(&a.post.created_at));
+    everywhere.sort_by_key(|p| std::cmp::Reverse(p.post.created_at));
     let expected: Vec<String> = everywhere.iter().map(|p| p.post.id.clone()).collect();
     assert_eq!(expected.len(), 15);
     let (status, first) = api
