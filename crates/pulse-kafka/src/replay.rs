@@ -95,7 +95,6 @@ pub struct ReplayReader {
     spans: Vec<PartitionSpan>,
     /// Next offset to read, per partition not finished yet.
     next: BTreeMap<i32, i64>,
-    read: u64,
 }
 
 impl ReplayReader {
@@ -131,7 +130,6 @@ impl ReplayReader {
                 topic: range.topic,
                 spans,
                 next,
-                read: 0,
             })
         })
         .await?
@@ -149,11 +147,6 @@ impl ReplayReader {
     /// Offsets to read over all partitions (records, but for transaction markers).
     pub fn total(&self) -> u64 {
         self.spans.iter().map(PartitionSpan::len).sum()
-    }
-
-    /// Records read so far.
-    pub fn read(&self) -> u64 {
-        self.read
     }
 
     /// The next offset of each partition: where a replay stopped early would resume.
@@ -212,7 +205,6 @@ impl ReplayReader {
                 key: message.key().map(<[u8]>::to_vec),
                 payload: message.payload().map(<[u8]>::to_vec),
             });
-            self.read += 1;
             self.next.insert(partition, offset + 1);
             if offset + 1 >= span.to {
                 self.finish(partition)?;
