@@ -4,11 +4,15 @@
 use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
+use futures::{stream, StreamExt, TryStreamExt};
 use pulse_speed::minute_of;
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::{ApiError, ApiState, ErrorBody};
+
+/// Channels whose 24 h totals are read at once.
+const CONCURRENT_READS: usize = 4;
 
 #[derive(Serialize)]
 struct Channel {
@@ -25,15 +29,22 @@ struct Channel {
 pub async fn list(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let known = state.speed.channels().await?;
     let end = minute_of(Utc::now()) + 1;
-    let mut channels = Vec::with_capacity(known.len());
-    // Totals only (no top terms): one pipelined read of 1,440 minute hashes per channel.
-    for (channel, last_seen_ms) in known {
-        let window = state.speed.window(&channel, end - 1_440, end, 0).await?;
-        channels.push(Channel {
-            channel,
-            last_seen: DateTime::from_timestamp_millis(last_seen_ms),
-            posts_24h: window.totals.count,
-        });
-    }
+    // Totals only (no top terms): one pipelined read of 1,440 minute hashes per channel, a
+    // few channels at a time, in the registry's order.
+    let channels: Vec<Channel> = stream::iter(known)
+        .map(|(channel, last_seen_ms)| {
+            let speed = state.speed.clone();
+            async move {
+                let window = speed.window(&channel, end - 1_440, end, 0).await?;
+                Ok::<_, ApiError>(Channel {
+                    channel,
+                    last_seen: DateTime::from_timestamp_millis(last_seen_ms),
+                    posts_24h: window.totals.count,
+                })
+            }
+        })
+        .buffered(CONCURRENT_READS)
+        .try_collect()
+        .await?;
     Ok(Json(json!({ "channels": channels })))
 }
