@@ -286,3 +286,44 @@ fn bad_replays_fail_with_a_message() {
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("is before the start"), "{stderr}");
 }
+
+#[test]
+fn enriched_posts_replay_into_the_batch_layer() {
+    let lane = Lane::new("replay-batch", 2);
+    let keyspace = format!(
+        "t_replay_{}_{}",
+        std::process::id(),
+        Utc::now().timestamp_subsec_nanos()
+    );
+    let env = [("PULSE_BATCH__KEYSPACE", keyspace.as_str())];
+    let pulse = |args: &[&str]| {
+        let output = lane.pulse(args).envs(env).output().expect("pulse runs");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, _, stderr) = pulse(&["schema", "apply"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let now = Utc::now();
+    let records: Vec<_> = (0..12)
+        .map(|i| {
+            let at = now - chrono::Duration::minutes(i as i64);
+            (format!("replay:{i}"), enriched(i, at), at)
+        })
+        .collect();
+    produce(&lane.enriched, &records);
+
+    let (code, report, stderr) = replay(&lane, &env, &["--from-offset", "0", "--into", "batch"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(report["stage"], "sink-batch");
+    assert_eq!(report["replayed"], 12, "{report}");
+    for i in [0, 7, 11] {
+        let (code, stored, stderr) = pulse(&["batch", "post", &format!("replay:{i}")]);
+        assert_eq!(code, Some(0), "{stderr}");
+        let stored: Value = serde_json::from_str(&stored).expect("a stored post");
+        assert_eq!(stored["channel"], CHANNEL);
+        assert_eq!(stored["keywords"][0]["term"], format!("term{}", i % 3));
+    }
+}
