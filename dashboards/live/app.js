@@ -151,7 +151,9 @@ function refreshLive() {
   state.liveInFlight = true;
   state.lastLive = Date.now();
   const channel = state.channel;
-  api("live", { channel, window: state.window, top: 10 })
+  // A day per minute is 1,440 bars and reads; by hour it is 24.
+  const series = state.window === "24h" ? "hour" : "minute";
+  api("live", { channel, window: state.window, top: 10, series })
     .then((live) => {
       if (channel === state.channel) renderLive(live);
     })
@@ -169,13 +171,15 @@ function renderLive(live) {
   const minutes = live.to_minute - live.from_minute;
   const totals = live.totals;
   const labelled = ["positive", "neutral", "negative"].reduce((n, l) => n + (totals.labels[l] ?? 0), 0);
-  // The current minute is still filling: the rate is taken over the complete minutes.
+  // The current bucket is still filling: the rate is taken over the complete ones.
+  const spans = live.series.map((b, i) => (live.series[i + 1]?.minute ?? live.to_minute) - b.minute);
   const complete = live.series.slice(0, -1);
-  const completeCount = complete.reduce((n, m) => n + m.count, 0);
-  $("kpi-rate").textContent = complete.length ? number.format(completeCount / complete.length) : "–";
-  $("kpi-rate-note").textContent = `over the last ${complete.length} full min`;
+  const completeCount = complete.reduce((n, b) => n + b.count, 0);
+  const completeMinutes = spans.slice(0, -1).reduce((n, m) => n + m, 0);
+  $("kpi-rate").textContent = completeMinutes ? number.format(completeCount / completeMinutes) : "–";
+  $("kpi-rate-note").textContent = `over the last ${duration(completeMinutes)}`;
   $("kpi-count").textContent = integer.format(totals.count);
-  $("kpi-count-note").textContent = `last ${minutes >= 60 ? `${minutes / 60} h` : `${minutes} min`}`;
+  $("kpi-count-note").textContent = `last ${duration(minutes)}`;
   const score = $("kpi-score");
   score.textContent = live.mean_score === null ? "–" : signed(live.mean_score);
   score.className = `kpi-value ${live.mean_score > 0.05 ? "up" : live.mean_score < -0.05 ? "down" : ""}`;
@@ -186,6 +190,8 @@ function renderLive(live) {
   }
   $("updated").textContent = `updated ${clock.format(new Date())}`;
 
+  const hourly = spans.length > 1 && spans[1] === 60;
+  $("sentiment-note").textContent = `posts per ${hourly ? "hour" : "minute"} by label, mean score`;
   renderSentiment(live.series);
   renderEmotions(live.emotion_means);
   renderTerms(charts.keywords, live.keywords, () => COLORS.keyword, "no keywords in this window");
@@ -198,6 +204,10 @@ function renderLive(live) {
     (item) => COLORS.entity[item.kind] ?? COLORS.keyword,
     "no entities in this window",
   );
+}
+
+function duration(minutes) {
+  return minutes >= 120 ? `${number.format(minutes / 60)} h` : `${minutes} min`;
 }
 
 function posts(n) {

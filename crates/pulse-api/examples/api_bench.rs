@@ -1,6 +1,7 @@
 //! Query API benchmark on loopback: `wrk` against `GET /api/v1/live` of a channel with 24 h
-//! of speed-layer data, next to `GET /healthz` (no store work) measured in the same run;
-//! requests/s and latency percentiles of each.
+//! of speed-layer data (5 min; 24 h with its per-minute series; 24 h by hours), next to
+//! `GET /healthz` (no store work) measured in the same run; requests/s and latency
+//! percentiles of each.
 //!
 //! Run: `scripts/bench-api` (installs wrk; needs the local stack). `PULSE_BENCH_POSTS`
 //! (default 40,000 over 24 h), `PULSE_BENCH_SECONDS` per measurement (default 10) and
@@ -218,6 +219,10 @@ async fn main() -> anyhow::Result<()> {
         (
             "GET /api/v1/live 24h",
             format!("{base}/api/v1/live?channel={CHANNEL}&window=24h"),
+        ),
+        (
+            "GET /api/v1/live 24h hourly",
+            format!("{base}/api/v1/live?channel={CHANNEL}&window=24h&series=hour"),
         ),
     ];
     for (name, url) in targets {

@@ -391,6 +391,27 @@ async fn health_channels_and_live_windows() {
         .get(&format!("/api/v1/live?channel={ALPHA}&window=24h"))
         .await;
     assert_eq!(day["totals"]["count"], 24);
+    assert_eq!(day["series"].as_array().map(Vec::len), Some(1_440));
+    // By hours: the same figures, one entry per clock hour the day touches, summing up.
+    let (status, hourly) = api
+        .get(&format!(
+            "/api/v1/live?channel={ALPHA}&window=24h&series=hour"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{hourly}");
+    assert_eq!(hourly["totals"], day["totals"]);
+    assert_eq!(hourly["keywords"], day["keywords"]);
+    let hours = hourly["series"].as_array().expect("series");
+    assert!((24..=25).contains(&hours.len()), "{}", hours.len());
+    let summed: u64 = hours.iter().filter_map(|h| h["count"].as_u64()).sum();
+    assert_eq!(summed, 24);
+    let (_, totals) = api
+        .get(&format!(
+            "/api/v1/live?channel={ALPHA}&window=24h&series=none"
+        ))
+        .await;
+    assert_eq!(totals["totals"], day["totals"]);
+    assert_eq!(totals["series"], json!([]));
 
     let bad = StatusCode::BAD_REQUEST;
     let detail = assert_error(
@@ -409,6 +430,12 @@ async fn health_channels_and_live_windows() {
     );
     assert_error(
         api.get(&format!("/api/v1/live?channel={ALPHA}&top=-1"))
+            .await,
+        bad,
+        "bad_parameter",
+    );
+    assert_error(
+        api.get(&format!("/api/v1/live?channel={ALPHA}&series=week"))
             .await,
         bad,
         "bad_parameter",
@@ -1119,7 +1146,12 @@ async fn the_openapi_document_lists_every_route_with_its_parameters() {
         .collect();
     assert_eq!(
         parameters,
-        [("channel", true), ("window", false), ("top", false)]
+        [
+            ("channel", true),
+            ("window", false),
+            ("top", false),
+            ("series", false)
+        ]
     );
     assert_eq!(
         live["parameters"][1]["schema"]["enum"],

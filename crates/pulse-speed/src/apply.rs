@@ -12,28 +12,32 @@ use redis::Script;
 use crate::keys::minute_of;
 use crate::{SpeedError, SpeedLayer};
 
-/// Marks the post seen (SET NX EX) and only if it was new increments its minute counters,
-/// the minute and hour term sets, and appends it to the channel's feed.
+/// Marks the post seen (SET NX EX) and only if it was new increments its minute and hour
+/// counters, the minute and hour term sets, and appends it to the channel's feed.
 ///
 /// KEYS: seen, minute counters, minute keywords, hour keywords, minute entities,
-/// hour entities, feed. ARGV: ttl, hour ttl, label (or ''), score micros, then counted
-/// lists: emotions (name, micros), keywords, entities; then feed cap and the post's JSON.
+/// hour entities, feed, hour counters. ARGV: ttl, hour ttl, label (or ''), score micros,
+/// then counted lists: emotions (name, micros), keywords, entities; then feed cap and the
+/// post's JSON.
 static APPLY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local ttl = tonumber(ARGV[1])
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ttl) then return 0 end
 local hour_ttl = tonumber(ARGV[2])
-local m = KEYS[2]
-redis.call('HINCRBY', m, 'n', 1)
+local m, h = KEYS[2], KEYS[8]
+local function count(field, by)
+  redis.call('HINCRBY', m, field, by); redis.call('HINCRBY', h, field, by)
+end
+count('n', 1)
 if ARGV[3] ~= '' then
-  redis.call('HINCRBY', m, 'l:' .. ARGV[3], 1)
-  redis.call('HINCRBY', m, 'scored', 1)
-  redis.call('HINCRBY', m, 'score', ARGV[4])
+  count('l:' .. ARGV[3], 1)
+  count('scored', 1)
+  count('score', ARGV[4])
 end
 local i = 5
 local n = tonumber(ARGV[i]); i = i + 1
-for _ = 1, n do redis.call('HINCRBY', m, 'e:' .. ARGV[i], ARGV[i + 1]); i = i + 2 end
+for _ = 1, n do count('e:' .. ARGV[i], ARGV[i + 1]); i = i + 2 end
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
   redis.call('ZINCRBY', KEYS[3], 1, ARGV[i]); redis.call('ZINCRBY', KEYS[4], 1, ARGV[i]); i = i + 1
@@ -43,7 +47,7 @@ for _ = 1, n do
   redis.call('ZINCRBY', KEYS[5], 1, ARGV[i]); redis.call('ZINCRBY', KEYS[6], 1, ARGV[i]); i = i + 1
 end
 redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[i], '*', 'post', ARGV[i + 1])
-for k = 2, 7 do redis.call('EXPIRE', KEYS[k], (k == 4 or k == 6) and hour_ttl or ttl) end
+for k = 2, 8 do redis.call('EXPIRE', KEYS[k], (k == 4 or k == 6 or k == 8) and hour_ttl or ttl) end
 return 1
 ",
     )
@@ -103,6 +107,7 @@ impl SpeedLayer {
                 .key(keys.minute_entities(channel, minute))
                 .key(keys.hour_entities(channel, hour))
                 .key(keys.feed(channel))
+                .key(keys.hour(channel, hour))
                 .arg(ttl)
                 .arg(hour_ttl);
             match &enriched.enrichment.sentiment {

@@ -39,6 +39,12 @@ impl Keys {
         format!("{}:m:{minute}", self.channel(channel))
     }
 
+    /// Counters of one hour (the same fields as a minute's): long windows read 24 of these
+    /// instead of 1,440 minutes.
+    pub fn hour(&self, channel: &str, hour: i64) -> String {
+        format!("{}:h:{hour}", self.channel(channel))
+    }
+
     /// Keywords of one minute / hour.
     pub fn minute_keywords(&self, channel: &str, minute: i64) -> String {
         format!("{}:mk:{minute}", self.channel(channel))

@@ -14,7 +14,7 @@ mod window;
 pub use apply::ApplyReport;
 pub use keys::{minute_of, Keys};
 pub use pulse_core::{entity_member, micros};
-pub use window::{MinuteStats, TermCount, WindowStats};
+pub use window::{MinuteStats, Series, TermCount, WindowStats};
 
 use pulse_core::config::SpeedConfig;
 use redis::aio::ConnectionManager;

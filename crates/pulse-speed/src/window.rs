@@ -1,5 +1,6 @@
-//! Reading windows: minute buckets folded at read time, top terms merged from hour sets for
-//! the whole hours of the window and minute sets for its edges.
+//! Reading windows: buckets folded at read time (minute counters, or hour counters for
+//! the whole hours of the window when no per-minute series is asked for), top terms
+//! merged from hour sets for the whole hours of the window and minute sets for its edges.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::LazyLock;
@@ -105,18 +106,48 @@ pub struct WindowStats {
     pub keywords: Vec<TermCount>,
     /// Most frequent entities (`kind:text`), by count then term.
     pub entities: Vec<TermCount>,
-    /// One entry per minute of the window, oldest first (zeros included).
+    /// The window's buckets, oldest first (zeros included), each starting at its `minute`:
+    /// one per minute, one per clock hour (the first and last may be partial), or none,
+    /// as asked ([`Series`]).
     pub series: Vec<MinuteStats>,
 }
 
+/// The buckets of a window's series.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Series {
+    /// One entry per minute: a read of every minute's counters.
+    #[default]
+    Minute,
+    /// One entry per clock hour: whole hours read from hour counters (24 reads for a day).
+    Hour,
+    /// Totals only, read as for `Hour`.
+    None,
+}
+
 impl SpeedLayer {
-    /// The window `[from_minute, to_minute)` of `channel`, with the `top_k` terms.
+    /// The window `[from_minute, to_minute)` of `channel`, with the `top_k` terms and a
+    /// per-minute series.
     pub async fn window(
         &self,
         channel: &str,
         from_minute: i64,
         to_minute: i64,
         top_k: usize,
+    ) -> Result<WindowStats, SpeedError> {
+        self.window_with(channel, from_minute, to_minute, top_k, Series::Minute)
+            .await
+    }
+
+    /// The window `[from_minute, to_minute)` of `channel`, with the `top_k` terms and the
+    /// `series` asked for. Hour counters live an hour longer than minute counters, so a
+    /// window reaching past the retention can count a little more by hours than by minutes.
+    pub async fn window_with(
+        &self,
+        channel: &str,
+        from_minute: i64,
+        to_minute: i64,
+        top_k: usize,
+        series: Series,
     ) -> Result<WindowStats, SpeedError> {
         let span = to_minute - from_minute;
         let longest = (self.retention_secs / 60) as i64 + 60;
@@ -140,11 +171,30 @@ impl SpeedLayer {
             entity_sets.push(self.keys.minute_entities(channel, minute));
         }
 
+        // Counter buckets: every minute for a per-minute series; otherwise whole hours from
+        // hour counters and the edges from minute counters.
+        let buckets: Vec<(i64, String)> = match series {
+            Series::Minute => (from_minute..to_minute)
+                .map(|minute| (minute, self.keys.minute(channel, minute)))
+                .collect(),
+            Series::Hour | Series::None => {
+                let mut buckets: Vec<(i64, String)> = (from_minute..to_minute)
+                    .filter(|m| !covered.contains(m))
+                    .map(|minute| (minute, self.keys.minute(channel, minute)))
+                    .collect();
+                buckets.extend(
+                    (first_hour..end_hour).map(|hour| (hour * 60, self.keys.hour(channel, hour))),
+                );
+                buckets.sort_unstable_by_key(|(start, _)| *start);
+                buckets
+            }
+        };
+
         // The three reads share the multiplexed connection: issued together, the client
         // decodes one reply while Redis computes the next.
         let mut pipe = redis::pipe();
-        for minute in from_minute..to_minute {
-            pipe.hgetall(self.keys.minute(channel, minute));
+        for (_, key) in &buckets {
+            pipe.hgetall(key);
         }
         let mut connection = self.connection.clone();
         let (hashes, keywords, entities) = futures::join!(
@@ -153,17 +203,23 @@ impl SpeedLayer {
             self.top_terms(self.connection.clone(), channel, entity_sets, top_k),
         );
         let (hashes, keywords, entities) = (hashes?, keywords?, entities?);
-        let series: Vec<MinuteStats> = (from_minute..to_minute)
+        let read: Vec<MinuteStats> = buckets
+            .iter()
             .zip(hashes)
-            .map(|(minute, fields)| MinuteStats::from_hash(minute, fields))
+            .map(|((start, _), fields)| MinuteStats::from_hash(*start, fields))
             .collect();
         let mut totals = MinuteStats {
             minute: from_minute,
             ..MinuteStats::default()
         };
-        for minute in &series {
-            totals.add(minute);
+        for bucket in &read {
+            totals.add(bucket);
         }
+        let series: Vec<MinuteStats> = match series {
+            Series::Minute => read,
+            Series::Hour => by_hour(&read),
+            Series::None => Vec::new(),
+        };
 
         let mean_score =
             (totals.scored > 0).then(|| totals.score_micros as f64 / 1e6 / totals.scored as f64);
@@ -262,6 +318,21 @@ impl SpeedLayer {
             })
             .unwrap_or_default())
     }
+}
+
+/// Buckets (minutes and whole hours, oldest first) folded into one entry per clock hour,
+/// each starting at its first bucket.
+fn by_hour(buckets: &[MinuteStats]) -> Vec<MinuteStats> {
+    let mut hours: Vec<MinuteStats> = Vec::new();
+    for bucket in buckets {
+        match hours.last_mut() {
+            Some(hour) if hour.minute.div_euclid(60) == bucket.minute.div_euclid(60) => {
+                hour.add(bucket)
+            }
+            _ => hours.push(bucket.clone()),
+        }
+    }
+    hours
 }
 
 fn feed_entries(ids: Vec<redis::streams::StreamId>) -> Vec<(String, String)> {

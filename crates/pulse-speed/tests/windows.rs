@@ -10,7 +10,7 @@ use pulse_core::config::SpeedConfig;
 use pulse_core::{
     EnrichedPost, Enrichment, Entity, EntityKind, Keyword, Post, Sentiment, SentimentLabel,
 };
-use pulse_speed::{minute_of, MinuteStats, SpeedLayer, TermCount};
+use pulse_speed::{minute_of, MinuteStats, Series, SpeedLayer, TermCount};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -253,6 +253,44 @@ async fn assert_window(
         let mean = expected.totals.score_micros as f64 / 1e6 / expected.totals.scored as f64;
         assert!((window.mean_score.expect("mean") - mean).abs() < 1e-9);
     }
+
+    // Read by hours (hour counters for the whole hours): the same totals and terms, and the
+    // minutes folded per clock hour, each entry starting at its first minute.
+    let hourly = layer
+        .window_with(channel, from, to, 10, Series::Hour)
+        .await
+        .expect("window by hours");
+    assert_eq!(hourly.totals, expected.totals, "totals by hours of {what}");
+    assert_eq!(
+        hourly.keywords, expected.keywords,
+        "keywords by hours of {what}"
+    );
+    assert_eq!(hourly.mean_score, window.mean_score);
+    assert_eq!(hourly.emotion_means, window.emotion_means);
+    let mut hours: Vec<MinuteStats> = Vec::new();
+    for minute in expected.series {
+        match hours.last_mut() {
+            Some(hour) if hour.minute.div_euclid(60) == minute.minute.div_euclid(60) => {
+                hour.count += minute.count;
+                hour.scored += minute.scored;
+                hour.score_micros += minute.score_micros;
+                for (label, n) in minute.labels {
+                    *hour.labels.entry(label).or_default() += n;
+                }
+                for (emotion, sum) in minute.emotion_micros {
+                    *hour.emotion_micros.entry(emotion).or_default() += sum;
+                }
+            }
+            _ => hours.push(minute),
+        }
+    }
+    assert_eq!(hourly.series, hours, "hourly series of {what}");
+    let totals_only = layer
+        .window_with(channel, from, to, 0, Series::None)
+        .await
+        .expect("totals");
+    assert_eq!(totals_only.totals, expected.totals, "totals only of {what}");
+    assert!(totals_only.series.is_empty() && totals_only.keywords.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

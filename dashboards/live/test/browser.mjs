@@ -129,6 +129,17 @@ try {
   });
 
   await page.screenshot({ path: args.screenshot, fullPage: true });
+
+  await check("the 24 hour window shows hourly buckets", async () => {
+    await page.click('button[data-window="24h"]');
+    await page.waitForFunction(
+      () => document.getElementById("sentiment-note").textContent.includes("per hour"),
+      null,
+      { timeout },
+    );
+    const hourly = await chartData();
+    if (hourly.sentimentMinutesWithPosts === 0) throw new Error("no hourly bar with posts");
+  });
   if (problems.length) throw new Error(`the page reported problems:\n  ${problems.join("\n  ")}`);
   console.log(JSON.stringify({ ok: true, charts, stream, newPosts: (await shown()).filter((id) => !first.has(id)).length, screenshot: args.screenshot }));
 } catch (error) {

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use futures::{stream, StreamExt, TryStreamExt};
-use pulse_speed::minute_of;
+use pulse_speed::{minute_of, Series};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -29,13 +29,15 @@ struct Channel {
 pub async fn list(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let known = state.speed.channels().await?;
     let end = minute_of(Utc::now()) + 1;
-    // Totals only (no top terms): one pipelined read of 1,440 minute hashes per channel, a
-    // few channels at a time, in the registry's order.
+    // Totals only (no terms, no series): 24 hour counters and the edge minutes per
+    // channel, a few channels at a time, in the registry's order.
     let channels: Vec<Channel> = stream::iter(known)
         .map(|(channel, last_seen_ms)| {
             let speed = state.speed.clone();
             async move {
-                let window = speed.window(&channel, end - 1_440, end, 0).await?;
+                let window = speed
+                    .window_with(&channel, end - 1_440, end, 0, Series::None)
+                    .await?;
                 Ok::<_, ApiError>(Channel {
                     channel,
                     last_seen: DateTime::from_timestamp_millis(last_seen_ms),

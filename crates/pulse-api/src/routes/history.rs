@@ -13,7 +13,7 @@ use futures::{StreamExt, TryStreamExt};
 use pulse_batch::TermKind;
 use pulse_core::bucket::Granularity;
 use pulse_core::Tally;
-use pulse_speed::{minute_of, MinuteStats};
+use pulse_speed::{minute_of, MinuteStats, Series};
 use serde::{Deserialize, Serialize};
 use utoipa::IntoParams;
 
@@ -184,7 +184,7 @@ pub async fn buckets(
             };
             let window = state
                 .speed
-                .window(&params.channel, first_minute, end_minute, top)
+                .window_with(&params.channel, first_minute, end_minute, top, Series::None)
                 .await?;
             let complete = start >= speed_horizon;
             let mut bucket = Bucket::new(start, Source::Speed, complete, &tally_of(&window.totals));

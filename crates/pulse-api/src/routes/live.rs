@@ -1,10 +1,10 @@
-//! `GET /api/v1/live?channel=C&window=5m|1h|24h[&top=N]`: a channel's window ending now,
-//! from the speed layer.
+//! `GET /api/v1/live?channel=C&window=5m|1h|24h[&top=N][&series=minute|hour|none]`: a
+//! channel's window ending now, from the speed layer.
 
 use axum::extract::State;
 use axum::Json;
 use chrono::Utc;
-use pulse_speed::{minute_of, WindowStats};
+use pulse_speed::{minute_of, Series, WindowStats};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -33,6 +33,29 @@ impl Window {
     }
 }
 
+/// The buckets of the window's series.
+#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SeriesParam {
+    /// One entry per minute.
+    #[default]
+    Minute,
+    /// One entry per clock hour (the first and last may be partial): a day in 24 reads.
+    Hour,
+    /// No series, totals and terms only.
+    None,
+}
+
+impl From<SeriesParam> for Series {
+    fn from(series: SeriesParam) -> Series {
+        match series {
+            SeriesParam::Minute => Series::Minute,
+            SeriesParam::Hour => Series::Hour,
+            SeriesParam::None => Series::None,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
@@ -45,11 +68,15 @@ pub struct LiveParams {
     window: Window,
     /// Top keywords and entities to return (default 10, at most `api.max_top`).
     top: Option<usize>,
+    /// `minute` (default), `hour` or `none`: the buckets of `series`.
+    #[serde(default)]
+    #[param(inline)]
+    series: SeriesParam,
 }
 
 /// A channel's live window from the speed layer: totals (count, sentiment labels, score
-/// and emotion sums), mean score, emotion means, top keywords and entities, and one entry
-/// per minute.
+/// and emotion sums), mean score, emotion means, top keywords and entities, and a series
+/// with one entry per minute (or per hour, or none).
 #[utoipa::path(get, path = "/api/v1/live", tag = "live", params(LiveParams), responses(
     (status = 200, description = "the window", content_type = "application/json"),
     (status = 400, description = "a parameter is missing, malformed or out of range", body = ErrorBody), (status = 429, description = "over the client's rate", body = ErrorBody), (status = 503, description = "a store is down", body = ErrorBody)))]
@@ -68,7 +95,13 @@ pub async fn window(
     let end = minute_of(Utc::now()) + 1;
     let stats = state
         .speed
-        .window(&params.channel, end - params.window.minutes(), end, top)
+        .window_with(
+            &params.channel,
+            end - params.window.minutes(),
+            end,
+            top,
+            params.series.into(),
+        )
         .await?;
     Ok(Json(stats))
 }
