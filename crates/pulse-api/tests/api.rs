@@ -1406,6 +1406,7 @@ async fn a_replay_job_reads_a_topic_range_into_a_stage() {
         json!({"into": "sink-speed", "from_offset": 0, "from_time": "now-1h"}),
         json!({"into": "sink-speed", "from_time": "yesterday"}),
         json!({"into": "sink-speed", "from_time": "now", "to_time": "now-1h"}),
+        json!({"into": "sink-speed", "from_offset": {"zero": 1}}),
     ] {
         assert_error(
             replay(bad, token).await,
@@ -1453,6 +1454,22 @@ async fn a_replay_job_reads_a_topic_range_into_a_stage() {
     assert_eq!(done["report"]["replayed"], 4);
     assert_eq!(done["progress"]["replayed"], 4);
     let live = format!("/api/v1/live?channel={channel}");
+    assert_eq!(api.get(&live).await.1["totals"]["count"], 4);
+
+    // Per partition, as a stopped job's resume_at: only offset 5 on.
+    let (status, job) = replay(
+        json!({"into": "sink-speed", "from_offset": {"0": 5}}),
+        token,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    assert_eq!(
+        job["request"]["spans"],
+        json!([{"partition": 0, "from": 5, "to": 6}])
+    );
+    let done = finished_job(&api, job["id"].as_u64().expect("id"), "admin-token").await;
+    assert_eq!(done["report"]["replayed"], 1, "{done}");
+    assert_eq!(done["report"]["resume_at"], json!({"0": 6}));
     assert_eq!(api.get(&live).await.1["totals"]["count"], 4);
 
     let (status, job) = replay(json!({"into": "speed", "from_time": "now-1d"}), token).await;

@@ -24,11 +24,14 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 const IDLE: Duration = Duration::from_millis(500);
 
 /// Where a replay starts in every partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReplayStart {
     /// This offset of each partition (clamped to what the partition holds); a negative
     /// offset counts back from the partition's end.
     Offset(i64),
+    /// An offset per partition, as [`ReplayStart::Offset`] (a report's `resume_at`);
+    /// partitions not named are not replayed.
+    Offsets(BTreeMap<i32, i64>),
     /// The first record of each partition stamped at or after this time.
     Time(DateTime<Utc>),
 }
@@ -101,7 +104,8 @@ impl ReplayReader {
     /// Resolves `range` against the broker (offsets of the start and end times, watermarks)
     /// and positions a consumer at the start of every partition.
     pub async fn open(config: &KafkaConfig, range: ReplayRange) -> Result<Self, ReplayError> {
-        if let (ReplayStart::Time(start), Some(end)) = (range.start, range.end) {
+        if let (ReplayStart::Time(start), Some(end)) = (&range.start, range.end) {
+            let start = *start;
             if end < start {
                 return Err(ReplayError::EndBeforeStart { start, end });
             }
@@ -150,7 +154,7 @@ impl ReplayReader {
     }
 
     /// The next offset of each partition: where a replay stopped early would resume.
-    pub fn positions(&self) -> Vec<(i32, i64)> {
+    pub fn positions(&self) -> BTreeMap<i32, i64> {
         self.spans
             .iter()
             .map(|s| {
@@ -277,9 +281,13 @@ fn plan(
     let starts = match range.start {
         ReplayStart::Offset(offset) => watermarks
             .iter()
+            .map(|(&p, &(low, high))| (p, offset_in(offset, low, high)))
+            .collect(),
+        ReplayStart::Offsets(ref offsets) => watermarks
+            .iter()
             .map(|(&p, &(low, high))| {
-                let at = if offset < 0 { high + offset } else { offset };
-                (p, at.clamp(low, high))
+                let at = offsets.get(&p).map_or(high, |&o| offset_in(o, low, high));
+                (p, at)
             })
             .collect(),
         ReplayStart::Time(time) => offsets_at(consumer, probe, &range.topic, &watermarks, time)?,
@@ -303,6 +311,12 @@ fn plan(
             }
         })
         .collect())
+}
+
+/// `offset` of a partition holding `[low, high)`, clamped; negative: back from `high`.
+fn offset_in(offset: i64, low: i64, high: i64) -> i64 {
+    let at = if offset < 0 { high + offset } else { offset };
+    at.clamp(low, high)
 }
 
 /// Blocking: per partition, the first offset stamped at or after `time` (the partition's

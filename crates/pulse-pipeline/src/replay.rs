@@ -5,6 +5,7 @@
 //! upgrade (raw posts into `enrich`), a lost Redis (enriched posts into `sink-speed`) or a
 //! backfill (into `sink-batch`); every sink is idempotent, so replaying twice is harmless.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,8 +52,8 @@ pub struct ReplayReport {
     /// Whether every span was replayed (`false`: stopped by a shutdown).
     pub complete: bool,
     /// The next offset of each partition after the last delivered batch: where to resume a
-    /// replay that stopped early.
-    pub resume_at: Vec<(i32, i64)>,
+    /// replay that stopped early ([`ReplayStart::Offsets`](pulse_kafka::replay::ReplayStart)).
+    pub resume_at: BTreeMap<i32, i64>,
 }
 
 /// Where a replay's outputs go.
@@ -150,7 +151,7 @@ fn report<S: Stage>(
     reader: &ReplayReader,
     progress: ReplayProgress,
     complete: bool,
-    resume_at: Vec<(i32, i64)>,
+    resume_at: BTreeMap<i32, i64>,
 ) -> ReplayReport {
     ReplayReport {
         topic: reader.topic().to_string(),

@@ -178,6 +178,17 @@ fn a_time_range_of_enriched_posts_replays_into_the_speed_layer_once() {
         .sum();
     assert_eq!(spans, 91);
 
+    // Per partition: all of partition 0, none of partition 1.
+    let (code, report, stderr) = replay(&lane, &env, &["--from-offset", "0:0", "--into", "speed"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let ends = high_watermarks(&lane.enriched, 2);
+    assert_eq!(report["replayed"], ends[0], "{report}");
+    assert_eq!(
+        report["resume_at"],
+        serde_json::json!({"0": ends[0], "1": ends[1]})
+    );
+    assert_eq!(window_count(&speed), (90, 90));
+
     // A range after the last record is empty, and says so.
     let (code, report, stderr) =
         replay(&lane, &env, &["--from-time", "now", "--into", "sink-speed"]);

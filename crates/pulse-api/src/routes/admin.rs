@@ -44,14 +44,42 @@ pub struct ReplayRequest {
     into: String,
     /// Topic to read; default: the stage's input (raw for `enrich`, enriched for the sinks).
     topic: Option<String>,
-    /// Start at this offset of every partition; negative: that many records before each
-    /// partition's end.
-    from_offset: Option<i64>,
+    /// Start at this offset of every partition (negative: that many records before each
+    /// partition's end), or at an offset per partition, `{"0": 12, "1": 40}` (a stopped
+    /// job's `resume_at`; partitions not named are skipped).
+    from_offset: Option<OffsetStart>,
     /// Start at the first record stamped at or after this time (RFC 3339, `now-2h`, ...).
     from_time: Option<String>,
     /// Stop before the first record stamped at or after this time; default: the topic's end
     /// when the replay begins.
     to_time: Option<String>,
+}
+
+/// Where a replay starts: one offset for every partition, or one per partition.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum OffsetStart {
+    Every(i64),
+    /// Partition (as a JSON object key, a string) to offset.
+    Each(BTreeMap<String, i64>),
+}
+
+impl OffsetStart {
+    fn start(self) -> Result<ReplayStart, ApiError> {
+        match self {
+            OffsetStart::Every(offset) => Ok(ReplayStart::Offset(offset)),
+            OffsetStart::Each(offsets) => offsets
+                .into_iter()
+                .map(|(partition, offset)| match partition.parse::<i32>() {
+                    Ok(partition) => Ok((partition, offset)),
+                    Err(_) => Err(ApiError::bad_parameter(format!(
+                        "from_offset: {partition:?} is not a partition number"
+                    ))),
+                })
+                .collect::<Result<_, _>>()
+                .map(ReplayStart::Offsets),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -245,8 +273,8 @@ pub async fn replay(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     require_token(&state.config.tokens, &headers)?;
     let stage: ReplayStage = request.into.parse().map_err(ApiError::bad_parameter)?;
-    let start = match (request.from_offset, request.from_time.as_deref()) {
-        (Some(offset), None) => ReplayStart::Offset(offset),
+    let start = match (request.from_offset.clone(), request.from_time.as_deref()) {
+        (Some(offsets), None) => offsets.start()?,
         (None, Some(from)) => ReplayStart::Time(time("from_time", from)?),
         _ => {
             return Err(ApiError::bad_parameter(

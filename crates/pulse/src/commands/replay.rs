@@ -4,6 +4,7 @@
 //! a backfill. Reads outside any consumer group, so the running roles are not disturbed.
 //! Shows progress; prints the report as JSON on stdout.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -28,15 +29,17 @@ pub struct ReplayArgs {
     /// topic for the sinks).
     #[arg(long)]
     topic: Option<String>,
-    /// Start at this offset of every partition; negative: that many records before each
-    /// partition's end.
+    /// Start at this offset of every partition (negative: that many records before each
+    /// partition's end), or per partition as `P:O,P:O` (an interrupted replay prints it;
+    /// partitions not named are skipped).
     #[arg(
         long,
         allow_negative_numbers = true,
         required_unless_present = "from_time",
-        conflicts_with = "from_time"
+        conflicts_with = "from_time",
+        value_parser = parse_offsets
     )]
-    from_offset: Option<i64>,
+    from_offset: Option<ReplayStart>,
     /// Start at the first record stamped at or after this time (`now-2h`, RFC 3339,
     /// YYYY-MM-DD).
     #[arg(long, value_parser = parse_time)]
@@ -65,7 +68,7 @@ pub async fn run(args: ReplayArgs, config: PulseConfig) -> anyhow::Result<ExitCo
         },
     };
     let start = match (args.from_offset, args.from_time) {
-        (Some(offset), _) => ReplayStart::Offset(offset),
+        (Some(start), _) => start,
         (None, Some(time)) => ReplayStart::Time(time),
         (None, None) => anyhow::bail!("give --from-offset or --from-time"),
     };
@@ -134,13 +137,13 @@ pub async fn run(args: ReplayArgs, config: PulseConfig) -> anyhow::Result<ExitCo
             String::new()
         } else {
             format!(
-                "; interrupted, resume at {}",
+                "; interrupted, resume with --from-offset {}",
                 report
                     .resume_at
                     .iter()
-                    .map(|(p, o)| format!("partition {p} offset {o}"))
+                    .map(|(p, o)| format!("{p}:{o}"))
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(",")
             )
         }
     );
@@ -149,4 +152,44 @@ pub async fn run(args: ReplayArgs, config: PulseConfig) -> anyhow::Result<ExitCo
     } else {
         ExitCode::from(130)
     })
+}
+
+/// `--from-offset`: `N` for every partition, or `P:O,P:O` per partition.
+fn parse_offsets(text: &str) -> Result<ReplayStart, String> {
+    if !text.contains(':') {
+        return text
+            .parse()
+            .map(ReplayStart::Offset)
+            .map_err(|_| format!("{text:?} is not an offset (N, or P:O,P:O per partition)"));
+    }
+    let mut offsets = BTreeMap::new();
+    for pair in text.split(',') {
+        let parsed = pair
+            .split_once(':')
+            .and_then(|(p, o)| Some((p.trim().parse().ok()?, o.trim().parse().ok()?)));
+        let Some((partition, offset)) = parsed else {
+            return Err(format!("{pair:?} is not partition:offset"));
+        };
+        if offsets.insert(partition, offset).is_some() {
+            return Err(format!("partition {partition} is named twice"));
+        }
+    }
+    Ok(ReplayStart::Offsets(offsets))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_for_every_partition_or_each() {
+        assert_eq!(parse_offsets("-5"), Ok(ReplayStart::Offset(-5)));
+        assert_eq!(
+            parse_offsets("0:12, 3:40"),
+            Ok(ReplayStart::Offsets(BTreeMap::from([(0, 12), (3, 40)])))
+        );
+        for bad in ["x", "0:", "0:1,0:2", "a:1", ""] {
+            assert!(parse_offsets(bad).is_err(), "{bad}");
+        }
+    }
 }
