@@ -58,6 +58,17 @@ const axisStyle = {
   splitLine: { lineStyle: { color: "#232a3a" } },
 };
 
+// Posts (bars, left axis) and mean score (line, right axis) over a time axis.
+const postsAndScoreOverTime = {
+  legend: { top: 0, left: "center", textStyle: { color: "#c7cede" } },
+  grid: { left: 48, right: 48, top: 34, bottom: 28 },
+  xAxis: { type: "time", ...axisStyle, splitLine: { show: false } },
+  yAxis: [
+    { type: "value", name: "posts", minInterval: 1, ...axisStyle, nameTextStyle: { color: "#8a93a6" } },
+    { type: "value", name: "score", min: -1, max: 1, ...axisStyle, splitLine: { show: false }, nameTextStyle: { color: "#8a93a6" } },
+  ],
+};
+
 const charts = {};
 for (const element of document.querySelectorAll("[data-chart]")) {
   charts[element.dataset.chart] = echarts.init(element, null, { renderer: "canvas" });
@@ -234,13 +245,7 @@ function renderSentiment(series) {
       ...baseChart,
       graphic: emptyGraphic(empty, "no posts in this window yet"),
       tooltip: { trigger: "axis", axisPointer: { type: "shadow" } },
-      legend: { top: 0, left: "center", textStyle: { color: "#c7cede" } },
-      grid: { left: 44, right: 48, top: 34, bottom: 28 },
-      xAxis: { type: "time", ...axisStyle, splitLine: { show: false } },
-      yAxis: [
-        { type: "value", name: "posts", minInterval: 1, ...axisStyle, nameTextStyle: { color: "#8a93a6" } },
-        { type: "value", name: "score", min: -1, max: 1, ...axisStyle, splitLine: { show: false }, nameTextStyle: { color: "#8a93a6" } },
-      ],
+      ...postsAndScoreOverTime,
       series: [
         ...["positive", "neutral", "negative"].map((name) => ({
           name,
@@ -483,13 +488,7 @@ function renderHistory(history, granularity) {
           return `${when}<br>${posts(bucket.posts)} · ${bucket.source} layer${whole}<br>mean sentiment ${mean}`;
         },
       },
-      legend: { top: 0, left: "center", textStyle: { color: "#c7cede" } },
-      grid: { left: 48, right: 48, top: 34, bottom: 28 },
-      xAxis: { type: "time", ...axisStyle, splitLine: { show: false } },
-      yAxis: [
-        { type: "value", name: "posts", minInterval: 1, ...axisStyle, nameTextStyle: { color: "#8a93a6" } },
-        { type: "value", name: "score", min: -1, max: 1, ...axisStyle, splitLine: { show: false }, nameTextStyle: { color: "#8a93a6" } },
-      ],
+      ...postsAndScoreOverTime,
       series: [
         {
           name: "batch (exact rollups)",
