@@ -36,7 +36,7 @@ pub struct TermCount {
 }
 
 /// How far a recompute is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct RecomputeProgress {
     /// (channel, day) pairs to recompute, and done.
     pub days_total: usize,
@@ -46,7 +46,7 @@ pub struct RecomputeProgress {
 }
 
 /// What a recompute did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RecomputeReport {
     /// The range recomputed: whole days from the start of `from`'s day, up to `to`.
     pub from: DateTime<Utc>,

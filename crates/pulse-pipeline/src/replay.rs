@@ -280,20 +280,26 @@ impl Replayer {
         stage: ReplayStage,
         range: ReplayRange,
     ) -> Result<ReplayReader, ReplayFailure> {
-        self.check(stage)?;
+        self.target(stage)?;
         Ok(ReplayReader::open(&self.kafka, range).await?)
     }
 
-    fn check(&self, stage: ReplayStage) -> Result<(), ReplayFailure> {
-        let missing = match stage {
-            ReplayStage::Enrich => self.enricher.is_none().then_some("enricher"),
-            ReplayStage::SinkSpeed => self.speed.is_none().then_some("speed layer"),
-            ReplayStage::SinkBatch => self.batch.is_none().then_some("batch layer"),
-        };
-        match missing {
-            Some(what) => Err(ReplayFailure::Unavailable(stage.name(), what)),
-            None => Ok(()),
-        }
+    /// The stage `stage` names, built on this process's resources.
+    fn target(&self, stage: ReplayStage) -> Result<Target, ReplayFailure> {
+        let unavailable = |what| ReplayFailure::Unavailable(stage.name(), what);
+        Ok(match stage {
+            ReplayStage::Enrich => Target::Enrich(EnrichStage::new(
+                self.enricher.clone().ok_or(unavailable("enricher"))?,
+                self.limits.clone(),
+                self.kafka.topics.enriched.clone(),
+            )),
+            ReplayStage::SinkSpeed => Target::SinkSpeed(SpeedSinkStage::new(
+                self.speed.clone().ok_or(unavailable("speed layer"))?,
+            )),
+            ReplayStage::SinkBatch => Target::SinkBatch(BatchSinkStage::new(
+                self.batch.clone().ok_or(unavailable("batch layer"))?,
+            )),
+        })
     }
 
     /// Replays what `reader` reads into `stage` (see [`replay_into`]).
@@ -311,36 +317,24 @@ impl Replayer {
             metrics: &metrics,
         };
         let pipeline = &self.pipeline;
-        let report = match stage {
-            ReplayStage::Enrich => {
-                let enricher = self
-                    .enricher
-                    .clone()
-                    .ok_or(ReplayFailure::Unavailable(stage.name(), "enricher"))?;
-                let stage = EnrichStage::new(
-                    enricher,
-                    self.limits.clone(),
-                    self.kafka.topics.enriched.clone(),
-                );
+        let report = match self.target(stage)? {
+            Target::Enrich(stage) => {
                 replay_into(&stage, reader, sink, pipeline, progress, shutdown).await?
             }
-            ReplayStage::SinkSpeed => {
-                let speed = self
-                    .speed
-                    .clone()
-                    .ok_or(ReplayFailure::Unavailable(stage.name(), "speed layer"))?;
-                let stage = SpeedSinkStage::new(speed);
+            Target::SinkSpeed(stage) => {
                 replay_into(&stage, reader, sink, pipeline, progress, shutdown).await?
             }
-            ReplayStage::SinkBatch => {
-                let batch = self
-                    .batch
-                    .clone()
-                    .ok_or(ReplayFailure::Unavailable(stage.name(), "batch layer"))?;
-                let stage = BatchSinkStage::new(batch);
+            Target::SinkBatch(stage) => {
                 replay_into(&stage, reader, sink, pipeline, progress, shutdown).await?
             }
         };
         Ok(report)
     }
+}
+
+/// A stage a replay feeds, built (each is a different type for [`replay_into`]).
+enum Target {
+    Enrich(EnrichStage),
+    SinkSpeed(SpeedSinkStage),
+    SinkBatch(BatchSinkStage),
 }

@@ -9,15 +9,12 @@ mod common;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use common::{committed, high_watermarks, read_all, wait_for, Lane, Role};
+use common::{committed, high_watermarks, produce, read_all, wait_for, Lane, Role};
 use pulse_batch::{BatchStore, Cursor, PostQuery};
 use pulse_core::config::BatchConfig;
 use pulse_core::{EnrichedPost, Enrichment, Keyword, Post};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
 
 const CHANNEL: &str = "test/batch-sink";
 const POSTS: usize = 4_000;
@@ -96,26 +93,6 @@ fn enriched(i: usize) -> EnrichedPost {
         ..Enrichment::default()
     };
     EnrichedPost::new(post, enrichment, "test@1".into(), Utc::now())
-}
-
-fn produce(topic: &str, records: Vec<(String, Vec<u8>)>) {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", common::brokers())
-        .create()
-        .expect("producer");
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    runtime.block_on(async {
-        for (key, payload) in records {
-            producer
-                .send(
-                    FutureRecord::to(topic).key(&key).payload(&payload),
-                    Duration::from_secs(30),
-                )
-                .await
-                .map_err(|(e, _)| e)
-                .expect("produced");
-        }
-    });
 }
 
 fn posts(range: std::ops::Range<usize>) -> Vec<(String, Vec<u8>)> {

@@ -5,15 +5,11 @@
 
 mod common;
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
-use common::{high_watermarks, read_all, Lane};
+use common::{high_watermarks, produce_at, read_all, Lane};
 use pulse_core::config::SpeedConfig;
 use pulse_core::{EnrichedPost, Enrichment, Keyword, Post};
 use pulse_speed::{minute_of, SpeedLayer};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
 use serde_json::Value;
 
 const CHANNEL: &str = "test/replay";
@@ -49,30 +45,6 @@ fn enriched(i: usize, created_at: DateTime<Utc>) -> Vec<u8> {
         Utc::now(),
     ))
     .expect("json")
-}
-
-/// Produces `(key, payload, record time)` in order.
-fn produce(topic: &str, records: &[(String, Vec<u8>, DateTime<Utc>)]) {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", common::brokers())
-        .create()
-        .expect("producer");
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    runtime.block_on(async {
-        for (key, payload, time) in records {
-            producer
-                .send(
-                    FutureRecord::to(topic)
-                        .key(key)
-                        .payload(payload)
-                        .timestamp(time.timestamp_millis()),
-                    Duration::from_secs(30),
-                )
-                .await
-                .map_err(|(e, _)| e)
-                .expect("produced");
-        }
-    });
 }
 
 /// Runs `pulse replay ARGS`; the exit code, the JSON report (if any) and stderr.
@@ -130,7 +102,7 @@ fn a_time_range_of_enriched_posts_replays_into_the_speed_layer_once() {
             two_hours_ago,
         ),
     );
-    produce(&lane.enriched, &records);
+    produce_at(&lane.enriched, records);
 
     // The middle block only: from the first record two hours ago up to the first one hour ago.
     let from = two_hours_ago.to_rfc3339();
@@ -207,7 +179,7 @@ fn the_last_raw_posts_of_each_partition_are_enriched_again() {
             (format!("replay:{i}"), payload, now)
         })
         .collect();
-    produce(&lane.raw, &records);
+    produce_at(&lane.raw, records);
     let ends = high_watermarks(&lane.raw, 2);
     let expected: i64 = ends.iter().map(|&end| end.min(5)).sum();
 
@@ -324,7 +296,7 @@ fn enriched_posts_replay_into_the_batch_layer() {
             (format!("replay:{i}"), enriched(i, at), at)
         })
         .collect();
-    produce(&lane.enriched, &records);
+    produce_at(&lane.enriched, records);
 
     let (code, report, stderr) = replay(&lane, &env, &["--from-offset", "0", "--into", "batch"]);
     assert_eq!(code, Some(0), "{stderr}");

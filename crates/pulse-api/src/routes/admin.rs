@@ -160,13 +160,26 @@ impl Jobs {
         self.update(id, |job| job.progress = progress);
     }
 
-    fn finish(&self, id: u64, state: JobState, report: Option<Value>, error: Option<String>) {
+    /// Records how job `id` ended: its state and report, or the error it failed with.
+    fn settle(&self, id: u64, outcome: Result<(JobState, Value), impl std::fmt::Display>) {
+        let (state, report, error) = match outcome {
+            Ok((state, report)) => (state, Some(report), None),
+            Err(error) => {
+                tracing::warn!(job = id, %error, "job failed");
+                (JobState::Failed, None, Some(error.to_string()))
+            }
+        };
         self.update(id, |job| {
             job.state = state;
             job.finished_at = Some(Utc::now());
             job.report = report;
             job.error = error;
         });
+    }
+
+    fn get(&self, id: u64) -> Result<Option<Job>, ApiError> {
+        let jobs = self.jobs.lock().map_err(|_| poisoned())?;
+        Ok(jobs.get(&id).cloned())
     }
 }
 
@@ -203,34 +216,9 @@ pub async fn recompute(
     let jobs: Arc<Jobs> = state.jobs.clone();
     let batch = state.batch.clone();
     tokio::spawn(async move {
-        let progress = |step: RecomputeProgress| {
-            jobs.progress(
-                id,
-                json!({
-                    "days_total": step.days_total,
-                    "days_done": step.days_done,
-                    "posts": step.posts,
-                }),
-            )
-        };
-        match batch.recompute(from, to, &progress).await {
-            Ok(report) => {
-                let report = json!({
-                    "from": report.from,
-                    "to": report.to,
-                    "channel_days": report.channel_days,
-                    "hours": report.hours,
-                    "posts": report.posts,
-                    "watermark_before": report.watermark_before,
-                    "watermark": report.watermark,
-                });
-                jobs.finish(id, JobState::Done, Some(report), None);
-            }
-            Err(error) => {
-                tracing::warn!(job = id, %error, "recompute job failed");
-                jobs.finish(id, JobState::Failed, None, Some(error.to_string()));
-            }
-        }
+        let progress = |step: RecomputeProgress| jobs.progress(id, json!(step));
+        let outcome = batch.recompute(from, to, &progress).await;
+        jobs.settle(id, outcome.map(|report| (JobState::Done, json!(report))));
     });
     Ok((StatusCode::ACCEPTED, Json(json!(job))))
 }
@@ -250,8 +238,9 @@ pub async fn job(
     let id: u64 = id
         .parse()
         .map_err(|_| ApiError::bad_parameter(format!("job id {id:?} is not a number")))?;
-    let jobs = state.jobs.jobs.lock().map_err(|_| poisoned())?;
-    jobs.get(&id)
+    state
+        .jobs
+        .get(id)?
         .map(|job| Json(json!(job)))
         .ok_or_else(|| ApiError::not_found(format!("no job {id}")))
 }
@@ -316,20 +305,18 @@ pub async fn replay(
     let shutdown = state.shutdown.clone();
     tokio::spawn(async move {
         let progress = |done| jobs.progress(id, json!(done));
-        match replayer.run(stage, &mut reader, &progress, &shutdown).await {
-            Ok(report) => {
+        let outcome = replayer.run(stage, &mut reader, &progress, &shutdown).await;
+        jobs.settle(
+            id,
+            outcome.map(|report| {
                 let state = if report.complete {
                     JobState::Done
                 } else {
                     JobState::Stopped
                 };
-                jobs.finish(id, state, Some(json!(report)), None);
-            }
-            Err(error) => {
-                tracing::warn!(job = id, %error, "replay job failed");
-                jobs.finish(id, JobState::Failed, None, Some(error.to_string()));
-            }
-        }
+                (state, json!(report))
+            }),
+        );
     });
     Ok((StatusCode::ACCEPTED, Json(json!(job))))
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use pulse_core::config::KafkaConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 /// Longest any test waits for the pipeline to catch up.
@@ -204,6 +205,45 @@ fn reader() -> BaseConsumer {
         .set("isolation.level", "read_committed")
         .create()
         .expect("reader consumer")
+}
+
+/// Produces keyed records to `topic` in order, each acknowledged before the next.
+pub fn produce(topic: &str, records: impl IntoIterator<Item = (String, Vec<u8>)>) {
+    send_all(topic, records.into_iter().map(|(k, p)| (k, p, None)));
+}
+
+/// Like [`produce`], each record stamped with its time (for replays by time).
+pub fn produce_at(
+    topic: &str,
+    records: impl IntoIterator<Item = (String, Vec<u8>, chrono::DateTime<chrono::Utc>)>,
+) {
+    send_all(
+        topic,
+        records
+            .into_iter()
+            .map(|(k, p, at)| (k, p, Some(at.timestamp_millis()))),
+    );
+}
+
+fn send_all(topic: &str, records: impl Iterator<Item = (String, Vec<u8>, Option<i64>)>) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("producer");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        for (key, payload, timestamp) in records {
+            let mut record = FutureRecord::to(topic).key(&key).payload(&payload);
+            if let Some(millis) = timestamp {
+                record = record.timestamp(millis);
+            }
+            producer
+                .send(record, Duration::from_secs(30))
+                .await
+                .map_err(|(e, _)| e)
+                .expect("produced");
+        }
+    });
 }
 
 /// High watermarks of each partition of `topic`.
