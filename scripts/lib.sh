@@ -6,22 +6,35 @@ PULSE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PULSE_HOME="${PULSE_HOME:-$HOME/.cache/pulse}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PULSE_HOME/target}"
 
-TANSU_VERSION=0.6.0
-TANSU_ROOT="${TANSU_ROOT:-$HOME/.local/tansu}"
-TANSU_BIN="$TANSU_ROOT/bin/tansu"
+# pom_property POM NAME: a <NAME>value</NAME> property of a pom kept in the repo (the pinned
+# server versions live there, once).
+pom_property() { sed -n "s:.*<$2>\(.*\)</$2>.*:\1:p" "$1" | head -n 1; }
+
+# The servers of the local stack, fetched from Maven Central by scripts/setup.
+SERVERS_DIR="${PULSE_SERVERS_DIR:-$PULSE_HOME/servers}"
+KAFKA_POM="$PULSE_ROOT/deploy/local/kafka/pom.xml"
+KAFKA_VERSION="$(pom_property "$KAFKA_POM" kafka.version)"
+KAFKA_LIB="$SERVERS_DIR/kafka-$KAFKA_VERSION/lib"
+CASSANDRA_POM="$PULSE_ROOT/deploy/local/cassandra/pom.xml"
+CASSANDRA_VERSION="$(pom_property "$CASSANDRA_POM" cassandra.version)"
+CASSANDRA_LIB="$SERVERS_DIR/cassandra-$CASSANDRA_VERSION/lib"
 
 ORT_VERSION=1.31.1
 ORT_DIR="${ORT_DIR:-$HOME/.local/onnxruntime/$ORT_VERSION}"
 export ORT_LIB="$ORT_DIR/libonnxruntime.so.$ORT_VERSION"
 
 PULSE_BIN="$CARGO_TARGET_DIR/release/pulse"
-DEVCQL_BIN="$CARGO_TARGET_DIR/release/pulse-devcql"
 
 # Local stack: data, logs and pid files; ports can be moved to run a second stack.
 PULSE_STACK_DIR="${PULSE_STACK_DIR:-$PULSE_HOME/stack}"
 KAFKA_PORT="${PULSE_STACK_KAFKA_PORT:-9092}"
+KAFKA_CONTROLLER_PORT="${PULSE_STACK_KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}"
 CQL_PORT="${PULSE_STACK_CQL_PORT:-9042}"
+CQL_STORAGE_PORT="${PULSE_STACK_CQL_STORAGE_PORT:-$((CQL_PORT + 1))}"
 REDIS_PORT="${PULSE_STACK_REDIS_PORT:-6379}"
+# Heaps of the two JVMs (the stack's memory is mostly these).
+KAFKA_HEAP="${PULSE_STACK_KAFKA_HEAP:-512m}"
+CASSANDRA_HEAP="${PULSE_STACK_CASSANDRA_HEAP:-1g}"
 
 if [ -f "$HOME/.cargo/env" ]; then
   # shellcheck disable=SC1091

@@ -98,17 +98,7 @@ pub async fn apply(config: &BatchConfig) -> Result<SchemaReport, BatchError> {
     let keyspace = config.keyspace.as_str();
     let session = open_session(config).await?;
     let mut report = SchemaReport::default();
-    let mut existing = existing_tables(&session, keyspace).await?;
-    // Schema metadata can be read while another client changes the schema (or before a
-    // change has reached every node): a column that seems missing is read again before
-    // it is reported.
-    for _ in 0..METADATA_READS {
-        if missing_column(keyspace, existing.as_deref()).is_none() {
-            break;
-        }
-        tokio::time::sleep(METADATA_RETRY).await;
-        existing = existing_tables(&session, keyspace).await?;
-    }
+    let existing = existing_tables(&session, keyspace).await?;
     match &existing {
         Some(_) => {}
         None => {
@@ -136,23 +126,6 @@ pub async fn apply(config: &BatchConfig) -> Result<SchemaReport, BatchError> {
         }
     }
     Ok(report)
-}
-
-/// Reads of the schema metadata before a missing column is believed.
-const METADATA_READS: usize = 5;
-const METADATA_RETRY: std::time::Duration = std::time::Duration::from_millis(300);
-
-/// The first (table, column) the schema names that an existing table lacks.
-fn missing_column(
-    keyspace: &str,
-    existing: Option<&[(String, Vec<String>)]>,
-) -> Option<(String, String)> {
-    let existing = existing?;
-    tables(keyspace).into_iter().find_map(|table| {
-        let (_, columns) = existing.iter().find(|(name, _)| *name == table.name)?;
-        let missing = table.columns.iter().find(|c| !columns.contains(c))?;
-        Some((table.name, missing.clone()))
-    })
 }
 
 async fn run(session: &Session, statement: &str) -> Result<(), BatchError> {

@@ -1,5 +1,6 @@
 //! Connecting to the cluster and preparing every statement the batch layer runs.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +26,8 @@ pub struct BatchStore {
     pub(crate) max_concurrency: usize,
     pub(crate) read_concurrency: usize,
     pub(crate) top_terms: usize,
+    /// Rows the server returned to range reads (see [`BatchStore::rows_read`]).
+    pub(crate) rows_read: Arc<AtomicU64>,
 }
 
 /// Every statement, prepared once per process.
@@ -35,8 +38,9 @@ pub(crate) struct Statements {
     pub insert_channel_day: PreparedStatement,
     pub insert_month: PreparedStatement,
     pub select_hour: PreparedStatement,
+    pub select_hour_range: PreparedStatement,
     pub select_post: PreparedStatement,
-    pub select_mentions: PreparedStatement,
+    pub select_mentions_range: PreparedStatement,
     pub select_channel_days: PreparedStatement,
     pub select_months: PreparedStatement,
     pub insert_rollup: PreparedStatement,
@@ -132,6 +136,7 @@ impl BatchStore {
             max_concurrency: config.max_concurrency.max(1),
             read_concurrency: config.read_concurrency.max(1),
             top_terms: config.top_terms.max(1),
+            rows_read: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -212,10 +217,15 @@ impl Statements {
                  WHERE channel = ? AND hour = ?"
             ))
             .await?,
+            select_hour_range: prepare(format!(
+                "SELECT created_at, id, sentiment, post FROM {ks}.posts_by_channel \
+                 WHERE channel = ? AND hour = ? AND created_at >= ? AND created_at < ?"
+            ))
+            .await?,
             select_post: prepare(format!("SELECT post FROM {ks}.posts_by_id WHERE id = ?")).await?,
-            select_mentions: prepare(format!(
+            select_mentions_range: prepare(format!(
                 "SELECT created_at, post_id FROM {ks}.mentions WHERE kind = ? AND term = ? \
-                 AND day = ?"
+                 AND day = ? AND created_at >= ? AND created_at < ?"
             ))
             .await?,
             select_channel_days: prepare(format!(
@@ -254,12 +264,12 @@ impl Statements {
             ))
             .await?,
             insert_watermark: prepare(format!(
-                "INSERT INTO {ks}.batch_watermark (view, exact_until, updated_at) \
+                "INSERT INTO {ks}.batch_watermark (view_name, exact_until, updated_at) \
                  VALUES (?, ?, ?)"
             ))
             .await?,
             select_watermark: prepare(format!(
-                "SELECT exact_until FROM {ks}.batch_watermark WHERE view = ?"
+                "SELECT exact_until FROM {ks}.batch_watermark WHERE view_name = ?"
             ))
             .await?,
         })
