@@ -185,6 +185,7 @@ async fn main() -> anyhow::Result<()> {
         dlq_topic: "bench.api.dlq".into(),
         limits: EnrichConfig::default().post_limits(),
         max_in_flight: 100,
+        max_record_bytes: 1_000_000,
         metrics: PipelineMetrics::register(&mut Registry::default()).for_stage("bench"),
     };
     let config = ApiConfig {

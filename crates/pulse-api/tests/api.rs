@@ -234,6 +234,7 @@ fn publisher(raw_topic: &str) -> Publisher {
         dlq_topic: format!("{raw_topic}.dlq"),
         limits: EnrichConfig::default().post_limits(),
         max_in_flight: 100,
+        max_record_bytes: 1_000_000,
         metrics: PipelineMetrics::register(&mut Registry::default()).for_stage("test"),
     }
 }

@@ -1,44 +1,91 @@
-//! The opaque paging cursor: the position of the last post of a page in newest-first order,
-//! (creation time in milliseconds, id). The next page holds what sorts strictly after it.
+//! The opaque paging cursor of range reads: which query it continues (a fingerprint of the
+//! query's channel or term, range and filters), the time bucket (hour or day partition) the
+//! next page starts in, and the driver's paging state inside that partition, if the
+//! previous page ended in its middle. The server resumes exactly after the last row read,
+//! so a page never re-reads rows and never skips any, whatever was written meanwhile.
 
-use std::cmp::Ordering;
+use sha2::{Digest, Sha256};
 
 use crate::BatchError;
 
-/// Where a page ended.
+/// Where the next page of a range read starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
-    pub created_ms: i64,
-    pub id: String,
+    /// The query this cursor continues ([`fingerprint`]).
+    pub query: u64,
+    /// Start of the partition's time bucket, in milliseconds.
+    pub partition_ms: i64,
+    /// The driver's paging state in that partition; `None`: from its newest row.
+    pub paging_state: Option<Vec<u8>>,
 }
+
+/// Version tag of the encoding, so old cursors are told apart from garbage.
+const VERSION: &str = "p2";
 
 impl Cursor {
     /// The opaque token handed to clients.
     pub fn encode(&self) -> String {
-        hex::encode(format!("{}:{}", self.created_ms, self.id))
+        let state = self
+            .paging_state
+            .as_deref()
+            .map(hex::encode)
+            .unwrap_or_default();
+        hex::encode(format!(
+            "{VERSION}:{:016x}:{}:{state}",
+            self.query, self.partition_ms
+        ))
     }
 
     /// Reads a token made by [`encode`](Self::encode).
     pub fn decode(token: &str) -> Result<Self, BatchError> {
-        let invalid = || BatchError::Query(format!("cursor {token:?} is not one this api issued"));
+        let invalid = || BatchError::Query("the cursor is not one this api issued".to_string());
         let bytes = hex::decode(token).map_err(|_| invalid())?;
         let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-        let (ms, id) = text.split_once(':').ok_or_else(invalid)?;
+        let mut parts = text.split(':');
+        let (Some(VERSION), Some(query), Some(partition), Some(state), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return Err(invalid());
+        };
         Ok(Self {
-            created_ms: ms.parse().map_err(|_| invalid())?,
-            id: id.to_string(),
+            query: u64::from_str_radix(query, 16).map_err(|_| invalid())?,
+            partition_ms: partition.parse().map_err(|_| invalid())?,
+            paging_state: match state {
+                "" => None,
+                state => Some(hex::decode(state).map_err(|_| invalid())?),
+            },
         })
     }
 
-    /// Whether a row at (`created_ms`, `id`) comes after this cursor, newest first.
-    pub fn precedes(&self, created_ms: i64, id: &str) -> bool {
-        newest_first((created_ms, id), (self.created_ms, &self.id)) == Ordering::Greater
+    /// Checks that this cursor continues the query with `fingerprint`.
+    pub(crate) fn check(&self, fingerprint: u64) -> Result<(), BatchError> {
+        if self.query == fingerprint {
+            Ok(())
+        } else {
+            Err(BatchError::Query(
+                "the cursor belongs to another query (channel, term, range and filters must \
+                 stay the same while paging)"
+                    .to_string(),
+            ))
+        }
     }
 }
 
-/// Newest-first order of (creation ms, id) positions: later times first, then larger ids.
-pub(crate) fn newest_first(a: (i64, &str), b: (i64, &str)) -> Ordering {
-    b.0.cmp(&a.0).then_with(|| b.1.cmp(a.1))
+/// A stable fingerprint of a query's identity: what a cursor may continue.
+pub(crate) fn fingerprint(parts: &[&str]) -> u64 {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    let digest = hasher.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
 }
 
 #[cfg(test)]
@@ -48,11 +95,25 @@ mod tests {
     #[test]
     fn round_trips_and_rejects_garbage() {
         let cursor = Cursor {
-            created_ms: 1_790_000_000_123,
-            id: "reddit:t1_a:b".into(),
+            query: fingerprint(&["reddit/r/rust", "1", "2"]),
+            partition_ms: 1_790_000_000_000,
+            paging_state: Some(vec![0, 1, 2, 255]),
         };
         assert_eq!(Cursor::decode(&cursor.encode()).unwrap(), cursor);
-        for bad in ["", "zz", &hex::encode("no-colon"), &hex::encode("x:id")] {
+        let fresh = Cursor {
+            paging_state: None,
+            ..cursor.clone()
+        };
+        assert_eq!(Cursor::decode(&fresh.encode()).unwrap(), fresh);
+        for bad in [
+            "",
+            "zz",
+            &hex::encode("no-colon"),
+            &hex::encode("p2:xyz:1:"),
+            &hex::encode("p2:00:1:0g"),
+            &hex::encode("p1:00:1:"),
+            &hex::encode("p2:00:1::extra"),
+        ] {
             assert!(
                 matches!(Cursor::decode(bad), Err(BatchError::Query(_))),
                 "{bad}"
@@ -61,15 +122,16 @@ mod tests {
     }
 
     #[test]
-    fn orders_newest_first_then_by_id() {
+    fn a_cursor_only_continues_its_own_query() {
+        let query = fingerprint(&["c", "1", "2"]);
         let cursor = Cursor {
-            created_ms: 100,
-            id: "m".into(),
+            query,
+            partition_ms: 0,
+            paging_state: None,
         };
-        assert!(cursor.precedes(99, "z"));
-        assert!(cursor.precedes(100, "a"));
-        assert!(!cursor.precedes(100, "m"));
-        assert!(!cursor.precedes(100, "n"));
-        assert!(!cursor.precedes(101, "a"));
+        assert!(cursor.check(query).is_ok());
+        assert!(cursor.check(fingerprint(&["c", "1", "3"])).is_err());
+        // Parts are length-prefixed: moving a boundary changes the fingerprint.
+        assert_ne!(fingerprint(&["ab", "c"]), fingerprint(&["a", "bc"]));
     }
 }

@@ -7,8 +7,8 @@
 //! rollups and top terms rebuilt from the stored posts, then the batch watermark advanced.
 //!
 //! Partitions are bounded by time buckets; a range read enumerates the buckets it spans,
-//! reads them concurrently and orders the rows in the client, never relying on server-side
-//! order (the local CQL dev server has none).
+//! newest first, reads only the rows of the range from each (clustering order and range
+//! predicates do the work on the server) and pages with the driver's paging state.
 
 mod cursor;
 mod read;

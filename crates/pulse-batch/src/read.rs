@@ -1,17 +1,27 @@
 //! Historical reads: a channel's posts in a time range (newest first, filtered, cursor
-//! paging), a post by id, and the posts mentioning a term. A range read walks the hour (or
-//! day) partitions it spans from the newest, a few at a time concurrently, and orders rows
-//! in the client.
+//! paging), a post by id, and the posts mentioning a term.
+//!
+//! A range read walks the hour (or day) partitions it spans from the newest. In each it
+//! asks the server for the rows of the range only (a range predicate on the clustering
+//! column), newest first (the clustering order), and no more rows than the page still
+//! needs; a page that ends inside a partition ends with the driver's paging state, which
+//! the cursor carries, so the next page resumes on the server exactly there. Partitions
+//! are read a few at a time concurrently while they come back empty.
 
 use std::fmt;
+use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Utc};
+use futures::future::join_all;
 use futures::{stream, StreamExt};
-use pulse_core::bucket::from_millis;
 use pulse_core::{entity_member, EnrichedPost, Granularity, SentimentLabel};
+use scylla::deserialize::row::DeserializeRow;
+use scylla::response::{PagingState, PagingStateResponse};
+use scylla::serialize::row::SerializeRow;
+use scylla::statement::prepared::PreparedStatement;
 
-use crate::cursor::{newest_first, Cursor};
-use crate::{BatchError, BatchStore};
+use crate::cursor::{fingerprint, Cursor};
+use crate::{cql, BatchError, BatchStore};
 
 /// Most posts one page may hold.
 pub const MAX_PAGE: usize = 1_000;
@@ -73,18 +83,17 @@ pub struct MentionQuery {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PostPage {
     pub posts: Vec<EnrichedPost>,
-    /// Present when more posts follow.
+    /// Present while the range is not read to its end (the last page may be empty).
     pub next_cursor: Option<String>,
 }
 
 /// A row of an hour partition: created_at, id, sentiment, the post's JSON.
 pub(crate) type HourRow = (DateTime<Utc>, String, Option<String>, String);
 
-fn check_range(
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    limit: usize,
-) -> Result<(i64, i64), BatchError> {
+/// A row of a mentions partition: created_at, post id.
+type MentionRow = (DateTime<Utc>, String);
+
+fn check_range(from: DateTime<Utc>, to: DateTime<Utc>, limit: usize) -> Result<(), BatchError> {
     if from >= to {
         return Err(BatchError::Query(format!(
             "the range is empty: from {from} is not before to {to}"
@@ -95,18 +104,31 @@ fn check_range(
             "limit is 1 to {MAX_PAGE}, not {limit}"
         )));
     }
-    Ok((from.timestamp_millis(), to.timestamp_millis()))
+    Ok(())
 }
 
-/// The partitions to read, newest first: those of `[from_ms, upper_ms]`.
-fn buckets_newest_first(
+/// The partitions a read walks, newest first: those of `[from, to)`, starting at the
+/// cursor's partition when there is one.
+fn partitions(
     granularity: Granularity,
-    from_ms: i64,
-    upper_ms: i64,
-) -> Vec<DateTime<Utc>> {
-    let mut buckets = granularity.buckets(from_millis(from_ms), from_millis(upper_ms + 1));
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    cursor: Option<&Cursor>,
+) -> Result<Vec<DateTime<Utc>>, BatchError> {
+    let mut buckets = granularity.buckets(from, to);
     buckets.reverse();
-    buckets
+    if let Some(cursor) = cursor {
+        let Some(at) = buckets
+            .iter()
+            .position(|b| b.timestamp_millis() == cursor.partition_ms)
+        else {
+            return Err(BatchError::Query(
+                "the cursor is not one this api issued".to_string(),
+            ));
+        };
+        buckets.drain(..at);
+    }
+    Ok(buckets)
 }
 
 fn parse(id: &str, json: &str) -> Option<EnrichedPost> {
@@ -138,46 +160,200 @@ fn matches_filters(query: &PostQuery, post: &EnrichedPost) -> bool {
     entity_ok && keyword_ok
 }
 
+impl PostQuery {
+    fn fingerprint(&self) -> u64 {
+        let from = self.from.timestamp_millis().to_string();
+        let to = self.to.timestamp_millis().to_string();
+        fingerprint(&[
+            "posts",
+            &self.channel,
+            &from,
+            &to,
+            self.sentiment.map_or("", SentimentLabel::as_str),
+            &self.entity.as_deref().unwrap_or_default().to_lowercase(),
+            &self.keyword.as_deref().unwrap_or_default().to_lowercase(),
+        ])
+    }
+}
+
+impl MentionQuery {
+    fn fingerprint(&self) -> u64 {
+        let from = self.from.timestamp_millis().to_string();
+        let to = self.to.timestamp_millis().to_string();
+        fingerprint(&[
+            "mentions",
+            self.kind.as_str(),
+            &self.term.to_lowercase(),
+            &from,
+            &to,
+        ])
+    }
+}
+
+/// One page of one partition, as the server returned it, and where it resumes.
+struct PartitionPage<R> {
+    rows: Vec<R>,
+    next: Option<Vec<u8>>,
+}
+
+/// Where a walk stopped: the cursor's partition and paging state, or `None` at the end.
+type Continuation = Option<(DateTime<Utc>, Option<Vec<u8>>)>;
+
 impl BatchStore {
-    /// A page of a channel's posts, newest first, with the query's filters.
-    pub async fn posts(&self, query: &PostQuery) -> Result<PostPage, BatchError> {
-        let (from_ms, to_ms) = check_range(query.from, query.to, query.limit)?;
-        let upper_ms = query
-            .cursor
-            .as_ref()
-            .map_or(to_ms - 1, |cursor| cursor.created_ms.min(to_ms - 1));
-        let mut page: Vec<(i64, String, EnrichedPost)> = Vec::new();
-        if upper_ms >= from_ms {
-            let hours = buckets_newest_first(Granularity::Hour, from_ms, upper_ms);
-            let statement = &self.statements.select_hour;
-            let channel = query.channel.as_str();
-            let mut partitions = stream::iter(hours)
-                .map(|hour| self.read_partition::<HourRow>(statement, (channel, hour)))
-                .buffered(self.read_concurrency);
-            let wanted_label = query.sentiment.map(SentimentLabel::as_str);
-            while let Some(rows) = partitions.next().await {
-                let mut matching: Vec<(i64, String, EnrichedPost)> = rows?
-                    .into_iter()
-                    .filter(|(created, id, sentiment, _)| {
-                        let ms = created.timestamp_millis();
-                        (from_ms..to_ms).contains(&ms)
-                            && query.cursor.as_ref().is_none_or(|c| c.precedes(ms, id))
-                            && wanted_label.is_none_or(|label| sentiment.as_deref() == Some(label))
-                    })
-                    .filter_map(|(created, id, _, json)| {
-                        let post = parse(&id, &json)?;
-                        matches_filters(query, &post)
-                            .then(|| (created.timestamp_millis(), id, post))
-                    })
-                    .collect();
-                matching.sort_by(|a, b| newest_first((a.0, &a.1), (b.0, &b.1)));
-                page.extend(matching);
-                if page.len() > query.limit {
-                    break;
+    /// Rows the server returned to range reads since this store was made (a measure of
+    /// what a read costs: a range predicate keeps it to the rows of the range).
+    pub fn rows_read(&self) -> u64 {
+        self.rows_read.load(Ordering::Relaxed)
+    }
+
+    /// At most `page_size` rows of one partition, newest first, from `state` on.
+    async fn fetch_page<R, V>(
+        &self,
+        statement: &PreparedStatement,
+        values: V,
+        state: Option<Vec<u8>>,
+        page_size: usize,
+    ) -> Result<PartitionPage<R>, BatchError>
+    where
+        R: for<'frame, 'metadata> DeserializeRow<'frame, 'metadata>,
+        V: SerializeRow,
+    {
+        let mut statement = statement.clone();
+        statement.set_page_size(i32::try_from(page_size.clamp(1, MAX_PAGE)).unwrap_or(1));
+        let state = state.map_or_else(PagingState::start, PagingState::new_from_raw_bytes);
+        let (result, next) = self
+            .session
+            .execute_single_page(&statement, values, state)
+            .await
+            .map_err(|e| cql("read", e))?;
+        let rows: Vec<R> = result
+            .into_rows_result()
+            .map_err(|e| cql("read", e))?
+            .rows::<R>()
+            .map_err(|e| cql("read", e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| cql("read", e))?;
+        self.rows_read
+            .fetch_add(rows.len() as u64, Ordering::Relaxed);
+        let next = match next {
+            PagingStateResponse::HasMorePages { state } => {
+                state.as_bytes_slice().map(|bytes| bytes.to_vec())
+            }
+            PagingStateResponse::NoMorePages => None,
+        };
+        Ok(PartitionPage { rows, next })
+    }
+
+    /// Walks `partitions` (newest first) with `statement`, whose values for a partition
+    /// `values` gives, handing rows to `take` (which says whether a row counts towards the
+    /// page) until `limit` rows counted or the partitions are exhausted. The first
+    /// partition starts at `state`. Returns where a next page would start.
+    async fn walk<R, V>(
+        &self,
+        statement: &PreparedStatement,
+        partitions: &[DateTime<Utc>],
+        mut state: Option<Vec<u8>>,
+        limit: usize,
+        values: impl Fn(DateTime<Utc>) -> V,
+        mut take: impl FnMut(R) -> bool,
+    ) -> Result<Continuation, BatchError>
+    where
+        R: for<'frame, 'metadata> DeserializeRow<'frame, 'metadata>,
+        V: SerializeRow,
+    {
+        let mut taken = 0;
+        let mut index = 0;
+        while index < partitions.len() {
+            // The next few partitions at once, each asked for what the page still needs.
+            let window = &partitions[index..(index + self.read_concurrency).min(partitions.len())];
+            let starts: Vec<Option<Vec<u8>>> = window
+                .iter()
+                .enumerate()
+                .map(|(i, _)| if i == 0 { state.take() } else { None })
+                .collect();
+            let need = limit - taken;
+            let pages = join_all(window.iter().zip(&starts).map(|(&partition, start)| {
+                self.fetch_page::<R, V>(statement, values(partition), start.clone(), need)
+            }))
+            .await;
+            for ((i, page), start) in pages.into_iter().enumerate().zip(starts) {
+                let partition = window[i];
+                let mut page = page?;
+                let mut start = start;
+                loop {
+                    let need = limit - taken;
+                    if page.rows.len() > need {
+                        // Read ahead while the page needed more: read again what it needs
+                        // now, so the paging state ends at the last row used.
+                        page = self
+                            .fetch_page(statement, values(partition), start.clone(), need)
+                            .await?;
+                    }
+                    for row in page.rows {
+                        taken += usize::from(take(row));
+                    }
+                    if taken == limit {
+                        let after = index + i + 1;
+                        return Ok(match page.next {
+                            Some(next) => Some((partition, Some(next))),
+                            None => partitions.get(after).map(|&older| (older, None)),
+                        });
+                    }
+                    let Some(next) = page.next else { break };
+                    start = Some(next.clone());
+                    page = self
+                        .fetch_page(statement, values(partition), Some(next), limit - taken)
+                        .await?;
                 }
             }
+            index += window.len();
         }
-        Ok(finish(page, query.limit))
+        Ok(None)
+    }
+
+    /// A page of a channel's posts, newest first, with the query's filters.
+    pub async fn posts(&self, query: &PostQuery) -> Result<PostPage, BatchError> {
+        check_range(query.from, query.to, query.limit)?;
+        let fingerprint = query.fingerprint();
+        if let Some(cursor) = &query.cursor {
+            cursor.check(fingerprint)?;
+        }
+        let hours = partitions(
+            Granularity::Hour,
+            query.from,
+            query.to,
+            query.cursor.as_ref(),
+        )?;
+        let state = query.cursor.as_ref().and_then(|c| c.paging_state.clone());
+        let wanted_label = query.sentiment.map(SentimentLabel::as_str);
+        let channel = query.channel.as_str();
+        let (from, to) = (query.from, query.to);
+        let mut posts = Vec::new();
+        let continuation = self
+            .walk(
+                &self.statements.select_hour_range,
+                &hours,
+                state,
+                query.limit,
+                |hour| (channel, hour, from, to),
+                |(_, id, sentiment, json): HourRow| {
+                    if wanted_label.is_some_and(|label| sentiment.as_deref() != Some(label)) {
+                        return false;
+                    }
+                    match parse(&id, &json) {
+                        Some(post) if matches_filters(query, &post) => {
+                            posts.push(post);
+                            true
+                        }
+                        _ => false,
+                    }
+                },
+            )
+            .await?;
+        Ok(PostPage {
+            posts,
+            next_cursor: encode(fingerprint, continuation),
+        })
     }
 
     /// The post with this id.
@@ -190,72 +366,56 @@ impl BatchStore {
 
     /// A page of the posts mentioning a term, newest first, over every channel.
     pub async fn mentioning(&self, query: &MentionQuery) -> Result<PostPage, BatchError> {
-        let (from_ms, to_ms) = check_range(query.from, query.to, query.limit)?;
-        let upper_ms = query
-            .cursor
-            .as_ref()
-            .map_or(to_ms - 1, |cursor| cursor.created_ms.min(to_ms - 1));
-        let term = query.term.to_lowercase();
-        let mut hits: Vec<(i64, String)> = Vec::new();
-        if upper_ms >= from_ms {
-            let days = buckets_newest_first(Granularity::Day, from_ms, upper_ms);
-            let statement = &self.statements.select_mentions;
-            let kind = query.kind.as_str();
-            let mut partitions = stream::iter(days)
-                .map(|day| {
-                    self.read_partition::<(DateTime<Utc>, String)>(
-                        statement,
-                        (kind, term.as_str(), day),
-                    )
-                })
-                .buffered(self.read_concurrency);
-            while let Some(rows) = partitions.next().await {
-                let mut matching: Vec<(i64, String)> = rows?
-                    .into_iter()
-                    .map(|(created, id)| (created.timestamp_millis(), id))
-                    .filter(|(ms, id)| {
-                        (from_ms..to_ms).contains(ms)
-                            && query.cursor.as_ref().is_none_or(|c| c.precedes(*ms, id))
-                    })
-                    .collect();
-                matching.sort_by(|a, b| newest_first((a.0, &a.1), (b.0, &b.1)));
-                hits.extend(matching);
-                if hits.len() > query.limit {
-                    break;
-                }
-            }
+        check_range(query.from, query.to, query.limit)?;
+        let fingerprint = query.fingerprint();
+        if let Some(cursor) = &query.cursor {
+            cursor.check(fingerprint)?;
         }
-        hits.truncate(query.limit + 1);
-        let reads: Vec<_> = hits.iter().map(|(_, id)| self.post(id)).collect();
+        let days = partitions(
+            Granularity::Day,
+            query.from,
+            query.to,
+            query.cursor.as_ref(),
+        )?;
+        let state = query.cursor.as_ref().and_then(|c| c.paging_state.clone());
+        let term = query.term.to_lowercase();
+        let kind = query.kind.as_str();
+        let (from, to) = (query.from, query.to);
+        let mut ids = Vec::new();
+        let continuation = self
+            .walk(
+                &self.statements.select_mentions_range,
+                &days,
+                state,
+                query.limit,
+                |day| (kind, term.as_str(), day, from, to),
+                |(_, id): MentionRow| {
+                    ids.push(id);
+                    true
+                },
+            )
+            .await?;
+        let reads: Vec<_> = ids.iter().map(|id| self.post(id)).collect();
         let posts: Vec<Option<EnrichedPost>> = stream::iter(reads)
             .buffered(self.read_concurrency)
             .collect::<Vec<_>>()
             .await
             .into_iter()
             .collect::<Result<_, _>>()?;
-        let page = hits
-            .into_iter()
-            .zip(posts)
-            .filter_map(|((ms, id), post)| post.map(|post| (ms, id, post)))
-            .collect();
-        Ok(finish(page, query.limit))
+        Ok(PostPage {
+            posts: posts.into_iter().flatten().collect(),
+            next_cursor: encode(fingerprint, continuation),
+        })
     }
 }
 
-/// Cuts a newest-first list of at most `limit + 1` candidates to a page and its cursor.
-fn finish(mut page: Vec<(i64, String, EnrichedPost)>, limit: usize) -> PostPage {
-    let next_cursor = (page.len() > limit).then(|| {
-        page.truncate(limit);
-        page.last().map(|(ms, id, _)| {
-            Cursor {
-                created_ms: *ms,
-                id: id.clone(),
-            }
-            .encode()
-        })
-    });
-    PostPage {
-        posts: page.into_iter().map(|(_, _, post)| post).collect(),
-        next_cursor: next_cursor.flatten(),
-    }
+fn encode(query: u64, continuation: Continuation) -> Option<String> {
+    continuation.map(|(partition, paging_state)| {
+        Cursor {
+            query,
+            partition_ms: partition.timestamp_millis(),
+            paging_state,
+        }
+        .encode()
+    })
 }

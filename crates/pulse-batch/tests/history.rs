@@ -524,3 +524,101 @@ async fn the_schema_applies_idempotently() {
         Ok(_) => panic!("connected to a keyspace that does not exist"),
     }
 }
+
+#[tokio::test]
+async fn the_last_ten_minutes_of_a_full_hour_are_all_the_server_returns() {
+    let store = store("range").await;
+    let hour = at("2026-06-01T12:00:00Z");
+    // One post a second: a full hour partition of 3,600 rows.
+    let mut posts = posts(11, 3_600, &["test/range"], hour, 1);
+    for (i, post) in posts.iter_mut().enumerate() {
+        post.post.id = format!("range:{i:04}");
+        post.post.created_at = hour + chrono::Duration::seconds(i as i64);
+    }
+    write_all(&store, &posts).await;
+
+    let from = hour + chrono::Duration::minutes(50);
+    let to = hour + chrono::Duration::hours(1);
+    let before = store.rows_read();
+    let page = store
+        .posts(&PostQuery {
+            channel: "test/range".into(),
+            from,
+            to,
+            sentiment: None,
+            entity: None,
+            keyword: None,
+            limit: 1_000,
+            cursor: None,
+        })
+        .await
+        .expect("read");
+    assert_eq!(
+        store.rows_read() - before,
+        600,
+        "the server returned only the rows of the last 10 minutes"
+    );
+    let ids: Vec<String> = page.posts.iter().map(|p| p.post.id.clone()).collect();
+    let want: Vec<String> = (3_000..3_600)
+        .rev()
+        .map(|i| format!("range:{i:04}"))
+        .collect();
+    assert_eq!(ids, want, "newest first, in the server's clustering order");
+    assert_eq!(page.next_cursor, None, "the range is read to its end");
+
+    // Pages of 100 resume on the server where the last one ended: 600 rows read in all.
+    let before = store.rows_read();
+    let mut cursor = None;
+    let mut paged = Vec::new();
+    loop {
+        let page = store
+            .posts(&PostQuery {
+                channel: "test/range".into(),
+                from,
+                to,
+                sentiment: None,
+                entity: None,
+                keyword: None,
+                limit: 100,
+                cursor,
+            })
+            .await
+            .expect("read");
+        paged.extend(page.posts.into_iter().map(|p| p.post.id));
+        match page.next_cursor {
+            Some(token) => cursor = Some(Cursor::decode(&token).expect("cursor")),
+            None => break,
+        }
+    }
+    assert_eq!(paged, want);
+    assert_eq!(store.rows_read() - before, 600, "no row read twice");
+
+    // A cursor continues only the query it came from.
+    let first = store
+        .posts(&PostQuery {
+            channel: "test/range".into(),
+            from,
+            to,
+            sentiment: None,
+            entity: None,
+            keyword: None,
+            limit: 10,
+            cursor: None,
+        })
+        .await
+        .expect("read");
+    let token = first.next_cursor.expect("more follow");
+    let other = store
+        .posts(&PostQuery {
+            channel: "test/range".into(),
+            from: hour,
+            to,
+            sentiment: None,
+            entity: None,
+            keyword: None,
+            limit: 10,
+            cursor: Some(Cursor::decode(&token).expect("cursor")),
+        })
+        .await;
+    assert!(matches!(other, Err(BatchError::Query(_))), "{other:?}");
+}

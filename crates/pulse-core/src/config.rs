@@ -43,6 +43,14 @@ pub struct KafkaConfig {
     pub commit_interval_ms: u64,
     /// How long the producer retries one record before reporting it failed.
     pub delivery_timeout_ms: u64,
+    /// Longest a transaction may stay open (exactly-once enrichment) before the broker
+    /// aborts it: what a crashed instance's open transaction can hold up readers, unless a
+    /// restart with the same transactional id aborts it first.
+    pub transaction_timeout_ms: u64,
+    /// Largest record Pulse produces (librdkafka's `message.max.bytes`). A larger post is
+    /// dead-lettered where it is made (ingest, the API answers 413), a larger enriched post
+    /// at enrich; keep it at or below the topics' `max.message.bytes`.
+    pub max_record_bytes: usize,
     /// Producer compression: none, gzip, snappy, lz4, zstd.
     pub compression: String,
     /// How often librdkafka reports statistics (consumer lag); 0 turns them off.
@@ -78,12 +86,34 @@ pub struct PipelineConfig {
     pub drain_timeout_ms: u64,
 }
 
+/// How a stage that produces hands its results on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// Consumed offsets, produced records and dead letters in one Kafka transaction: every
+    /// input record's outputs appear exactly once to readers of committed data. Needs a
+    /// broker with transactions (Apache Kafka, Redpanda, ...).
+    #[default]
+    ExactlyOnce,
+    /// Idempotent producer, offsets committed after delivery: a crash can produce a
+    /// record's outputs twice (the sinks are idempotent by post id).
+    AtLeastOnce,
+}
+
 /// The enrich stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EnrichConfig {
     /// Consumer group of `pulse enrich`.
     pub group: String,
+    /// `exactly_once` (Kafka transactions, the default) or `at_least_once`.
+    pub delivery: Delivery,
+    /// Transactional id of this instance under exactly-once delivery. A restarted instance
+    /// with the same id aborts what its predecessor left open and fences it, should it still
+    /// run. Empty: `<group>-<host name>-<n>`, `n` the lowest number no other instance on this
+    /// host holds (a lock file in the temporary directory), so instances on one host differ
+    /// and a restart takes the id of the instance it replaces.
+    pub transactional_id: String,
     /// Posts whose text is larger than this many bytes go to the DLQ.
     pub max_text_bytes: usize,
     /// Accepted values of a post's `source`.
@@ -279,6 +309,8 @@ impl Default for KafkaConfig {
             session_timeout_ms: 10_000,
             commit_interval_ms: 1_000,
             delivery_timeout_ms: 120_000,
+            transaction_timeout_ms: 60_000,
+            max_record_bytes: 1_000_000,
             compression: "lz4".into(),
             statistics_interval_ms: 5_000,
             librdkafka: BTreeMap::new(),
@@ -315,6 +347,8 @@ impl Default for EnrichConfig {
     fn default() -> Self {
         Self {
             group: "pulse-enrich".into(),
+            delivery: Delivery::default(),
+            transactional_id: String::new(),
             max_text_bytes: 40_000,
             sources: ["reddit", "twitter", "file", "http", "synthetic"]
                 .into_iter()

@@ -6,6 +6,7 @@
 
 pub mod bucket;
 pub mod config;
+pub mod dead_letter;
 pub mod post;
 pub mod rollup;
 pub mod time;
@@ -13,6 +14,7 @@ pub mod validate;
 
 pub use bucket::Granularity;
 pub use config::PulseConfig;
+pub use dead_letter::DeadLetterKind;
 pub use post::{
     EnrichedPost, Enrichment, Entity, EntityKind, Keyword, Post, Sentiment, SentimentLabel,
 };

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
+use crate::dead_letter::DeadLetterKind;
 use crate::post::Post;
 
 /// Limits a post must respect to be enriched.
@@ -39,21 +40,24 @@ pub enum Rejection {
     TextTooLong { bytes: usize, limit: usize },
     #[error("unknown source `{0}`")]
     UnknownSource(String),
+    #[error("the post was deleted or removed at its source")]
+    Deleted,
 }
 
 impl Rejection {
-    /// A short stable name of the rejection's kind.
-    pub fn kind(&self) -> &'static str {
+    /// The dead-letter kind of this rejection.
+    pub fn kind(&self) -> DeadLetterKind {
         match self {
-            Rejection::EmptyRecord => "empty_record",
-            Rejection::InvalidUtf8(_) => "invalid_utf8",
-            Rejection::NotJson(_) => "not_json",
-            Rejection::NotAnObject => "not_an_object",
-            Rejection::MissingField(_) => "missing_field",
-            Rejection::InvalidField { .. } => "invalid_field",
-            Rejection::EmptyText => "empty_text",
-            Rejection::TextTooLong { .. } => "text_too_long",
-            Rejection::UnknownSource(_) => "unknown_source",
+            Rejection::EmptyRecord => DeadLetterKind::EmptyRecord,
+            Rejection::InvalidUtf8(_) => DeadLetterKind::InvalidUtf8,
+            Rejection::NotJson(_) => DeadLetterKind::NotJson,
+            Rejection::NotAnObject => DeadLetterKind::NotAnObject,
+            Rejection::MissingField(_) => DeadLetterKind::MissingField,
+            Rejection::InvalidField { .. } => DeadLetterKind::InvalidField,
+            Rejection::EmptyText => DeadLetterKind::EmptyText,
+            Rejection::TextTooLong { .. } => DeadLetterKind::TextTooLong,
+            Rejection::UnknownSource(_) => DeadLetterKind::UnknownSource,
+            Rejection::Deleted => DeadLetterKind::DeletedPost,
         }
     }
 }
@@ -149,7 +153,7 @@ mod tests {
     }
 
     fn kind_of(bytes: &[u8]) -> &'static str {
-        decode_post(bytes, &limits()).unwrap_err().kind()
+        decode_post(bytes, &limits()).unwrap_err().kind().as_str()
     }
 
     const GOOD: &str = r#"{"id":"file:1","source":"file","channel":"c","text":"hello","created_at":"2026-01-01T00:00:00Z"}"#;

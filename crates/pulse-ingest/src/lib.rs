@@ -11,7 +11,7 @@ pub mod synthetic;
 pub use file::{FileFormat, FileSource};
 pub use synthetic::SyntheticSource;
 
-use pulse_core::Post;
+use pulse_core::{DeadLetterKind, Post};
 
 /// One item of a source.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,8 +21,7 @@ pub enum SourceItem {
     /// A record that could not be made into a post: its original bytes and the reason.
     Malformed {
         location: String,
-        /// Stable name of the error's kind, such as `not_json`.
-        kind: String,
+        kind: DeadLetterKind,
         error: String,
         raw: Vec<u8>,
     },

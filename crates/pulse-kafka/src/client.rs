@@ -17,7 +17,8 @@ pub fn producer_config(config: &KafkaConfig) -> ClientConfig {
         .set("compression.type", &config.compression)
         .set("linger.ms", "5")
         .set("message.timeout.ms", config.delivery_timeout_ms.to_string())
-        .set("queue.buffering.max.messages", "500000");
+        .set("queue.buffering.max.messages", "500000")
+        .set("message.max.bytes", config.max_record_bytes.to_string());
     with_overrides(client, config)
 }
 
@@ -52,4 +53,29 @@ pub(crate) fn with_overrides(mut client: ClientConfig, config: &KafkaConfig) -> 
 /// An idempotent producer.
 pub fn create_producer(config: &KafkaConfig) -> KafkaResult<FutureProducer> {
     producer_config(config).create()
+}
+
+/// A transactional producer with `transactional_id` (idempotent, acks=all). Its
+/// transactions must be initialised (`init_transactions`) before the first one begins.
+pub fn create_transactional_producer(
+    config: &KafkaConfig,
+    transactional_id: &str,
+) -> KafkaResult<FutureProducer> {
+    let mut client = producer_config(config);
+    client
+        .set("transactional.id", transactional_id)
+        .set(
+            "transaction.timeout.ms",
+            config.transaction_timeout_ms.to_string(),
+        )
+        // Every record of a transaction must be delivered or the transaction aborts, so
+        // a record's delivery may take no longer than the transaction may stay open.
+        .set(
+            "message.timeout.ms",
+            config
+                .delivery_timeout_ms
+                .min(config.transaction_timeout_ms)
+                .to_string(),
+        );
+    client.create()
 }

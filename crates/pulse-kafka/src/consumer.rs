@@ -1,10 +1,11 @@
 //! A consumer whose group membership keeps Pulse's offset bookkeeping right: on revocation
-//! it commits what is handled of the revoked partitions and forgets them; librdkafka's
-//! statistics feed a consumer-lag gauge.
+//! it commits what is handled of the revoked partitions and forgets them (so it never
+//! commits a stale offset for a partition another member now owns); every rebalance is
+//! counted, so a transactional stage knows when the records it holds may be re-read;
+//! librdkafka's statistics feed a consumer-lag gauge.
 
-use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -29,6 +30,7 @@ pub type PulseConsumer = StreamConsumer<PulseConsumerContext>;
 pub struct PulseConsumerContext {
     tracker: Arc<Mutex<OffsetTracker>>,
     lag: ConsumerLag,
+    rebalances: AtomicU64,
 }
 
 impl PulseConsumerContext {
@@ -39,6 +41,13 @@ impl PulseConsumerContext {
         self.tracker
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// How many rebalances (revocations and assignments) this consumer has seen. Records
+    /// fetched before a rebalance may be fetched again after it (an assignment starts at
+    /// the committed offset), or belong to another member by then.
+    pub fn rebalances(&self) -> u64 {
+        self.rebalances.load(Ordering::SeqCst)
     }
 }
 
@@ -62,6 +71,7 @@ impl ClientContext for PulseConsumerContext {
 
 impl ConsumerContext for PulseConsumerContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.rebalances.fetch_add(1, Ordering::SeqCst);
         let Rebalance::Revoke(revoked) = rebalance else {
             return;
         };
@@ -93,6 +103,7 @@ impl ConsumerContext for PulseConsumerContext {
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.rebalances.fetch_add(1, Ordering::SeqCst);
         match rebalance {
             Rebalance::Assign(assigned) => {
                 let partitions: Vec<String> = assigned
@@ -118,6 +129,7 @@ pub fn subscribe(
     let context = PulseConsumerContext {
         tracker: Arc::new(Mutex::new(OffsetTracker::default())),
         lag,
+        rebalances: AtomicU64::new(0),
     };
     let consumer: PulseConsumer = consumer_config(config, group).create_with_context(context)?;
     consumer.subscribe(topics)?;
@@ -144,68 +156,11 @@ pub fn commit_handled(consumer: &PulseConsumer, mode: CommitMode) -> KafkaResult
     }
 }
 
-fn offsets_list(offsets: &[(TopicPartition, i64)]) -> KafkaResult<TopicPartitionList> {
+/// The offsets as a list for commits (or a transaction's `send_offsets_to_transaction`).
+pub fn offsets_list(offsets: &[(TopicPartition, i64)]) -> KafkaResult<TopicPartitionList> {
     let mut tpl = TopicPartitionList::with_capacity(offsets.len());
     for ((topic, partition), offset) in offsets {
         tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
     }
     Ok(tpl)
-}
-
-/// Notices a member left idle while its group's records go unconsumed.
-///
-/// A member with no partitions is normal when a group has more members than partitions.
-/// It is a fault when, in addition, the group has unconsumed records and its committed
-/// offsets stand still between two checks: nobody is consuming them. tansu 0.6 gets there
-/// when a member joins shortly after the group's leader crashed (it hands out the dead
-/// leader's stale assignment); rejoining the group repairs it. On Apache Kafka the
-/// condition only holds while the whole group is stuck, where a rejoin is harmless.
-#[derive(Debug, Default)]
-pub struct StallDetector {
-    last: Option<BTreeMap<TopicPartition, i64>>,
-}
-
-impl StallDetector {
-    /// Blocking: one check, to be called periodically (well apart: at least the session
-    /// timeout). `true` when the member should rejoin.
-    pub fn stalled(
-        &mut self,
-        consumer: &PulseConsumer,
-        topics: &[&str],
-        timeout: Duration,
-    ) -> KafkaResult<bool> {
-        if consumer.assignment()?.count() > 0 {
-            self.last = None;
-            return Ok(false);
-        }
-        let mut partitions = TopicPartitionList::new();
-        for topic in topics {
-            let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
-            for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
-                partitions.add_partition(topic, partition.id());
-            }
-        }
-        let committed = consumer.committed_offsets(partitions, timeout)?;
-        let mut snapshot = BTreeMap::new();
-        let mut unconsumed = false;
-        for element in committed.elements() {
-            let (low, high) =
-                consumer.fetch_watermarks(element.topic(), element.partition(), timeout)?;
-            let position = match element.offset() {
-                Offset::Offset(offset) => offset,
-                _ => low,
-            };
-            unconsumed |= position < high;
-            snapshot.insert((element.topic().to_string(), element.partition()), position);
-        }
-        let stalled = unconsumed && self.last.as_ref() == Some(&snapshot);
-        self.last = Some(snapshot);
-        Ok(stalled)
-    }
-}
-
-/// Leaves and rejoins the group, forcing a fresh assignment.
-pub fn rejoin(consumer: &PulseConsumer, topics: &[&str]) -> KafkaResult<()> {
-    consumer.unsubscribe();
-    consumer.subscribe(topics)
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use pulse_core::DeadLetterKind;
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 
 /// Where a dead letter came from.
@@ -23,8 +24,8 @@ pub enum Origin {
 pub struct DeadLetter {
     /// The stage that rejected it: `ingest`, `enrich`, `sink-batch`, ...
     pub stage: String,
-    /// A stable name of the error's kind, e.g. `not_json`.
-    pub error_kind: String,
+    /// Why: a stable name in the `pulse.error.kind` header.
+    pub error_kind: DeadLetterKind,
     /// The error, for people.
     pub error: String,
     pub origin: Origin,
@@ -39,6 +40,11 @@ pub mod header {
     pub const PARTITION: &str = "pulse.origin.partition";
     pub const OFFSET: &str = "pulse.origin.offset";
     pub const LOCATION: &str = "pulse.origin.location";
+    /// Set on a dead letter whose payload was cut short (the broker refused it whole):
+    /// the original payload's size in bytes.
+    pub const PAYLOAD_BYTES: &str = "pulse.payload.bytes";
+    /// `true` on a dead letter whose payload was cut short.
+    pub const PAYLOAD_TRUNCATED: &str = "pulse.payload.truncated";
 }
 
 impl DeadLetter {
@@ -46,7 +52,7 @@ impl DeadLetter {
     pub fn headers(&self) -> OwnedHeaders {
         let mut pairs: Vec<(&str, String)> = vec![
             (header::STAGE, self.stage.clone()),
-            (header::ERROR_KIND, self.error_kind.clone()),
+            (header::ERROR_KIND, self.error_kind.as_str().to_string()),
             (header::ERROR, self.error.clone()),
         ];
         match &self.origin {
@@ -96,7 +102,7 @@ mod tests {
     fn headers_carry_stage_error_and_origin() {
         let letter = DeadLetter {
             stage: "enrich".into(),
-            error_kind: "not_json".into(),
+            error_kind: DeadLetterKind::NotJson,
             error: "payload is not json: expected value".into(),
             origin: Origin::Record {
                 topic: "raw".into(),

@@ -8,10 +8,13 @@ pub mod admin;
 pub mod client;
 pub mod consumer;
 pub mod dlq;
+pub mod instance;
 pub mod offsets;
 pub mod replay;
 
-pub use client::{consumer_config, create_producer, producer_config};
+pub use client::{
+    consumer_config, create_producer, create_transactional_producer, producer_config,
+};
 pub use consumer::{ConsumerLag, PulseConsumer, PulseConsumerContext};
 pub use dlq::{DeadLetter, Origin};
 pub use offsets::OffsetTracker;

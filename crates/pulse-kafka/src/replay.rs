@@ -5,11 +5,11 @@
 //! stage).
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use pulse_core::config::KafkaConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -113,8 +113,7 @@ impl ReplayReader {
         let client = consumer_config(config, &format!("{}-replay", config.client_id));
         tokio::task::spawn_blocking(move || {
             let consumer: StreamConsumer = client.create()?;
-            let probe: BaseConsumer = client.create()?;
-            let spans = plan(&consumer, &probe, &range)?;
+            let spans = plan(&consumer, &range)?;
             let mut assignment = TopicPartitionList::new();
             for span in &spans {
                 assignment.add_partition_offset(
@@ -254,13 +253,8 @@ impl ReplayReader {
     }
 }
 
-/// Blocking: the span of every partition of the range's topic. `probe` reads single
-/// records to check the broker's answers.
-fn plan(
-    consumer: &StreamConsumer,
-    probe: &BaseConsumer,
-    range: &ReplayRange,
-) -> Result<Vec<PartitionSpan>, ReplayError> {
+/// Blocking: the span of every partition of the range's topic.
+fn plan(consumer: &StreamConsumer, range: &ReplayRange) -> Result<Vec<PartitionSpan>, ReplayError> {
     let metadata = consumer.fetch_metadata(Some(&range.topic), TIMEOUT)?;
     let partitions: Vec<i32> = metadata
         .topics()
@@ -290,10 +284,10 @@ fn plan(
                 (p, at)
             })
             .collect(),
-        ReplayStart::Time(time) => offsets_at(consumer, probe, &range.topic, &watermarks, time)?,
+        ReplayStart::Time(time) => offsets_at(consumer, &range.topic, &watermarks, time)?,
     };
     let ends = match range.end {
-        Some(time) => offsets_at(consumer, probe, &range.topic, &watermarks, time)?,
+        Some(time) => offsets_at(consumer, &range.topic, &watermarks, time)?,
         None => watermarks
             .iter()
             .map(|(&p, &(_, high))| (p, high))
@@ -320,10 +314,9 @@ fn offset_in(offset: i64, low: i64, high: i64) -> i64 {
 }
 
 /// Blocking: per partition, the first offset stamped at or after `time` (the partition's
-/// end when no record is).
+/// end when no record is: the broker answers "end" then).
 fn offsets_at(
     consumer: &StreamConsumer,
-    probe: &BaseConsumer,
     topic: &str,
     watermarks: &BTreeMap<i32, (i64, i64)>,
     time: DateTime<Utc>,
@@ -336,42 +329,10 @@ fn offsets_at(
     let mut offsets = BTreeMap::new();
     for (&partition, &(low, high)) in watermarks {
         let offset = match found.find_partition(topic, partition).map(|e| e.offset()) {
-            // tansu 0.6 answers offset 0, not "none", for a time after the partition's last
-            // record: an answer is only taken when that record is stamped at or after it.
-            Some(Offset::Offset(offset))
-                if offset < high
-                    && timestamp_at(probe, topic, partition, offset.max(low))?
-                        .is_some_and(|stamp| stamp >= time.timestamp_millis()) =>
-            {
-                offset.max(low)
-            }
+            Some(Offset::Offset(offset)) => offset.clamp(low, high),
             _ => high,
         };
         offsets.insert(partition, offset);
     }
     Ok(offsets)
-}
-
-/// Blocking: the timestamp of the first record delivered from `offset` on (a transaction
-/// marker there is skipped); `None` if no record comes.
-fn timestamp_at(
-    probe: &BaseConsumer,
-    topic: &str,
-    partition: i32,
-    offset: i64,
-) -> Result<Option<i64>, ReplayError> {
-    let mut at = TopicPartitionList::new();
-    at.add_partition_offset(topic, partition, Offset::Offset(offset))?;
-    probe.assign(&at)?;
-    let deadline = Instant::now() + TIMEOUT;
-    while Instant::now() < deadline {
-        match probe.poll(Duration::from_millis(200)) {
-            Some(Ok(message)) if message.partition() == partition => {
-                return Ok(message.timestamp().to_millis());
-            }
-            Some(Err(error)) => return Err(error.into()),
-            _ => {}
-        }
-    }
-    Ok(None)
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use pulse_core::{decode_post, EnrichedPost, PostLimits};
+use pulse_core::{decode_post, DeadLetterKind, EnrichedPost, PostLimits};
 use pulse_nlp::Enricher;
 
 use crate::stage::{Outcome, SourceRecord, Stage, StageError};
@@ -72,7 +72,7 @@ fn enrich_batch(
         .into_iter()
         .map(|post| match post {
             Err(rejection) => Outcome::Reject {
-                kind: rejection.kind().to_string(),
+                kind: rejection.kind(),
                 error: rejection.to_string(),
             },
             Ok(post) => {
@@ -82,7 +82,7 @@ fn enrich_batch(
                 match serde_json::to_vec(&enriched) {
                     Ok(payload) => Outcome::Emit { key, payload },
                     Err(error) => Outcome::Reject {
-                        kind: "unserializable".to_string(),
+                        kind: DeadLetterKind::Unserializable,
                         error: format!("enriched post cannot be serialized: {error}"),
                     },
                 }
@@ -114,8 +114,12 @@ mod tests {
         let enriched: EnrichedPost = serde_json::from_slice(payload).unwrap();
         assert_eq!(enriched.post.id, "a");
         assert!(!enriched.enrichment.keywords.is_empty());
-        assert!(matches!(&outcomes[1], Outcome::Reject { kind, .. } if kind == "not_json"));
-        assert!(matches!(&outcomes[2], Outcome::Reject { kind, .. } if kind == "empty_record"));
+        assert!(
+            matches!(&outcomes[1], Outcome::Reject { kind, .. } if *kind == DeadLetterKind::NotJson)
+        );
+        assert!(
+            matches!(&outcomes[2], Outcome::Reject { kind, .. } if *kind == DeadLetterKind::EmptyRecord)
+        );
         assert!(matches!(&outcomes[3], Outcome::Emit { key, .. } if key == "b"));
     }
 }

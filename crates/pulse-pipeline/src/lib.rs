@@ -4,7 +4,8 @@
 //! [`runner`] does everything else: consuming with bounded queues (consumption pauses when
 //! they are full), batching by count and time, producing outcomes and dead letters, waiting
 //! for their delivery, committing only offsets below which every record is handled, and
-//! draining on shutdown. [`publish`] is the producer side used by every ingest source;
+//! draining on shutdown; or, for exactly-once delivery, each batch's outputs and consumed
+//! offsets in one Kafka transaction. [`publish`] is the producer side used by every ingest source;
 //! [`replay`] hands a bounded range of a topic to a stage the same way.
 
 pub mod batch_sink;
@@ -16,10 +17,11 @@ pub mod replay;
 pub mod runner;
 pub mod speed_sink;
 pub mod stage;
+mod transactional;
 
 pub use batch_sink::BatchSinkStage;
 pub use enrich::EnrichStage;
 pub use metrics::PipelineMetrics;
 pub use runner::run_stage;
 pub use speed_sink::SpeedSinkStage;
-pub use stage::{Outcome, SourceRecord, Stage, StageError, NOT_ENRICHED_POST};
+pub use stage::{Outcome, SourceRecord, Stage, StageError};

@@ -5,6 +5,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use pulse_core::DeadLetterKind;
 use pulse_kafka::ConsumerLag;
 
 type Labels = Vec<(String, String)>;
@@ -24,7 +25,9 @@ pub struct PipelineMetrics {
     emitted: Family<Labels, Counter>,
     dead_lettered: Family<Labels, Counter>,
     retries: Family<Labels, Counter>,
+    refused: Family<Labels, Counter>,
     commits: Family<Labels, Counter>,
+    transactions: Family<Labels, Counter>,
     batch_size: Family<Labels, Histogram, fn() -> Histogram>,
     process_seconds: Family<Labels, Histogram, fn() -> Histogram>,
     delivery_seconds: Family<Labels, Histogram, fn() -> Histogram>,
@@ -40,7 +43,9 @@ impl PipelineMetrics {
             emitted: Family::default(),
             dead_lettered: Family::default(),
             retries: Family::default(),
+            refused: Family::default(),
             commits: Family::default(),
+            transactions: Family::default(),
             batch_size: Family::new_with_constructor(new_histogram_batch),
             process_seconds: Family::new_with_constructor(new_histogram_seconds),
             delivery_seconds: Family::new_with_constructor(new_histogram_seconds),
@@ -67,7 +72,18 @@ impl PipelineMetrics {
             "Batches or deliveries retried after a failure",
             metrics.retries.clone(),
         );
+        pulse.register(
+            "records_refused",
+            "Records the broker refused for good (too large, invalid); their fallback (a dead \
+             letter, or a dead letter cut short) was produced instead",
+            metrics.refused.clone(),
+        );
         pulse.register("offset_commits", "Offset commits", metrics.commits.clone());
+        pulse.register(
+            "transactions",
+            "Kafka transactions of a stage, by outcome (committed, aborted)",
+            metrics.transactions.clone(),
+        );
         pulse.register(
             "batch_size",
             "Records per processed batch",
@@ -94,12 +110,25 @@ impl PipelineMetrics {
     /// The metrics of one stage (or producer), resolved once.
     pub fn for_stage(&self, stage: &str) -> StageMetrics {
         let labels = vec![("stage".to_string(), stage.to_string())];
+        // One family's lookups one after the other: `get_or_create` holds the family's lock
+        // while its result lives, and a second lookup that inserts would wait for it.
+        let committed_transactions = self
+            .transactions
+            .get_or_create(&transaction_labels(stage, "committed"))
+            .clone();
+        let aborted_transactions = self
+            .transactions
+            .get_or_create(&transaction_labels(stage, "aborted"))
+            .clone();
         StageMetrics {
             stage: stage.to_string(),
             consumed: self.consumed.get_or_create(&labels).clone(),
             emitted: self.emitted.get_or_create(&labels).clone(),
             retries: self.retries.get_or_create(&labels).clone(),
+            refused: self.refused.get_or_create(&labels).clone(),
             commits: self.commits.get_or_create(&labels).clone(),
+            committed_transactions,
+            aborted_transactions,
             batch_size: self.batch_size.get_or_create(&labels).clone(),
             process_seconds: self.process_seconds.get_or_create(&labels).clone(),
             delivery_seconds: self.delivery_seconds.get_or_create(&labels).clone(),
@@ -109,6 +138,13 @@ impl PipelineMetrics {
     }
 }
 
+fn transaction_labels(stage: &str, outcome: &str) -> Labels {
+    vec![
+        ("stage".to_string(), stage.to_string()),
+        ("outcome".to_string(), outcome.to_string()),
+    ]
+}
+
 /// Handles on one stage's metrics.
 #[derive(Clone)]
 pub struct StageMetrics {
@@ -116,7 +152,11 @@ pub struct StageMetrics {
     pub consumed: Counter,
     pub emitted: Counter,
     pub retries: Counter,
+    /// Records the broker refused for good.
+    pub refused: Counter,
     pub commits: Counter,
+    pub committed_transactions: Counter,
+    pub aborted_transactions: Counter,
     pub batch_size: Histogram,
     pub process_seconds: Histogram,
     pub delivery_seconds: Histogram,
@@ -133,12 +173,12 @@ impl StageMetrics {
     }
 
     /// Counts one dead letter of `kind`.
-    pub fn dead_letter(&self, kind: &str) {
+    pub fn dead_letter(&self, kind: DeadLetterKind) {
         self.dead_letters.inc();
         self.dead_lettered
             .get_or_create(&vec![
                 ("stage".to_string(), self.stage.clone()),
-                ("reason".to_string(), kind.to_string()),
+                ("reason".to_string(), kind.as_str().to_string()),
             ])
             .inc();
     }

@@ -6,14 +6,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use pulse_core::validate::check_post;
-use pulse_core::PostLimits;
+use pulse_core::{DeadLetterKind, PostLimits};
 use pulse_ingest::SourceItem;
 use pulse_kafka::{DeadLetter, Origin};
 use rdkafka::producer::FutureProducer;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::delivery::{confirm, enqueue, OutgoingRecord};
+use crate::delivery::{confirm, enqueue, Aborted, Delivered, OutgoingRecord};
 use crate::metrics::StageMetrics;
 
 /// Counts of a publishing run, readable while it runs (for progress).
@@ -36,6 +36,9 @@ pub struct Publisher {
     pub limits: PostLimits,
     /// Records awaiting acknowledgement at once.
     pub max_in_flight: usize,
+    /// Largest record the producer sends (`kafka.max_record_bytes`); larger posts are
+    /// dead-lettered (cut short) without being sent.
+    pub max_record_bytes: usize,
     pub metrics: StageMetrics,
 }
 
@@ -83,14 +86,19 @@ impl Publisher {
                 item = items.recv(), if in_flight.len() < capacity => {
                     let Some(item) = item else { break };
                     let (destination, record) = self.outgoing(item);
-                    let Some(delivery) = enqueue(&self.producer, &record, &self.metrics, stop).await else {
-                        stopped = true;
-                        unconfirmed += 1;
-                        break;
+                    let sent = match enqueue(&self.producer, record, &self.metrics, stop).await {
+                        Ok(Some(sent)) => sent,
+                        // Refused for good with no fallback: logged and counted there.
+                        Ok(None) => continue,
+                        Err(Aborted) => {
+                            stopped = true;
+                            unconfirmed += 1;
+                            break;
+                        }
                     };
                     let give_up = &give_up;
                     in_flight.push(async move {
-                        (destination, confirm(&self.producer, delivery, &self.metrics, give_up).await)
+                        (destination, confirm(&self.producer, sent, &self.metrics, give_up).await)
                     });
                 }
             }
@@ -118,19 +126,26 @@ impl Publisher {
         Err(Interrupted { unconfirmed })
     }
 
-    fn count(&self, (destination, delivered): (Destination, bool), tally: &PublishTally) -> bool {
-        if delivered {
-            match destination {
-                Destination::Raw => {
-                    tally.posts.fetch_add(1, Ordering::Relaxed);
-                    self.metrics.emitted.inc();
-                }
-                Destination::Dlq => {
-                    tally.dead_letters.fetch_add(1, Ordering::Relaxed);
-                }
+    /// Counts a confirmed record; `false` when it was not confirmed.
+    fn count(
+        &self,
+        (destination, delivered): (Destination, Result<Delivered, Aborted>),
+        tally: &PublishTally,
+    ) -> bool {
+        match (destination, delivered) {
+            (Destination::Raw, Ok(Delivered::AsIs)) => {
+                tally.posts.fetch_add(1, Ordering::Relaxed);
+                self.metrics.emitted.inc();
             }
+            // A post refused by the broker went to the DLQ instead; a dead letter cut short
+            // is still one.
+            (_, Ok(Delivered::Fallback)) | (Destination::Dlq, Ok(Delivered::AsIs)) => {
+                tally.dead_letters.fetch_add(1, Ordering::Relaxed);
+            }
+            (_, Ok(Delivered::GivenUp)) => {}
+            (_, Err(Aborted)) => return false,
         }
-        delivered
+        true
     }
 
     fn outgoing(&self, item: SourceItem) -> (Destination, OutgoingRecord) {
@@ -138,15 +153,35 @@ impl Publisher {
             SourceItem::Post { post, location } => {
                 let payload = serde_json::to_vec(&post).unwrap_or_default();
                 match check_post(&post, &self.limits) {
-                    Ok(()) => (
-                        Destination::Raw,
-                        OutgoingRecord {
-                            topic: self.raw_topic.clone(),
-                            key: Some(post.id.into_bytes()),
+                    Ok(()) if payload.len() > self.max_record_bytes => {
+                        let error = format!(
+                            "the post is {} bytes as a record, more than kafka.max_record_bytes ({})",
+                            payload.len(),
+                            self.max_record_bytes
+                        );
+                        tracing::warn!(%location, reason = %error, "post rejected");
+                        let key = Some(post.id.into_bytes());
+                        self.dead_letter(
+                            location,
+                            DeadLetterKind::RecordTooLarge,
+                            error,
+                            key,
                             payload,
-                            headers: None,
-                        },
-                    ),
+                        )
+                    }
+                    Ok(()) => {
+                        let key = Some(post.id.clone().into_bytes());
+                        let record =
+                            OutgoingRecord::new(&self.raw_topic, key.clone(), payload.clone());
+                        let (_, instead) = self.dead_letter(
+                            location,
+                            DeadLetterKind::RefusedByBroker,
+                            "the broker refused the post as a record (too large or invalid for the raw topic)".into(),
+                            key,
+                            payload,
+                        );
+                        (Destination::Raw, record.or_else(instead))
+                    }
                     Err(rejection) => {
                         tracing::warn!(%location, reason = %rejection, "post rejected");
                         self.dead_letter(
@@ -166,7 +201,7 @@ impl Publisher {
                 raw,
             } => {
                 tracing::warn!(%location, reason = %error, "malformed record");
-                self.dead_letter(location, &kind, error, None, raw)
+                self.dead_letter(location, kind, error, None, raw)
             }
         }
     }
@@ -174,26 +209,23 @@ impl Publisher {
     fn dead_letter(
         &self,
         location: String,
-        kind: &str,
+        kind: DeadLetterKind,
         error: String,
         key: Option<Vec<u8>>,
         payload: Vec<u8>,
     ) -> (Destination, OutgoingRecord) {
-        self.metrics.dead_letter(kind);
+        if kind != DeadLetterKind::RefusedByBroker {
+            self.metrics.dead_letter(kind);
+        }
         let letter = DeadLetter {
             stage: "ingest".to_string(),
-            error_kind: kind.to_string(),
+            error_kind: kind,
             error,
             origin: Origin::Location(location),
         };
         (
             Destination::Dlq,
-            OutgoingRecord {
-                topic: self.dlq_topic.clone(),
-                key,
-                payload,
-                headers: Some(letter.headers()),
-            },
+            OutgoingRecord::dead_letter(&self.dlq_topic, key, payload, letter.headers()),
         )
     }
 }

@@ -21,9 +21,9 @@ use rdkafka::producer::FutureProducer;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::delivery::{backoff, confirm};
+use crate::delivery::backoff;
 use crate::metrics::{PipelineMetrics, StageMetrics};
-use crate::runner::{handle_batch, RunError};
+use crate::runner::{confirm_all, handle_batch, Outputs, RunError};
 use crate::stage::{SourceRecord, Stage};
 use crate::{BatchSinkStage, EnrichStage, SpeedSinkStage};
 
@@ -60,6 +60,8 @@ pub struct ReplayReport {
 pub struct ReplaySink<'a> {
     pub producer: &'a FutureProducer,
     pub dlq_topic: &'a str,
+    /// Largest record produced; a larger output is dead-lettered.
+    pub max_record_bytes: usize,
     pub metrics: &'a StageMetrics,
 }
 
@@ -119,11 +121,15 @@ pub async fn replay_into<S: Stage>(
             })
             .collect();
         sink.metrics.consumed.inc_by(batch.len() as u64);
+        let outputs = Outputs {
+            dlq_topic: sink.dlq_topic.to_string(),
+            max_record_bytes: sink.max_record_bytes,
+        };
         let Some(handled) = handle_batch(
             stage,
             &batch,
             sink.producer,
-            sink.dlq_topic,
+            &outputs,
             sink.metrics,
             shutdown,
         )
@@ -131,14 +137,20 @@ pub async fn replay_into<S: Stage>(
         else {
             break false;
         };
-        for delivery in handled.deliveries {
-            if !confirm(sink.producer, delivery, sink.metrics, shutdown).await {
-                return Ok(report(stage, reader, done, false, resume_at));
-            }
-        }
-        sink.metrics.emitted.inc_by(handled.emitted);
+        let Some(emitted) = confirm_all(
+            sink.producer,
+            handled.sent,
+            sink.dlq_topic,
+            sink.metrics,
+            shutdown,
+        )
+        .await
+        else {
+            return Ok(report(stage, reader, done, false, resume_at));
+        };
+        sink.metrics.emitted.inc_by(emitted);
         done.replayed += batch.len() as u64;
-        done.emitted += handled.emitted;
+        done.emitted += emitted;
         done.dead_lettered += handled.dead_lettered;
         resume_at = reader.positions();
         progress(done);
@@ -314,6 +326,7 @@ impl Replayer {
         let sink = ReplaySink {
             producer: &self.producer,
             dlq_topic: &self.kafka.topics.dlq,
+            max_record_bytes: self.kafka.max_record_bytes,
             metrics: &metrics,
         };
         let pipeline = &self.pipeline;

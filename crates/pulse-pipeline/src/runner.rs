@@ -1,38 +1,50 @@
 //! The stage loop: consume -> batch -> process -> produce -> confirm -> commit.
 //!
-//! Three tasks joined by bounded channels: the consumer task stops fetching while the record
-//! queue is full; the process task batches by count and time and hands outcomes to the
-//! producer; the confirm task waits for each batch's deliveries and only then marks its
-//! offsets handled. A ticker commits what is handled. On shutdown fetching stops, queued
-//! work drains (up to a deadline), the last handled offsets are committed synchronously.
+//! At-least-once (every sink, and enrich when configured so): three tasks joined by bounded
+//! channels. The consumer task stops fetching while the record queue is full; the process
+//! task batches by count and time and hands outcomes to the producer; the confirm task waits
+//! for each batch's deliveries and only then marks its offsets handled. A ticker commits
+//! what is handled. On shutdown fetching stops, queued work drains (up to a deadline), the
+//! last handled offsets are committed synchronously.
+//!
+//! Exactly-once (enrich by default) runs [`crate::transactional`] instead: the outputs and
+//! the consumed offsets of each batch in one Kafka transaction.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pulse_core::config::PipelineConfig;
-use pulse_kafka::consumer::{commit_handled, rejoin, StallDetector};
+use pulse_core::config::{Delivery, PipelineConfig};
+use pulse_core::DeadLetterKind;
+use pulse_kafka::consumer::commit_handled;
 use pulse_kafka::{DeadLetter, PulseConsumer};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{DeliveryFuture, FutureProducer, Producer};
+use rdkafka::producer::{FutureProducer, Producer};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::delivery::{backoff, confirm, enqueue, OutgoingRecord};
+use crate::delivery::{backoff, confirm, enqueue, Aborted, Delivered, OutgoingRecord, Sent};
 use crate::metrics::StageMetrics;
 use crate::stage::{Outcome, SourceRecord, Stage};
 
 /// Where a stage's records come from and go to.
 pub struct StageIo {
     pub consumer: Arc<PulseConsumer>,
+    /// Idempotent; transactional (its transactions not yet initialised) under exactly-once
+    /// delivery.
     pub producer: FutureProducer,
     pub dlq_topic: String,
     pub commit_interval: Duration,
-    /// Topics the consumer is subscribed to (for rejoining a stalled group).
+    /// Topics the consumer is subscribed to (to rejoin the group after a transaction lost
+    /// its membership).
     pub topics: Vec<String>,
-    /// How often to check for an idle member of a stalled group; at least the session
-    /// timeout.
-    pub stall_check_interval: Duration,
+    pub delivery: Delivery,
+    /// The producer's transactional id under exactly-once delivery.
+    pub transactional_id: String,
+    /// Largest record produced (`kafka.max_record_bytes`); a larger output is dead-lettered.
+    pub max_record_bytes: usize,
+    /// How long a transaction call (commit, abort, offsets) may block before it is retried.
+    pub transaction_call_timeout: Duration,
 }
 
 /// A stage loop that could not go on.
@@ -48,13 +60,23 @@ pub enum RunError {
     NoOutputTopic { stage: &'static str },
     #[error("a stage task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error(
+        "stage {stage}: another instance took over transactional id {transactional_id} (this \
+         one was fenced: {detail}); give each instance its own enrich.transactional_id"
+    )]
+    Fenced {
+        stage: &'static str,
+        transactional_id: String,
+        detail: String,
+    },
+    #[error("stage {stage}: the broker cannot run transactions: {detail}; set enrich.delivery = \"at_least_once\" for brokers without them")]
+    TransactionsUnsupported { stage: &'static str, detail: String },
 }
 
 /// A processed batch whose outputs await acknowledgement.
 struct PendingBatch {
     offsets: Vec<(String, i32, i64)>,
-    deliveries: Vec<DeliveryFuture>,
-    emitted: u64,
+    sent: Vec<Sent>,
     produced_at: Instant,
 }
 
@@ -66,11 +88,30 @@ pub async fn run_stage<S: Stage>(
     metrics: StageMetrics,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
+    match io.delivery {
+        Delivery::ExactlyOnce => {
+            crate::transactional::run(stage, io, pipeline, metrics, shutdown).await
+        }
+        Delivery::AtLeastOnce => run_at_least_once(stage, io, pipeline, metrics, shutdown).await,
+    }
+}
+
+async fn run_at_least_once<S: Stage>(
+    stage: Arc<S>,
+    io: StageIo,
+    pipeline: &PipelineConfig,
+    metrics: StageMetrics,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
     // Cancelled when draining takes longer than allowed: in-flight work is abandoned
     // uncommitted, to be redelivered after a restart.
     let abort = CancellationToken::new();
     let (record_tx, record_rx) = mpsc::channel(pipeline.queue_capacity.max(1));
     let (pending_tx, pending_rx) = mpsc::channel(pipeline.max_in_flight_batches.max(1));
+    let outputs = Outputs {
+        dlq_topic: io.dlq_topic.clone(),
+        max_record_bytes: io.max_record_bytes,
+    };
 
     let consume = tokio::spawn(consume(
         io.consumer.clone(),
@@ -83,7 +124,7 @@ pub async fn run_stage<S: Stage>(
         record_rx,
         pending_tx,
         io.producer.clone(),
-        io.dlq_topic.clone(),
+        outputs,
         pipeline.clone(),
         metrics.clone(),
         abort.clone(),
@@ -92,6 +133,7 @@ pub async fn run_stage<S: Stage>(
         io.consumer.clone(),
         pending_rx,
         io.producer.clone(),
+        io.dlq_topic.clone(),
         metrics.clone(),
         abort.clone(),
     ));
@@ -99,12 +141,6 @@ pub async fn run_stage<S: Stage>(
         io.consumer.clone(),
         io.commit_interval,
         metrics.clone(),
-    ));
-
-    let watchdog = tokio::spawn(watch_for_stall(
-        io.consumer.clone(),
-        io.topics.clone(),
-        io.stall_check_interval,
     ));
 
     let processed = tokio::select! {
@@ -145,7 +181,6 @@ pub async fn run_stage<S: Stage>(
     };
     let _ = consume.await;
     committer.abort();
-    watchdog.abort();
     let final_commit = io.consumer.clone();
     let committed =
         tokio::task::spawn_blocking(move || commit_handled(&final_commit, CommitMode::Sync))
@@ -165,14 +200,30 @@ pub async fn run_stage<S: Stage>(
         );
     }
     let _ = io.producer.flush(Duration::from_secs(5));
+    stopped(stage.name(), &metrics);
+    result?
+}
+
+/// Logs the end of a stage loop with its counts.
+pub(crate) fn stopped(stage: &str, metrics: &StageMetrics) {
     tracing::info!(
-        stage = stage.name(),
+        stage,
         consumed = metrics.consumed.get(),
         produced = metrics.emitted.get(),
         dead_lettered = metrics.dead_letters.get(),
         "stage stopped"
     );
-    result?
+}
+
+/// A consumed message as a stage sees it.
+pub(crate) fn source_record(message: &impl Message) -> SourceRecord {
+    SourceRecord {
+        topic: message.topic().to_string(),
+        partition: message.partition(),
+        offset: message.offset(),
+        key: message.key().map(<[u8]>::to_vec),
+        payload: message.payload().map(<[u8]>::to_vec),
+    }
 }
 
 async fn consume(
@@ -201,13 +252,7 @@ async fn consume(
                 }
             }
         };
-        let record = SourceRecord {
-            topic: message.topic().to_string(),
-            partition: message.partition(),
-            offset: message.offset(),
-            key: message.key().map(<[u8]>::to_vec),
-            payload: message.payload().map(<[u8]>::to_vec),
-        };
+        let record = source_record(&message);
         drop(message);
         consumer
             .context()
@@ -228,7 +273,7 @@ async fn process<S: Stage>(
     mut records: mpsc::Receiver<SourceRecord>,
     pending: mpsc::Sender<PendingBatch>,
     producer: FutureProducer,
-    dlq_topic: String,
+    outputs: Outputs,
     pipeline: PipelineConfig,
     metrics: StageMetrics,
     abort: CancellationToken,
@@ -251,7 +296,7 @@ async fn process<S: Stage>(
             stage.as_ref(),
             &batch,
             &producer,
-            &dlq_topic,
+            &outputs,
             &metrics,
             &abort,
         )
@@ -265,8 +310,7 @@ async fn process<S: Stage>(
             .collect();
         let handoff = PendingBatch {
             offsets: batch_offsets,
-            deliveries: handled.deliveries,
-            emitted: handled.emitted,
+            sent: handled.sent,
             produced_at: Instant::now(),
         };
         if pending.send(handoff).await.is_err() {
@@ -276,11 +320,123 @@ async fn process<S: Stage>(
     Ok(())
 }
 
-/// A batch its stage handled, with the deliveries of what it emitted and rejected.
-pub(crate) struct HandledBatch {
-    pub deliveries: Vec<DeliveryFuture>,
-    /// Records produced to the output topic.
+/// Where a stage's outcomes go besides its output topic, and how large a record may be.
+#[derive(Debug, Clone)]
+pub(crate) struct Outputs {
+    pub dlq_topic: String,
+    pub max_record_bytes: usize,
+}
+
+/// The records a batch's outcomes produce, in order.
+pub(crate) struct BatchOutputs {
+    pub records: Vec<OutgoingRecord>,
+    /// Records for the output topic among them.
     pub emitted: u64,
+    /// Dead letters among them.
+    pub dead_lettered: u64,
+}
+
+impl Outputs {
+    /// What `outcomes` (one per record of `batch`) produce: emitted records (falling back
+    /// to a dead letter of their input if the broker refuses them) and dead letters. An
+    /// output over the record size limit is dead-lettered at once. Counts dead letters.
+    pub(crate) fn records<S: Stage>(
+        &self,
+        stage: &S,
+        batch: &[SourceRecord],
+        outcomes: Vec<Outcome>,
+        metrics: &StageMetrics,
+    ) -> Result<BatchOutputs, RunError> {
+        if outcomes.len() != batch.len() {
+            return Err(RunError::OutcomeCount {
+                stage: stage.name(),
+                expected: batch.len(),
+                got: outcomes.len(),
+            });
+        }
+        let mut outputs = BatchOutputs {
+            records: Vec::with_capacity(batch.len()),
+            emitted: 0,
+            dead_lettered: 0,
+        };
+        for (record, outcome) in batch.iter().zip(outcomes) {
+            let outgoing = match outcome {
+                Outcome::Emit { key, payload } => {
+                    let Some(topic) = stage.output_topic() else {
+                        return Err(RunError::NoOutputTopic {
+                            stage: stage.name(),
+                        });
+                    };
+                    if payload.len() > self.max_record_bytes {
+                        let error = format!(
+                            "the {} output of this record is {} bytes, more than \
+                             kafka.max_record_bytes ({})",
+                            stage.name(),
+                            payload.len(),
+                            self.max_record_bytes
+                        );
+                        metrics.dead_letter(DeadLetterKind::RecordTooLarge);
+                        outputs.dead_lettered += 1;
+                        self.dead_letter(stage, record, DeadLetterKind::RecordTooLarge, &error)
+                    } else {
+                        outputs.emitted += 1;
+                        let refused = self.dead_letter(
+                            stage,
+                            record,
+                            DeadLetterKind::RefusedByBroker,
+                            &format!("the broker refused this record's output to {topic} for good"),
+                        );
+                        OutgoingRecord::new(topic, Some(key.into_bytes()), payload)
+                            .or_else(refused.counted_as(DeadLetterKind::RefusedByBroker))
+                    }
+                }
+                Outcome::Reject { kind, error } => {
+                    metrics.dead_letter(kind);
+                    outputs.dead_lettered += 1;
+                    tracing::debug!(
+                        stage = stage.name(),
+                        kind = kind.as_str(),
+                        error,
+                        partition = record.partition,
+                        offset = record.offset,
+                        "dead-lettering record"
+                    );
+                    self.dead_letter(stage, record, kind, &error)
+                }
+                Outcome::Done => continue,
+            };
+            outputs.records.push(outgoing);
+        }
+        Ok(outputs)
+    }
+
+    /// The dead letter of `record`: its original bytes and key, with headers naming the
+    /// stage, the kind, the error and the record's origin.
+    fn dead_letter<S: Stage>(
+        &self,
+        stage: &S,
+        record: &SourceRecord,
+        kind: DeadLetterKind,
+        error: &str,
+    ) -> OutgoingRecord {
+        let letter = DeadLetter {
+            stage: stage.name().to_string(),
+            error_kind: kind,
+            error: error.to_string(),
+            origin: record.origin(),
+        };
+        OutgoingRecord::dead_letter(
+            &self.dlq_topic,
+            record.key.clone(),
+            record.payload.clone().unwrap_or_default(),
+            letter.headers(),
+        )
+    }
+}
+
+/// A batch its stage handled, with what it emitted and rejected handed to the producer.
+pub(crate) struct HandledBatch {
+    pub sent: Vec<Sent>,
     /// Records sent to the DLQ.
     pub dead_lettered: u64,
 }
@@ -291,7 +447,7 @@ pub(crate) async fn handle_batch<S: Stage>(
     stage: &S,
     batch: &[SourceRecord],
     producer: &FutureProducer,
-    dlq_topic: &str,
+    outputs: &Outputs,
     metrics: &StageMetrics,
     abort: &CancellationToken,
 ) -> Result<Option<HandledBatch>, RunError> {
@@ -299,103 +455,28 @@ pub(crate) async fn handle_batch<S: Stage>(
     let Some(outcomes) = process_until_done(stage, batch, metrics, abort).await else {
         return Ok(None);
     };
-    if outcomes.len() != batch.len() {
-        return Err(RunError::OutcomeCount {
-            stage: stage.name(),
-            expected: batch.len(),
-            got: outcomes.len(),
-        });
-    }
     metrics
         .process_seconds
         .observe(started.elapsed().as_secs_f64());
-
-    let mut deliveries = Vec::with_capacity(batch.len());
-    let mut emitted = 0;
-    let mut dead_lettered = 0;
-    for (record, outcome) in batch.iter().zip(outcomes) {
-        let delivery = match outcome {
-            Outcome::Emit { key, payload } => {
-                let Some(topic) = stage.output_topic() else {
-                    return Err(RunError::NoOutputTopic {
-                        stage: stage.name(),
-                    });
-                };
-                emitted += 1;
-                let outgoing = OutgoingRecord {
-                    topic: topic.to_string(),
-                    key: Some(key.into_bytes()),
-                    payload,
-                    headers: None,
-                };
-                enqueue(producer, &outgoing, metrics, abort).await
-            }
-            Outcome::Reject { kind, error } => {
-                metrics.dead_letter(&kind);
-                dead_lettered += 1;
-                dead_letter(
-                    producer,
-                    dlq_topic,
-                    stage.name(),
-                    record,
-                    &kind,
-                    &error,
-                    metrics,
-                    abort,
-                )
-                .await
-            }
-            Outcome::Done => continue,
-        };
-        let Some(delivery) = delivery else {
-            return Ok(None);
-        };
-        deliveries.push(delivery);
+    let records = outputs.records(stage, batch, outcomes, metrics)?;
+    let mut sent = Vec::with_capacity(records.records.len());
+    for record in records.records {
+        match enqueue(producer, record, metrics, abort).await {
+            Ok(Some(one)) => sent.push(one),
+            // Refused for good with no fallback: logged and counted where it happened.
+            Ok(None) => {}
+            Err(Aborted) => return Ok(None),
+        }
     }
     Ok(Some(HandledBatch {
-        deliveries,
-        emitted,
-        dead_lettered,
+        sent,
+        dead_lettered: records.dead_lettered,
     }))
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn dead_letter(
-    producer: &FutureProducer,
-    dlq_topic: &str,
-    stage: &str,
-    record: &SourceRecord,
-    kind: &str,
-    error: &str,
-    metrics: &StageMetrics,
-    abort: &CancellationToken,
-) -> Option<DeliveryFuture> {
-    let letter = DeadLetter {
-        stage: stage.to_string(),
-        error_kind: kind.to_string(),
-        error: error.to_string(),
-        origin: record.origin(),
-    };
-    tracing::debug!(
-        stage,
-        kind,
-        error,
-        partition = record.partition,
-        offset = record.offset,
-        "dead-lettering record"
-    );
-    let outgoing = OutgoingRecord {
-        topic: dlq_topic.to_string(),
-        key: record.key.clone(),
-        payload: record.payload.clone().unwrap_or_default(),
-        headers: Some(letter.headers()),
-    };
-    enqueue(producer, &outgoing, metrics, abort).await
 }
 
 /// Calls the stage until it handles the batch, backing off between failures. `None` when
 /// aborted first.
-async fn process_until_done<S: Stage>(
+pub(crate) async fn process_until_done<S: Stage>(
     stage: &S,
     batch: &[SourceRecord],
     metrics: &StageMetrics,
@@ -418,23 +499,44 @@ async fn process_until_done<S: Stage>(
     }
 }
 
+/// Confirms every record of `sent`; returns how many reached `output` topics other than
+/// the DLQ as themselves, or `None` when aborted first.
+pub(crate) async fn confirm_all(
+    producer: &FutureProducer,
+    sent: Vec<Sent>,
+    dlq_topic: &str,
+    metrics: &StageMetrics,
+    abort: &CancellationToken,
+) -> Option<u64> {
+    let mut emitted = 0;
+    for one in sent {
+        let to_output = one.record.topic != dlq_topic;
+        match confirm(producer, one, metrics, abort).await {
+            Ok(Delivered::AsIs) => emitted += u64::from(to_output),
+            Ok(Delivered::Fallback | Delivered::GivenUp) => {}
+            Err(Aborted) => return None,
+        }
+    }
+    Some(emitted)
+}
+
 async fn confirm_batches(
     consumer: Arc<PulseConsumer>,
     mut pending: mpsc::Receiver<PendingBatch>,
     producer: FutureProducer,
+    dlq_topic: String,
     metrics: StageMetrics,
     abort: CancellationToken,
 ) {
     while let Some(batch) = pending.recv().await {
-        for delivery in batch.deliveries {
-            if !confirm(&producer, delivery, &metrics, &abort).await {
-                return;
-            }
-        }
+        let Some(emitted) = confirm_all(&producer, batch.sent, &dlq_topic, &metrics, &abort).await
+        else {
+            return;
+        };
         metrics
             .delivery_seconds
             .observe(batch.produced_at.elapsed().as_secs_f64());
-        metrics.emitted.inc_by(batch.emitted);
+        metrics.emitted.inc_by(emitted);
         let mut tracker = consumer.context().tracker();
         for (topic, partition, offset) in &batch.offsets {
             tracker.handled(topic, *partition, *offset);
@@ -460,41 +562,5 @@ async fn commit_periodically(consumer: Arc<PulseConsumer>, every: Duration, metr
             }
             Err(error) => tracing::warn!(%error, "offset commit task failed"),
         }
-    }
-}
-
-/// Rejoins the group when this member is idle while nobody consumes the group's records.
-async fn watch_for_stall(consumer: Arc<PulseConsumer>, topics: Vec<String>, every: Duration) {
-    let mut ticker = tokio::time::interval(every.max(Duration::from_secs(1)));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
-    let mut detector = StallDetector::default();
-    loop {
-        ticker.tick().await;
-        let consumer = consumer.clone();
-        let topics = topics.clone();
-        let check = tokio::task::spawn_blocking(move || {
-            let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
-            let stalled = detector.stalled(&consumer, &topics, Duration::from_secs(10))?;
-            if stalled {
-                tracing::warn!(
-                    "no partitions here and the group's records go unconsumed; rejoining the group"
-                );
-                rejoin(&consumer, &topics)?;
-            }
-            Ok::<_, rdkafka::error::KafkaError>(detector)
-        })
-        .await;
-        detector = match check {
-            Ok(Ok(detector)) => detector,
-            Ok(Err(error)) => {
-                tracing::debug!(%error, "stall check failed; trying again later");
-                StallDetector::default()
-            }
-            Err(error) => {
-                tracing::warn!(%error, "stall check task failed");
-                StallDetector::default()
-            }
-        };
     }
 }

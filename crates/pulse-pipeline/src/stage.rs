@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-use pulse_core::EnrichedPost;
+use pulse_core::{DeadLetterKind, EnrichedPost};
 use pulse_kafka::Origin;
 
 /// A record consumed from a topic, as handed to a stage.
@@ -26,7 +26,7 @@ impl SourceRecord {
     }
 
     /// The enriched post this record carries, with its JSON as received, or why it is not
-    /// one (for the DLQ; the sinks' rejection kind is [`NOT_ENRICHED_POST`]).
+    /// one (for the DLQ; the sinks' rejection kind is [`DeadLetterKind::NotEnrichedPost`]).
     pub fn enriched_post(&self) -> Result<(EnrichedPost, &str), String> {
         let bytes = self
             .payload
@@ -40,9 +40,6 @@ impl SourceRecord {
     }
 }
 
-/// Dead-letter kind of a record on the enriched topic that is not an enriched post.
-pub const NOT_ENRICHED_POST: &str = "not_enriched_post";
-
 /// What a sink does with a batch from the enriched topic: the enriched posts (with the JSON
 /// each arrived as), and one outcome per record, `Done` for posts, `Reject` for the rest.
 pub fn enriched_posts(batch: &[SourceRecord]) -> (Vec<(EnrichedPost, &str)>, Vec<Outcome>) {
@@ -55,7 +52,7 @@ pub fn enriched_posts(batch: &[SourceRecord]) -> (Vec<(EnrichedPost, &str)>, Vec
                 outcomes.push(Outcome::Done);
             }
             Err(error) => outcomes.push(Outcome::Reject {
-                kind: NOT_ENRICHED_POST.to_string(),
+                kind: DeadLetterKind::NotEnrichedPost,
                 error,
             }),
         }
@@ -69,7 +66,7 @@ pub enum Outcome {
     /// Produce `payload` keyed by `key` to the stage's output topic.
     Emit { key: String, payload: Vec<u8> },
     /// The record is unusable: send its original bytes to the DLQ with this reason.
-    Reject { kind: String, error: String },
+    Reject { kind: DeadLetterKind, error: String },
     /// The stage handled the record itself (a sink wrote it).
     Done,
 }

@@ -1,71 +1,21 @@
 //! Acceptance of `pulse sink batch` and the batch commands: enriched posts from Kafka reach
-//! the CQL history; while the CQL server is restarted (state saved on SIGTERM) the sink
-//! retries, stays up and commits nothing past unwritten posts, so once it has caught up every
-//! post is stored exactly once; records that are not enriched posts are dead-lettered;
-//! `pulse batch recompute` and `pulse batch rollups` then count every post.
+//! Cassandra; while the node is stopped (a private one of this test's) the sink retries,
+//! stays up and commits nothing past unwritten posts, so once it has caught up every post is
+//! stored exactly once; records that are not enriched posts are dead-lettered; `pulse batch
+//! recompute` and `pulse batch rollups` then count every post.
 
 mod common;
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use chrono::{DateTime, Utc};
-use common::{committed, high_watermarks, produce, read_all, wait_for, Lane, Role};
+use common::{committed, high_watermarks, produce, read_all, wait_for, Lane, PrivateStack, Role};
 use pulse_batch::{BatchStore, Cursor, PostQuery};
 use pulse_core::config::BatchConfig;
 use pulse_core::{EnrichedPost, Enrichment, Keyword, Post};
 
 const CHANNEL: &str = "test/batch-sink";
 const POSTS: usize = 4_000;
-
-/// A private pulse-devcql whose state file outlives its restarts.
-struct DevCql {
-    child: Child,
-}
-
-impl DevCql {
-    fn start(port: u16, state: &Path) -> DevCql {
-        // Built next to the pulse binary by `cargo test --workspace` (scripts/test).
-        let binary: PathBuf = Path::new(env!("CARGO_BIN_EXE_pulse")).with_file_name("pulse-devcql");
-        assert!(
-            binary.exists(),
-            "{} is not built (cargo build --workspace)",
-            binary.display()
-        );
-        let child = Command::new(binary)
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--save-every",
-                "0",
-            ])
-            .arg("--state")
-            .arg(state)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("pulse-devcql starts");
-        wait_for("the cql server to listen", || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        DevCql { child }
-    }
-
-    /// SIGTERM (the server saves its state) and wait.
-    fn stop(mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("signal devcql");
-        self.child.wait().expect("devcql exits");
-    }
-}
-
-impl Drop for DevCql {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn start_time() -> DateTime<Utc> {
     "2026-04-01T10:00:00Z".parse().expect("time")
@@ -107,20 +57,11 @@ fn posts(range: std::ops::Range<usize>) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port()
-}
-
 #[test]
 fn the_batch_sink_stores_every_post_once_across_a_cql_restart() {
     let lane = Lane::new("batchsink", 2);
-    let port = free_port();
-    let state = lane.dir.path().join("cql.state");
-    let cql = DevCql::start(port, &state);
-    let nodes = format!("127.0.0.1:{port}");
+    let stack = PrivateStack::start(&["cql"]);
+    let nodes = stack.cql_nodes();
     let keyspace = format!(
         "t_sink_{}_{}",
         std::process::id(),
@@ -193,8 +134,8 @@ fn the_batch_sink_stores_every_post_once_across_a_cql_restart() {
         committed(&group, &lane.enriched, 2).iter().any(|&o| o > 0)
     });
 
-    // The CQL server goes away (saving its state) while the second half is produced.
-    cql.stop();
+    // The node stops (SIGTERM: a clean shutdown) while the second half is produced.
+    stack.run(&["stop", "cql"]);
     produce(&lane.enriched, posts(POSTS / 2..POSTS));
     let stuck = committed(&group, &lane.enriched, 2);
     wait_for("the sink to fail a batch and retry", || {
@@ -211,7 +152,7 @@ fn the_batch_sink_stores_every_post_once_across_a_cql_restart() {
         "the test needs posts left to write while the server is down"
     );
 
-    let cql = DevCql::start(port, &state);
+    stack.run(&["start", "cql"]);
     wait_for("the sink to catch up", || {
         committed(&group, &lane.enriched, 2) == ends
     });
@@ -316,5 +257,4 @@ fn the_batch_sink_stores_every_post_once_across_a_cql_restart() {
         [1_800, 1_800, 400],
         "posts per hour: one every 2 s from 10:00"
     );
-    drop(cql);
 }

@@ -1,5 +1,6 @@
-//! Acceptance: posts ingested from a file reach the enriched topic with no id missing,
-//! across SIGKILLs of `pulse enrich`, and two processes in one group split the partitions.
+//! Acceptance: with at-least-once delivery, posts ingested from a file reach the enriched
+//! topic with no id missing across SIGKILLs of `pulse enrich` (duplicates counted); two
+//! processes in one group (exactly-once, the default) split the partitions.
 
 mod common;
 
@@ -36,7 +37,7 @@ fn write_posts(path: &Path, prefix: &str, n: usize) -> BTreeSet<String> {
     ids
 }
 
-fn enriched_ids(lane: &Lane) -> (BTreeSet<String>, usize) {
+fn enriched_ids(lane: &Lane, by_model: bool) -> (BTreeSet<String>, usize) {
     let records = read_all(&lane.enriched, lane.partitions);
     let mut ids = BTreeSet::new();
     for record in &records {
@@ -51,14 +52,16 @@ fn enriched_ids(lane: &Lane) -> (BTreeSet<String>, usize) {
             post["keywords"].as_array().is_some_and(|k| !k.is_empty()),
             "{post}"
         );
-        // Enriched by the shipped model: every task answered.
-        assert_eq!(post["model"], "pulse-minilm-multitask@1.0.0", "{post}");
-        assert!(post["sentiment"]["label"].is_string(), "{post}");
-        assert_eq!(
-            post["emotions"].as_object().map(|e| e.len()),
-            Some(7),
-            "{post}"
-        );
+        if by_model {
+            // Enriched by the shipped model: every task answered.
+            assert_eq!(post["model"], "pulse-minilm-multitask@1.0.0", "{post}");
+            assert!(post["sentiment"]["label"].is_string(), "{post}");
+            assert_eq!(
+                post["emotions"].as_object().map(|e| e.len()),
+                Some(7),
+                "{post}"
+            );
+        }
         ids.insert(id);
     }
     (ids, records.len())
@@ -71,7 +74,7 @@ fn all_committed(lane: &Lane) -> bool {
 }
 
 #[test]
-fn every_post_survives_two_sigkills_of_enrich() {
+fn at_least_once_every_post_survives_two_sigkills_of_enrich() {
     const POSTS: usize = 20_000;
     let lane = Lane::new("sigkill", 4);
     let path = lane.dir.path().join("posts.jsonl");
@@ -79,13 +82,14 @@ fn every_post_survives_two_sigkills_of_enrich() {
     lane.ingest_file(&path);
     assert_eq!(count(&lane.raw, 4), POSTS as i64);
 
-    // Small batches keep the run long enough to be killed in the middle. Each restart is
-    // immediate, while the killed member still counts as alive: on tansu this can hand the
-    // new member no partitions until the stalled-group check makes it rejoin.
+    // Small batches keep the run long enough to be killed in the middle; keywords only
+    // (the model's share is covered by the exactly-once test).
     let settings = [
+        ("PULSE_ENRICH__DELIVERY", "at_least_once"),
+        ("PULSE_ENRICH__MODELS", "[]"),
+        ("PULSE_KAFKA__SESSION_TIMEOUT_MS", "6000"),
         ("PULSE_PIPELINE__BATCH_SIZE", "20"),
         ("PULSE_PIPELINE__MAX_IN_FLIGHT_BATCHES", "2"),
-        ("PULSE_KAFKA__SESSION_TIMEOUT_MS", "6000"),
     ];
     for (round, threshold) in [(1, 3_000i64), (2, 9_000)] {
         let mut enrich = lane.spawn_enrich(&format!("enrich-{round}"), &settings);
@@ -101,7 +105,7 @@ fn every_post_survives_two_sigkills_of_enrich() {
         println!("round {round}: SIGKILL with {at_kill} enriched records written");
     }
 
-    let mut enrich = lane.spawn_enrich("enrich-final", &settings[2..]);
+    let mut enrich = lane.spawn_enrich("enrich-final", &settings[..3]);
     wait_for("every raw record committed", || all_committed(&lane));
     assert!(
         enrich.terminate().success(),
@@ -109,7 +113,7 @@ fn every_post_survives_two_sigkills_of_enrich() {
         enrich.logs()
     );
 
-    let (got, records) = enriched_ids(&lane);
+    let (got, records) = enriched_ids(&lane, false);
     assert_eq!(
         got.len(),
         POSTS,
@@ -182,7 +186,7 @@ fn two_enrich_processes_split_the_partitions_and_deliver_every_post() {
         POSTS as u64,
         "no record consumed twice without a rebalance"
     );
-    let (got, records) = enriched_ids(&lane);
+    let (got, records) = enriched_ids(&lane, true);
     assert_eq!(got, ids);
     assert_eq!(records, POSTS);
 }

@@ -22,7 +22,7 @@ fn registered() -> BTreeSet<String> {
     let mut registry = Registry::default();
     let pipeline = PipelineMetrics::register(&mut registry);
     let stage = pipeline.for_stage("enrich");
-    stage.dead_letter("not_json");
+    stage.dead_letter(pulse_core::DeadLetterKind::NotJson);
     pipeline
         .lag
         .get_or_create(&vec![

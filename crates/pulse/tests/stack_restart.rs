@@ -1,67 +1,19 @@
-//! Acceptance: stopping and starting the local stack (`scripts/stack`) keeps topics,
-//! messages and committed offsets. Runs a second stack on its own ports and data directory
-//! so it does not disturb the stack the other tests use.
+//! Acceptance: stopping and starting the local stack (`scripts/stack`) keeps Kafka's topics,
+//! messages and committed offsets, Cassandra's tables and rows and Redis's keys; start is
+//! idempotent and status names each server. Runs a second stack on its own ports and data
+//! directory so it does not disturb the stack the other tests use.
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::PrivateStack;
+use pulse_core::config::BatchConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-struct Stack {
-    script: PathBuf,
-    dir: tempfile::TempDir,
-    kafka_port: u16,
-    cql_port: u16,
-}
-
-impl Stack {
-    fn run(&self, action: &str) -> String {
-        let output = Command::new(&self.script)
-            .arg(action)
-            .env("PULSE_STACK_DIR", self.dir.path())
-            .env("PULSE_STACK_KAFKA_PORT", self.kafka_port.to_string())
-            .env("PULSE_STACK_CQL_PORT", self.cql_port.to_string())
-            .output()
-            .expect("scripts/stack runs");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        assert!(
-            output.status.success(),
-            "scripts/stack {action} failed:\n{text}"
-        );
-        text
-    }
-
-    fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.kafka_port)
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        let _ = Command::new(&self.script)
-            .arg("stop")
-            .env("PULSE_STACK_DIR", self.dir.path())
-            .env("PULSE_STACK_KAFKA_PORT", self.kafka_port.to_string())
-            .env("PULSE_STACK_CQL_PORT", self.cql_port.to_string())
-            .output();
-    }
-}
+use redis::Commands;
 
 fn consumer(brokers: &str, group: &str) -> BaseConsumer {
     ClientConfig::new()
@@ -73,22 +25,43 @@ fn consumer(brokers: &str, group: &str) -> BaseConsumer {
         .expect("consumer")
 }
 
+/// A post stored through the batch layer, to be read back after the restart.
+fn stored_post() -> pulse_core::EnrichedPost {
+    let post: pulse_core::Post = serde_json::from_value(serde_json::json!({
+        "id": "restart:1", "source": "file", "channel": "test/restart",
+        "text": "kept across a restart", "created_at": "2026-11-01T12:00:00Z",
+    }))
+    .expect("post");
+    pulse_core::EnrichedPost::new(
+        post,
+        pulse_core::Enrichment::default(),
+        "test@1".into(),
+        chrono::Utc::now(),
+    )
+}
+
 #[test]
 fn restarting_the_stack_keeps_topics_messages_and_committed_offsets() {
-    let stack = Stack {
-        script: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/stack"),
-        dir: tempfile::tempdir().expect("stack directory"),
-        kafka_port: free_port(),
-        cql_port: free_port(),
-    };
-    let started = stack.run("start");
-    assert!(
-        started.contains(&format!("127.0.0.1:{}", stack.kafka_port)),
-        "{started}"
-    );
-    assert!(
-        stack.run("start").contains("already running"),
-        "start is idempotent"
+    let stack = PrivateStack::start(&[]);
+    let status = stack.run(&["status"]);
+    for (service, port, version) in [
+        ("kafka", stack.kafka_port, "Apache Kafka 4."),
+        ("cql", stack.cql_port, "Apache Cassandra 5.0."),
+        ("redis", stack.redis_port, "Redis "),
+    ] {
+        let line = status
+            .lines()
+            .find(|line| line.starts_with(service))
+            .unwrap_or_else(|| panic!("no {service} in status:\n{status}"));
+        assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
+        assert!(line.contains(version), "{line}");
+        assert!(line.contains("MiB") && line.ends_with("running"), "{line}");
+    }
+    let again = stack.run(&["start"]);
+    assert_eq!(
+        again.matches("already running").count(),
+        3,
+        "start is idempotent: {again}"
     );
 
     let brokers = stack.brokers();
@@ -141,15 +114,53 @@ fn restarting_the_stack_keeps_topics_messages_and_committed_offsets() {
     drop(first);
     drop(producer);
 
-    let stopped = stack.run("stop");
-    assert!(stopped.contains("kafka: stopped"), "{stopped}");
-    // The CQL dev server saved its state on SIGTERM (queries against it come with the
-    // batch layer's tests).
-    let cql_state = stack.dir.path().join("cql/state.ron");
-    let saved = std::fs::metadata(&cql_state).map(|m| m.len()).unwrap_or(0);
-    assert!(saved > 0, "{} was not written on stop", cql_state.display());
-    assert!(stack.run("status").contains("not running"));
-    stack.run("start");
+    let batch = BatchConfig {
+        nodes: stack.cql_nodes(),
+        keyspace: "restart".into(),
+        ..BatchConfig::default()
+    };
+    let post = stored_post();
+    let json = serde_json::to_string(&post).expect("json");
+    runtime.block_on(async {
+        pulse_batch::schema::apply(&batch)
+            .await
+            .expect("schema applied");
+        let store = pulse_batch::BatchStore::connect(&batch)
+            .await
+            .expect("store");
+        store
+            .write(&[(&post, json.as_str())])
+            .await
+            .expect("written");
+    });
+    let redis = redis::Client::open(stack.redis_url()).expect("redis client");
+    let mut connection = redis.get_connection().expect("redis connection");
+    let _: () = connection.set("restart:key", "kept").expect("set");
+
+    let stopped = stack.run(&["stop"]);
+    for service in ["kafka", "cql", "redis"] {
+        assert!(
+            stopped.contains(&format!("{service}: stopped")),
+            "{stopped}"
+        );
+    }
+    assert_eq!(stack.run(&["status"]).matches("not running").count(), 3);
+    stack.run(&["start"]);
+
+    let read_back = runtime.block_on(async {
+        let store = pulse_batch::BatchStore::connect(&batch)
+            .await
+            .expect("store");
+        store.post("restart:1").await.expect("read")
+    });
+    assert_eq!(
+        read_back.map(|p| p.post),
+        Some(post.post),
+        "the row survived"
+    );
+    let mut connection = redis.get_connection().expect("redis connection");
+    let kept: String = connection.get("restart:key").expect("get");
+    assert_eq!(kept, "kept");
 
     let after = consumer(&brokers, group);
     let (low, high) = after

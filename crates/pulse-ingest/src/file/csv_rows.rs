@@ -5,6 +5,7 @@
 use std::io::BufRead;
 
 use pulse_core::validate::post_from_value;
+use pulse_core::DeadLetterKind;
 use serde_json::{Map, Value};
 
 use super::{FileContext, FileError};
@@ -63,10 +64,10 @@ impl Iterator for CsvRows {
             .map(|p| p.line())
             .unwrap_or_else(|| self.rows.position().line());
         let context = &self.context;
-        let malformed = |kind: &str, error: String, raw: Vec<u8>| {
+        let malformed = |kind: DeadLetterKind, error: String, raw: Vec<u8>| {
             Some(Ok(SourceItem::Malformed {
                 location: context.location(line),
-                kind: kind.to_string(),
+                kind,
                 error,
                 raw,
             }))
@@ -90,7 +91,7 @@ impl Iterator for CsvRows {
                 let line = error.position().map(|p| p.line()).unwrap_or(line);
                 return Some(Ok(SourceItem::Malformed {
                     location: context.location(line),
-                    kind: "invalid_csv".to_string(),
+                    kind: DeadLetterKind::InvalidCsv,
                     error: format!("invalid csv record: {error}"),
                     raw: record.as_slice().to_vec(),
                 }));
@@ -101,7 +102,7 @@ impl Iterator for CsvRows {
         for (column, field) in self.header.iter().zip(record.iter()) {
             let Ok(field) = std::str::from_utf8(field) else {
                 return malformed(
-                    "invalid_utf8",
+                    DeadLetterKind::InvalidUtf8,
                     format!("column `{column}` is not valid utf-8"),
                     raw,
                 );

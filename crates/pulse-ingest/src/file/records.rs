@@ -4,7 +4,7 @@
 use std::io::BufRead;
 
 use pulse_core::validate::{check_post, post_from_value};
-use pulse_core::{Post, Rejection};
+use pulse_core::{DeadLetterKind, Post, Rejection};
 use serde_json::{Map, Value};
 
 use super::lines::{read_line, Line};
@@ -46,7 +46,7 @@ impl LineReader {
                     return Some(NextLine::Item(Box::new(Ok(malformed(
                         &self.context,
                         self.line,
-                        "line_too_long",
+                        DeadLetterKind::LineTooLong,
                         format!(
                             "line is {bytes} bytes, over the limit of {}; its first {} bytes are kept",
                             self.context.max_line_bytes,
@@ -70,13 +70,13 @@ impl LineReader {
 fn malformed(
     context: &FileContext,
     line: u64,
-    kind: &str,
+    kind: DeadLetterKind,
     error: String,
     raw: Vec<u8>,
 ) -> SourceItem {
     SourceItem::Malformed {
         location: context.location(line),
-        kind: kind.to_string(),
+        kind,
         error,
         raw,
     }
@@ -202,10 +202,7 @@ fn dump_post(
         }
     };
     if removed(&text) {
-        return Err(Rejection::InvalidField {
-            field: "text",
-            reason: "the post was deleted or removed".into(),
-        });
+        return Err(Rejection::Deleted);
     }
     let name = string("name").or_else(|| {
         string("id").map(|id| format!("{}{id}", if is_comment { "t1_" } else { "t3_" }))

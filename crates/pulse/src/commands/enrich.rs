@@ -43,5 +43,12 @@ pub fn build(
         config.enrich.post_limits(),
         topics.enriched.clone(),
     );
-    StageRole::build(config, metrics, stage, &config.enrich.group, &topics.raw)
+    StageRole::build(
+        config,
+        metrics,
+        stage,
+        &config.enrich.group,
+        &topics.raw,
+        config.enrich.delivery,
+    )
 }

@@ -91,6 +91,7 @@ pub fn publisher(config: &PulseConfig, metrics: StageMetrics) -> anyhow::Result<
         dlq_topic: config.kafka.topics.dlq.clone(),
         limits: config.enrich.post_limits(),
         max_in_flight: config.ingest.max_in_flight,
+        max_record_bytes: config.kafka.max_record_bytes,
         metrics,
     })
 }

@@ -5,11 +5,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use prometheus_client::registry::Registry;
+use pulse_core::config::Delivery;
 use pulse_core::config::PipelineConfig;
 use pulse_core::PulseConfig;
 use pulse_kafka::consumer::subscribe;
-use pulse_kafka::create_producer;
+use pulse_kafka::instance::{self, InstanceId};
+use pulse_kafka::{create_producer, create_transactional_producer};
 use pulse_pipeline::metrics::StageMetrics;
 use pulse_pipeline::runner::StageIo;
 use pulse_pipeline::{run_stage, PipelineMetrics, Stage};
@@ -38,31 +41,61 @@ pub struct StageRole<S: Stage> {
     pipeline: PipelineConfig,
     /// This role's metrics; `pulse up` reads them for its status lines.
     pub metrics: StageMetrics,
+    /// Holds the transactional id of an exactly-once role while it runs.
+    _instance: Option<InstanceId>,
 }
 
 impl<S: Stage> StageRole<S> {
-    /// Wires `stage` to consume `input` in consumer group `group`.
+    /// Wires `stage` to consume `input` in consumer group `group`, delivering its outputs
+    /// as `delivery` says (exactly-once: with a transactional producer whose id this
+    /// process claims).
     pub fn build(
         config: &PulseConfig,
         metrics: &PipelineMetrics,
         stage: S,
         group: &str,
         input: &str,
+        delivery: Delivery,
     ) -> anyhow::Result<Self> {
         let consumer = subscribe(&config.kafka, group, &[input], metrics.lag.clone())?;
+        let (producer, instance) = match delivery {
+            Delivery::AtLeastOnce => (create_producer(&config.kafka)?, None),
+            Delivery::ExactlyOnce => {
+                let instance = instance::claim(
+                    &config.enrich.transactional_id,
+                    group,
+                    &instance::default_lock_dir(),
+                )
+                .context("cannot claim a transactional id")?;
+                let producer =
+                    create_transactional_producer(&config.kafka, &instance.transactional_id)?;
+                (producer, Some(instance))
+            }
+        };
+        let transactional_id = instance
+            .as_ref()
+            .map(|i| i.transactional_id.clone())
+            .unwrap_or_default();
         let io = StageIo {
             consumer,
-            producer: create_producer(&config.kafka)?,
+            producer,
             dlq_topic: config.kafka.topics.dlq.clone(),
             commit_interval: Duration::from_millis(config.kafka.commit_interval_ms),
             topics: vec![input.to_string()],
-            stall_check_interval: Duration::from_millis(2 * config.kafka.session_timeout_ms),
+            delivery,
+            transactional_id,
+            max_record_bytes: config.kafka.max_record_bytes,
+            transaction_call_timeout: Duration::from_millis(
+                config.kafka.transaction_timeout_ms.clamp(1_000, 30_000),
+            ),
         };
         tracing::info!(
             stage = stage.name(),
             group,
             from = input,
             to = stage.output_topic().unwrap_or("-"),
+            delivery = ?delivery,
+            transactional_id = io.transactional_id,
             "role ready"
         );
         Ok(Self {
@@ -70,6 +103,7 @@ impl<S: Stage> StageRole<S> {
             stage: Arc::new(stage),
             io,
             pipeline: config.pipeline.clone(),
+            _instance: instance,
         })
     }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use pulse_batch::{BatchError, BatchStore};
+use pulse_core::config::Delivery;
 use pulse_core::PulseConfig;
 use pulse_pipeline::{BatchSinkStage, PipelineMetrics, SpeedSinkStage};
 use pulse_speed::SpeedLayer;
@@ -50,6 +51,7 @@ pub fn build_speed(
         stage,
         &config.speed.group,
         &config.kafka.topics.enriched,
+        Delivery::AtLeastOnce,
     )
 }
 
@@ -65,6 +67,7 @@ pub fn build_batch(
         BatchSinkStage::new(store),
         &config.batch.group,
         &config.kafka.topics.enriched,
+        Delivery::AtLeastOnce,
     )
 }
 

@@ -1,5 +1,6 @@
 //! Shared helpers of the integration tests: each test gets its own topics and consumer
 //! group on the real local broker, runs the real `pulse` binary, and reads topics back.
+//! Tests that stop or kill a server run a private stack of their own ([`PrivateStack`]).
 
 #![allow(dead_code)] // each test binary uses a different subset
 
@@ -197,12 +198,13 @@ impl Record {
     }
 }
 
-fn reader() -> BaseConsumer {
+fn reader(brokers: &str) -> BaseConsumer {
     ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", brokers)
         .set("group.id", "pulse-tests-reader")
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
         .create()
         .expect("reader consumer")
 }
@@ -246,9 +248,14 @@ fn send_all(topic: &str, records: impl Iterator<Item = (String, Vec<u8>, Option<
     });
 }
 
-/// High watermarks of each partition of `topic`.
+/// High watermarks of each partition of `topic`: records plus transaction markers.
 pub fn high_watermarks(topic: &str, partitions: i32) -> Vec<i64> {
-    let consumer = reader();
+    high_watermarks_on(&brokers(), topic, partitions)
+}
+
+/// [`high_watermarks`] on the broker at `brokers`.
+pub fn high_watermarks_on(brokers: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let consumer = reader(brokers);
     (0..partitions)
         .map(|p| {
             consumer
@@ -259,15 +266,22 @@ pub fn high_watermarks(topic: &str, partitions: i32) -> Vec<i64> {
         .collect()
 }
 
-/// Records in `topic` (sum of high watermarks).
+/// Offsets in `topic` (sum of high watermarks): the records of a topic no transaction
+/// writes, an upper bound otherwise (markers take offsets too).
 pub fn count(topic: &str, partitions: i32) -> i64 {
     high_watermarks(topic, partitions).iter().sum()
 }
 
-/// Every record of `topic` up to its current high watermarks.
+/// Every committed record of `topic` up to its current end, as a reader with
+/// `isolation.level=read_committed` sees it (aborted records and markers skipped).
 pub fn read_all(topic: &str, partitions: i32) -> Vec<Record> {
-    let ends = high_watermarks(topic, partitions);
-    let consumer = reader();
+    read_all_on(&brokers(), topic, partitions)
+}
+
+/// [`read_all`] on the broker at `brokers`.
+pub fn read_all_on(brokers: &str, topic: &str, partitions: i32) -> Vec<Record> {
+    let ends = high_watermarks_on(brokers, topic, partitions);
+    let consumer = reader(brokers);
     let mut assignment = TopicPartitionList::new();
     for p in 0..partitions {
         assignment
@@ -275,23 +289,40 @@ pub fn read_all(topic: &str, partitions: i32) -> Vec<Record> {
             .expect("assignment");
     }
     consumer.assign(&assignment).expect("assign");
-    let mut positions = vec![0i64; partitions as usize];
+    // A partition is read when the reader reached its end (EOF) at or past the end it had
+    // at the start: the last offsets can be transaction markers, never delivered.
+    let mut done = vec![false; partitions as usize];
     let mut records = Vec::new();
     let deadline = Instant::now() + PATIENCE;
-    while positions.iter().zip(&ends).any(|(at, end)| at < end) {
+    while done.iter().any(|d| !d) {
         assert!(
             Instant::now() < deadline,
-            "reading {topic} stalled at {positions:?} of {ends:?}"
+            "reading {topic} stalled: done {done:?} of ends {ends:?}"
         );
         let Some(message) = consumer.poll(Duration::from_millis(500)) else {
             continue;
         };
-        let message = message.expect("consume");
+        let message = match message {
+            Ok(message) => message,
+            Err(rdkafka::error::KafkaError::PartitionEOF(partition)) => {
+                let position = consumer
+                    .position()
+                    .expect("position")
+                    .find_partition(topic, partition)
+                    .map(|e| e.offset());
+                if let Some(Offset::Offset(at)) = position {
+                    if at >= ends[partition as usize] {
+                        done[partition as usize] = true;
+                    }
+                }
+                continue;
+            }
+            Err(error) => panic!("reading {topic}: {error}"),
+        };
         let headers = message
             .headers()
             .map(pulse_kafka::dlq::headers_as_map)
             .unwrap_or_default();
-        positions[message.partition() as usize] = message.offset() + 1;
         records.push(Record {
             partition: message.partition(),
             offset: message.offset(),
@@ -334,5 +365,112 @@ pub fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
     while !condition() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A stack of this test's own (`scripts/stack` on free ports and a temporary directory),
+/// for tests that stop, kill and restart servers without disturbing the shared stack. Only
+/// the named services are started (`kafka`, `cql`, `redis`).
+pub struct PrivateStack {
+    pub dir: tempfile::TempDir,
+    pub kafka_port: u16,
+    pub cql_port: u16,
+    pub redis_port: u16,
+    ports: Vec<(&'static str, String)>,
+}
+
+impl PrivateStack {
+    /// Starts `services` and waits until they answer.
+    pub fn start(services: &[&str]) -> PrivateStack {
+        let (kafka_port, cql_port, redis_port) = (free_port(), free_port(), free_port());
+        let ports = vec![
+            ("PULSE_STACK_KAFKA_PORT", kafka_port.to_string()),
+            ("PULSE_STACK_KAFKA_CONTROLLER_PORT", free_port().to_string()),
+            ("PULSE_STACK_CQL_PORT", cql_port.to_string()),
+            ("PULSE_STACK_CQL_STORAGE_PORT", free_port().to_string()),
+            ("PULSE_STACK_REDIS_PORT", redis_port.to_string()),
+        ];
+        let stack = PrivateStack {
+            dir: tempfile::tempdir().expect("stack directory"),
+            kafka_port,
+            cql_port,
+            redis_port,
+            ports,
+        };
+        let mut args = vec!["start"];
+        args.extend_from_slice(services);
+        stack.run(&args);
+        stack
+    }
+
+    /// Runs `scripts/stack ARGS...` on this stack; its output. Fails the test if it fails.
+    pub fn run(&self, args: &[&str]) -> String {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/stack");
+        let output = Command::new(script)
+            .args(args)
+            .env("PULSE_STACK_DIR", self.dir.path())
+            .envs(self.ports.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(Stdio::null())
+            .output()
+            .expect("scripts/stack runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            output.status.success(),
+            "scripts/stack {args:?} failed:\n{text}"
+        );
+        text
+    }
+
+    /// SIGKILL of one service, as a crash would end it.
+    pub fn kill(&self, service: &str) {
+        let pid_file = self.dir.path().join("run").join(format!("{service}.pid"));
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .expect("pid file")
+            .trim()
+            .parse()
+            .expect("pid");
+        let pid = nix::unistd::Pid::from_raw(pid);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).expect("SIGKILL sent");
+        wait_for(&format!("{service} to die"), || {
+            nix::sys::signal::kill(pid, None).is_err()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .map(|stat| stat.split_whitespace().nth(2) == Some("Z"))
+                    .unwrap_or(true)
+        });
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.kafka_port)
+    }
+
+    pub fn cql_nodes(&self) -> String {
+        format!("127.0.0.1:{}", self.cql_port)
+    }
+
+    pub fn redis_url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.redis_port)
+    }
+}
+
+impl Drop for PrivateStack {
+    fn drop(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/stack");
+        let _ = Command::new(script)
+            .arg("stop")
+            .env("PULSE_STACK_DIR", self.dir.path())
+            .envs(self.ports.iter().map(|(k, v)| (*k, v.as_str())))
+            .output();
     }
 }
