@@ -118,7 +118,7 @@ fn post(channel: &str, index: usize, created_at: DateTime<Utc>) -> EnrichedPost 
         term: "rust".into(),
         score: 0.9,
     }];
-    if index % 2 == 0 {
+    if index.is_multiple_of(2) {
         keywords.push(Keyword {
             term: "kafka".into(),
             score: 0.5,

@@ -17,7 +17,7 @@ use pulse_core::{DeadLetterKind, Post};
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourceItem {
     /// A post, with its location (`path:line`, a generator sequence number...).
-    Post { post: Post, location: String },
+    Post { post: Box<Post>, location: String },
     /// A record that could not be made into a post: its original bytes and the reason.
     Malformed {
         location: String,

@@ -158,7 +158,7 @@ impl Iterator for SyntheticSource {
             extra: Map::new(),
         };
         Some(SourceItem::Post {
-            post,
+            post: Box::new(post),
             location: format!("synthetic#{sequence}"),
         })
     }

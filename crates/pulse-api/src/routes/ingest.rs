@@ -67,7 +67,7 @@ pub async fn posts(
     let (items, received) = mpsc::channel(count.max(1));
     for (index, post) in posts.into_iter().enumerate() {
         let item = SourceItem::Post {
-            post,
+            post: Box::new(post),
             location: format!("http request, post {index}"),
         };
         // The channel holds every post: this cannot wait or fail.

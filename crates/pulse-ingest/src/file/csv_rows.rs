@@ -123,7 +123,7 @@ impl Iterator for CsvRows {
         default("created_at", context.derived_time(line).to_rfc3339());
         match post_from_value(Value::Object(object), &context.limits) {
             Ok(post) => Some(Ok(SourceItem::Post {
-                post,
+                post: Box::new(post),
                 location: context.location(line),
             })),
             Err(rejection) => malformed(rejection.kind(), rejection.to_string(), raw),

@@ -145,7 +145,10 @@ fn json_item(context: &FileContext, line: u64, bytes: Vec<u8>) -> SourceItem {
             _ => Err(Rejection::NotAnObject),
         });
     match post {
-        Ok(post) => SourceItem::Post { post, location },
+        Ok(post) => SourceItem::Post {
+            post: Box::new(post),
+            location,
+        },
         Err(rejection) => rejected(context, line, rejection, bytes),
     }
 }
@@ -296,7 +299,7 @@ fn text_item(context: &FileContext, line: u64, bytes: Vec<u8>) -> SourceItem {
     };
     match check_post(&post, &context.limits) {
         Ok(()) => SourceItem::Post {
-            post,
+            post: Box::new(post),
             location: context.location(line),
         },
         Err(rejection) => rejected(context, line, rejection, post.text.into_bytes()),
