@@ -160,7 +160,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Paged reads: the newest 100 posts of a channel over 24 h.
     let mut latencies = Vec::new();
-    for i in 0..50 {
+    for i in 0..300 {
         let started = Instant::now();
         store
             .posts(&PostQuery {

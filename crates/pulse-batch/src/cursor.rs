@@ -1,5 +1,6 @@
 //! The opaque paging cursor of range reads: which query it continues (a fingerprint of the
-//! query's channel or term, range and filters), the time bucket (hour or day partition) the
+//! query's channel or term and filters), the range as the first page resolved it (so
+//! `from=now-1h` does not move while paging), the time bucket (hour or day partition) the
 //! next page starts in, and the driver's paging state inside that partition, if the
 //! previous page ended in its middle. The server resumes exactly after the last row read,
 //! so a page never re-reads rows and never skips any, whatever was written meanwhile.
@@ -13,6 +14,9 @@ use crate::BatchError;
 pub struct Cursor {
     /// The query this cursor continues ([`fingerprint`]).
     pub query: u64,
+    /// The range of the first page, in milliseconds: `[from_ms, to_ms)`.
+    pub from_ms: i64,
+    pub to_ms: i64,
     /// Start of the partition's time bucket, in milliseconds.
     pub partition_ms: i64,
     /// The driver's paging state in that partition; `None`: from its newest row.
@@ -20,7 +24,7 @@ pub struct Cursor {
 }
 
 /// Version tag of the encoding, so old cursors are told apart from garbage.
-const VERSION: &str = "p2";
+const VERSION: &str = "p3";
 
 impl Cursor {
     /// The opaque token handed to clients.
@@ -31,8 +35,8 @@ impl Cursor {
             .map(hex::encode)
             .unwrap_or_default();
         hex::encode(format!(
-            "{VERSION}:{:016x}:{}:{state}",
-            self.query, self.partition_ms
+            "{VERSION}:{:016x}:{}:{}:{}:{state}",
+            self.query, self.from_ms, self.to_ms, self.partition_ms
         ))
     }
 
@@ -41,18 +45,21 @@ impl Cursor {
         let invalid = || BatchError::Query("the cursor is not one this api issued".to_string());
         let bytes = hex::decode(token).map_err(|_| invalid())?;
         let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-        let mut parts = text.split(':');
-        let (Some(VERSION), Some(query), Some(partition), Some(state), None) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
+        let parts: Vec<&str> = text.split(':').collect();
+        let [VERSION, query, from, to, partition, state] = parts[..] else {
             return Err(invalid());
         };
+        let (from_ms, to_ms): (i64, i64) = (
+            from.parse().map_err(|_| invalid())?,
+            to.parse().map_err(|_| invalid())?,
+        );
+        if from_ms >= to_ms {
+            return Err(invalid());
+        }
         Ok(Self {
             query: u64::from_str_radix(query, 16).map_err(|_| invalid())?,
+            from_ms,
+            to_ms,
             partition_ms: partition.parse().map_err(|_| invalid())?,
             paging_state: match state {
                 "" => None,
@@ -67,8 +74,8 @@ impl Cursor {
             Ok(())
         } else {
             Err(BatchError::Query(
-                "the cursor belongs to another query (channel, term, range and filters must \
-                 stay the same while paging)"
+                "the cursor belongs to another query (channel or term and filters must stay \
+                 the same while paging)"
                     .to_string(),
             ))
         }
@@ -96,6 +103,8 @@ mod tests {
     fn round_trips_and_rejects_garbage() {
         let cursor = Cursor {
             query: fingerprint(&["reddit/r/rust", "1", "2"]),
+            from_ms: 1_789_000_000_000,
+            to_ms: 1_791_000_000_000,
             partition_ms: 1_790_000_000_000,
             paging_state: Some(vec![0, 1, 2, 255]),
         };
@@ -109,10 +118,11 @@ mod tests {
             "",
             "zz",
             &hex::encode("no-colon"),
-            &hex::encode("p2:xyz:1:"),
-            &hex::encode("p2:00:1:0g"),
-            &hex::encode("p1:00:1:"),
-            &hex::encode("p2:00:1::extra"),
+            &hex::encode("p3:xyz:1:2:1:"),
+            &hex::encode("p3:00:1:2:1:0g"),
+            &hex::encode("p3:00:2:1:1:"),
+            &hex::encode("p2:00:1:"),
+            &hex::encode("p3:00:1:2:1::extra"),
         ] {
             assert!(
                 matches!(Cursor::decode(bad), Err(BatchError::Query(_))),
@@ -126,6 +136,8 @@ mod tests {
         let query = fingerprint(&["c", "1", "2"]);
         let cursor = Cursor {
             query,
+            from_ms: 0,
+            to_ms: 1,
             partition_ms: 0,
             paging_state: None,
         };

@@ -162,13 +162,9 @@ fn matches_filters(query: &PostQuery, post: &EnrichedPost) -> bool {
 
 impl PostQuery {
     fn fingerprint(&self) -> u64 {
-        let from = self.from.timestamp_millis().to_string();
-        let to = self.to.timestamp_millis().to_string();
         fingerprint(&[
             "posts",
             &self.channel,
-            &from,
-            &to,
             self.sentiment.map_or("", SentimentLabel::as_str),
             &self.entity.as_deref().unwrap_or_default().to_lowercase(),
             &self.keyword.as_deref().unwrap_or_default().to_lowercase(),
@@ -178,15 +174,22 @@ impl PostQuery {
 
 impl MentionQuery {
     fn fingerprint(&self) -> u64 {
-        let from = self.from.timestamp_millis().to_string();
-        let to = self.to.timestamp_millis().to_string();
-        fingerprint(&[
-            "mentions",
-            self.kind.as_str(),
-            &self.term.to_lowercase(),
-            &from,
-            &to,
-        ])
+        fingerprint(&["mentions", self.kind.as_str(), &self.term.to_lowercase()])
+    }
+}
+
+/// The range a read covers: the query's, or the one its cursor fixed at the first page.
+fn effective_range(
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    cursor: Option<&Cursor>,
+) -> (DateTime<Utc>, DateTime<Utc>) {
+    match cursor {
+        Some(cursor) => (
+            DateTime::from_timestamp_millis(cursor.from_ms).unwrap_or(from),
+            DateTime::from_timestamp_millis(cursor.to_ms).unwrap_or(to),
+        ),
+        None => (from, to),
     }
 }
 
@@ -318,16 +321,11 @@ impl BatchStore {
         if let Some(cursor) = &query.cursor {
             cursor.check(fingerprint)?;
         }
-        let hours = partitions(
-            Granularity::Hour,
-            query.from,
-            query.to,
-            query.cursor.as_ref(),
-        )?;
+        let (from, to) = effective_range(query.from, query.to, query.cursor.as_ref());
+        let hours = partitions(Granularity::Hour, from, to, query.cursor.as_ref())?;
         let state = query.cursor.as_ref().and_then(|c| c.paging_state.clone());
         let wanted_label = query.sentiment.map(SentimentLabel::as_str);
         let channel = query.channel.as_str();
-        let (from, to) = (query.from, query.to);
         let mut posts = Vec::new();
         let continuation = self
             .walk(
@@ -352,7 +350,7 @@ impl BatchStore {
             .await?;
         Ok(PostPage {
             posts,
-            next_cursor: encode(fingerprint, continuation),
+            next_cursor: encode(fingerprint, (from, to), continuation),
         })
     }
 
@@ -371,16 +369,11 @@ impl BatchStore {
         if let Some(cursor) = &query.cursor {
             cursor.check(fingerprint)?;
         }
-        let days = partitions(
-            Granularity::Day,
-            query.from,
-            query.to,
-            query.cursor.as_ref(),
-        )?;
+        let (from, to) = effective_range(query.from, query.to, query.cursor.as_ref());
+        let days = partitions(Granularity::Day, from, to, query.cursor.as_ref())?;
         let state = query.cursor.as_ref().and_then(|c| c.paging_state.clone());
         let term = query.term.to_lowercase();
         let kind = query.kind.as_str();
-        let (from, to) = (query.from, query.to);
         let mut ids = Vec::new();
         let continuation = self
             .walk(
@@ -404,15 +397,21 @@ impl BatchStore {
             .collect::<Result<_, _>>()?;
         Ok(PostPage {
             posts: posts.into_iter().flatten().collect(),
-            next_cursor: encode(fingerprint, continuation),
+            next_cursor: encode(fingerprint, (from, to), continuation),
         })
     }
 }
 
-fn encode(query: u64, continuation: Continuation) -> Option<String> {
+fn encode(
+    query: u64,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    continuation: Continuation,
+) -> Option<String> {
     continuation.map(|(partition, paging_state)| {
         Cursor {
             query,
+            from_ms: from.timestamp_millis(),
+            to_ms: to.timestamp_millis(),
             partition_ms: partition.timestamp_millis(),
             paging_state,
         }

@@ -593,7 +593,8 @@ async fn the_last_ten_minutes_of_a_full_hour_are_all_the_server_returns() {
     assert_eq!(paged, want);
     assert_eq!(store.rows_read() - before, 600, "no row read twice");
 
-    // A cursor continues only the query it came from.
+    // A cursor continues only the query it came from (channel and filters), over the range
+    // its first page had.
     let first = store
         .posts(&PostQuery {
             channel: "test/range".into(),
@@ -608,14 +609,29 @@ async fn the_last_ten_minutes_of_a_full_hour_are_all_the_server_returns() {
         .await
         .expect("read");
     let token = first.next_cursor.expect("more follow");
-    let other = store
+    let moved = store
         .posts(&PostQuery {
             channel: "test/range".into(),
             from: hour,
-            to,
+            to: to + chrono::Duration::hours(1),
             sentiment: None,
             entity: None,
             keyword: None,
+            limit: 10,
+            cursor: Some(Cursor::decode(&token).expect("cursor")),
+        })
+        .await
+        .expect("a moved range keeps the cursor's");
+    let second: Vec<String> = moved.posts.iter().map(|p| p.post.id.clone()).collect();
+    assert_eq!(second, want[10..20]);
+    let other = store
+        .posts(&PostQuery {
+            channel: "test/range".into(),
+            from,
+            to,
+            sentiment: None,
+            entity: None,
+            keyword: Some("kafka".into()),
             limit: 10,
             cursor: Some(Cursor::decode(&token).expect("cursor")),
         })

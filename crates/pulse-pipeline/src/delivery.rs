@@ -112,6 +112,30 @@ pub(crate) fn is_permanent(error: &KafkaError) -> bool {
     )
 }
 
+/// How long to pause after the `failures`-th consume error in a row. librdkafka reports
+/// broker connection trouble as consume errors while it reconnects by itself, and queues
+/// them: after an outage the consumer reads a backlog of stale ones while the broker is
+/// back. Those are passed over at once (librdkafka paces its reconnects); other errors
+/// back off briefly.
+pub(crate) fn consume_pause(error: &KafkaError, failures: u32) -> Duration {
+    let transient = matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::Resolve
+                | RDKafkaErrorCode::OperationTimedOut
+                | RDKafkaErrorCode::RequestTimedOut
+                | RDKafkaErrorCode::NetworkException
+        )
+    );
+    if transient {
+        Duration::ZERO
+    } else {
+        backoff(failures).min(Duration::from_secs(1))
+    }
+}
+
 /// Exponential backoff: 100 ms doubling up to 10 s.
 pub(crate) fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(100u64.saturating_mul(1 << attempt.min(7))).min(Duration::from_secs(10))
@@ -307,6 +331,15 @@ mod tests {
         assert_eq!(map[header::STAGE], "enrich");
         assert_eq!(map[header::PAYLOAD_BYTES], "200000");
         assert_eq!(map[header::PAYLOAD_TRUNCATED], "true");
+    }
+
+    #[test]
+    fn stale_connection_errors_are_passed_over_at_once() {
+        let down = KafkaError::MessageConsumption(RDKafkaErrorCode::AllBrokersDown);
+        assert_eq!(consume_pause(&down, 30), Duration::ZERO);
+        let other = KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition);
+        assert_eq!(consume_pause(&other, 1), Duration::from_millis(200));
+        assert_eq!(consume_pause(&other, 30), Duration::from_secs(1));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use rdkafka::producer::FutureProducer;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::delivery::backoff;
+use crate::delivery::{backoff, consume_pause};
 use crate::metrics::{PipelineMetrics, StageMetrics};
 use crate::runner::{confirm_all, handle_batch, Outputs, RunError};
 use crate::stage::{SourceRecord, Stage};
@@ -100,9 +100,13 @@ pub async fn replay_into<S: Stage>(
             Err(error) => {
                 failures += 1;
                 tracing::warn!(topic = reader.topic(), %error, "replay read failed; retrying");
+                let pause = match &error {
+                    ReplayError::Kafka(error) => consume_pause(error, failures),
+                    _ => backoff(failures),
+                };
                 tokio::select! {
                     _ = shutdown.cancelled() => break false,
-                    _ = tokio::time::sleep(backoff(failures)) => continue,
+                    _ = tokio::time::sleep(pause) => continue,
                 }
             }
         };

@@ -23,7 +23,9 @@ use rdkafka::producer::{FutureProducer, Producer};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::delivery::{backoff, confirm, enqueue, Aborted, Delivered, OutgoingRecord, Sent};
+use crate::delivery::{
+    backoff, confirm, consume_pause, enqueue, Aborted, Delivered, OutgoingRecord, Sent,
+};
 use crate::metrics::StageMetrics;
 use crate::stage::{Outcome, SourceRecord, Stage};
 
@@ -248,7 +250,7 @@ async fn consume(
                 tracing::warn!(%error, "consume failed; retrying");
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(backoff(failures)) => continue,
+                    _ = tokio::time::sleep(consume_pause(&error, failures)) => continue,
                 }
             }
         };

@@ -26,7 +26,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, Producer};
 use tokio_util::sync::CancellationToken;
 
-use crate::delivery::{backoff, is_permanent, refused, send, OutgoingRecord};
+use crate::delivery::{backoff, consume_pause, is_permanent, refused, send, OutgoingRecord};
 use crate::metrics::StageMetrics;
 use crate::runner::{process_until_done, source_record, stopped, Outputs, RunError, StageIo};
 use crate::stage::{SourceRecord, Stage};
@@ -167,7 +167,7 @@ async fn collect(
                 if !batch.is_empty() {
                     break;
                 }
-                tokio::time::sleep(backoff(failures)).await;
+                tokio::time::sleep(consume_pause(&error, failures)).await;
             }
         }
     }
