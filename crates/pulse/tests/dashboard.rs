@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use chrono::Utc;
-use common::{committed, count, high_watermarks, wait_for, Lane, Role};
+use common::{caught_up, read_all, wait_for, Lane, Role};
 
 const CHANNEL: &str = "dashboard/tech";
 const BACKFILL: i64 = 400;
@@ -89,10 +89,10 @@ fn the_dashboard_shows_live_and_historical_figures_in_chromium() {
 
     // The backfill enriched and stored, then its past hours recomputed into rollups.
     wait_for("the backfill enriched", || {
-        count(&lane.enriched, 2) == BACKFILL
+        read_all(&lane.enriched, 2).len() as i64 == BACKFILL
     });
     wait_for("the backfill stored in the batch layer", || {
-        committed(&batch_group, &lane.enriched, 2) == high_watermarks(&lane.enriched, 2)
+        caught_up(&batch_group, &lane.enriched, 2)
     });
     run(&["batch", "recompute", "--to", "now"]);
 

@@ -34,6 +34,7 @@ pub fn shipped_model() -> String {
 
 /// One test's private topics and group.
 pub struct Lane {
+    pub brokers: String,
     pub raw: String,
     pub enriched: String,
     pub dlq: String,
@@ -43,14 +44,21 @@ pub struct Lane {
 }
 
 impl Lane {
-    /// Creates `partitions`-partition topics named after `test` and a unique suffix.
+    /// Creates `partitions`-partition topics named after `test` and a unique suffix on the
+    /// shared stack's broker.
     pub fn new(test: &str, partitions: i32) -> Lane {
+        Lane::on(&brokers(), test, partitions)
+    }
+
+    /// [`Lane::new`] on the broker at `brokers`.
+    pub fn on(brokers: &str, test: &str, partitions: i32) -> Lane {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
         let suffix = format!("{test}.{}.{nanos}", std::process::id());
         let lane = Lane {
+            brokers: brokers.to_string(),
             raw: format!("test.{suffix}.raw"),
             enriched: format!("test.{suffix}.enriched"),
             dlq: format!("test.{suffix}.dlq"),
@@ -73,7 +81,7 @@ impl Lane {
 
     pub fn kafka_config(&self) -> KafkaConfig {
         KafkaConfig {
-            brokers: brokers(),
+            brokers: self.brokers.clone(),
             partitions: self.partitions,
             ..KafkaConfig::default()
         }
@@ -84,7 +92,7 @@ impl Lane {
         let mut command = Command::new(env!("CARGO_BIN_EXE_pulse"));
         command
             .args(args)
-            .env("PULSE_KAFKA__BROKERS", brokers())
+            .env("PULSE_KAFKA__BROKERS", &self.brokers)
             .env("PULSE_KAFKA__TOPICS__RAW", &self.raw)
             .env("PULSE_KAFKA__TOPICS__ENRICHED", &self.enriched)
             .env("PULSE_KAFKA__TOPICS__DLQ", &self.dlq)
@@ -290,8 +298,16 @@ pub fn read_all_on(brokers: &str, topic: &str, partitions: i32) -> Vec<Record> {
     }
     consumer.assign(&assignment).expect("assign");
     // A partition is read when the reader reached its end (EOF) at or past the end it had
-    // at the start: the last offsets can be transaction markers, never delivered.
-    let mut done = vec![false; partitions as usize];
+    // at the start: the last offsets can be transaction markers, never delivered. An empty
+    // partition is read already.
+    let mut done: Vec<bool> = (0..partitions)
+        .map(|p| {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .expect("watermarks");
+            low >= high
+        })
+        .collect();
     let mut records = Vec::new();
     let deadline = Instant::now() + PATIENCE;
     while done.iter().any(|d| !d) {
@@ -451,6 +467,15 @@ impl PrivateStack {
         });
     }
 
+    /// The last `lines` lines of a service's log.
+    pub fn log_tail(&self, service: &str, lines: usize) -> String {
+        let log =
+            std::fs::read_to_string(self.dir.path().join("logs").join(format!("{service}.log")))
+                .unwrap_or_default();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
     pub fn brokers(&self) -> String {
         format!("127.0.0.1:{}", self.kafka_port)
     }
@@ -473,4 +498,25 @@ impl Drop for PrivateStack {
             .envs(self.ports.iter().map(|(k, v)| (*k, v.as_str())))
             .output();
     }
+}
+
+/// Per partition, the offset after the last committed record of `topic` (0 when none):
+/// where a consumer group that handled everything has committed, transaction markers
+/// after the last record aside.
+pub fn record_ends(topic: &str, partitions: i32) -> Vec<i64> {
+    let mut ends = vec![0i64; partitions as usize];
+    for record in read_all(topic, partitions) {
+        let end = &mut ends[record.partition as usize];
+        *end = (*end).max(record.offset + 1);
+    }
+    ends
+}
+
+/// Whether `group` has committed every committed record of `topic`.
+pub fn caught_up(group: &str, topic: &str, partitions: i32) -> bool {
+    let ends = record_ends(topic, partitions);
+    committed(group, topic, partitions)
+        .iter()
+        .zip(&ends)
+        .all(|(at, end)| at >= end)
 }
