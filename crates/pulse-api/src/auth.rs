@@ -1,14 +1,28 @@
 //! Bearer-token checks for the routes that change things. Tokens are compared in constant
 //! time, so response timing does not reveal how much of a guess was right.
 
+use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use subtle::ConstantTimeEq;
 
-use crate::ApiError;
+use crate::{ApiError, ApiState};
+
+/// A request that carries one of the configured tokens. Handlers take it before their body,
+/// so a request without a valid token gets 401 whatever its body holds.
+pub struct Authorized;
+
+impl FromRequestParts<ApiState> for Authorized {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        require_token(&state.config.tokens, &parts.headers).map(|()| Authorized)
+    }
+}
 
 /// Accepts the request when its `Authorization: Bearer <token>` is one of `tokens`.
-pub fn require_token(tokens: &[String], headers: &HeaderMap) -> Result<(), ApiError> {
+fn require_token(tokens: &[String], headers: &HeaderMap) -> Result<(), ApiError> {
     let unauthorized =
         |detail: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", detail);
     if tokens.is_empty() {
@@ -19,7 +33,13 @@ pub fn require_token(tokens: &[String], headers: &HeaderMap) -> Result<(), ApiEr
     let presented = headers
         .get(AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
+        .and_then(|value| {
+            // The scheme name is case-insensitive (RFC 9110, 11.1).
+            let (scheme, token) = value.trim().split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim_start())
+        })
         .ok_or_else(|| unauthorized("an Authorization: Bearer <token> header is required"))?;
     // Every token is compared (no early exit on a match).
     let matched = tokens.iter().fold(subtle::Choice::from(0), |found, token| {
@@ -55,5 +75,11 @@ mod tests {
         let mut basic = HeaderMap::new();
         basic.insert(AUTHORIZATION, "Basic Zmlyc3Q6c2VjcmV0".parse().unwrap());
         assert!(require_token(&tokens, &basic).is_err());
+        for scheme in ["bearer", "BEARER", "BeArEr"] {
+            let mut headers = HeaderMap::new();
+            let value = format!("{scheme} first-secret");
+            headers.insert(AUTHORIZATION, value.parse().unwrap());
+            assert!(require_token(&tokens, &headers).is_ok(), "{scheme}");
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! gets the same JSON error shape as everything else.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::Json;
@@ -21,6 +21,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(value)| Params(value))
+            .map_err(|rejection| ApiError::bad_parameter(rejection.body_text()))
+    }
+}
+
+/// The one path parameter of a route (`/posts/{id}`); a segment that is not valid
+/// percent-encoded UTF-8 is a 400.
+pub struct Segment(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Segment {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(segment)| Segment(segment))
             .map_err(|rejection| ApiError::bad_parameter(rejection.body_text()))
     }
 }

@@ -452,6 +452,24 @@ async fn health_channels_and_live_windows() {
         StatusCode::NOT_FOUND,
         "not_found",
     );
+    // Every error is the documented JSON: a method a route does not serve, a time out of
+    // the calendar's range, a path segment that is not UTF-8.
+    assert_error(
+        api.call(reqwest::Method::DELETE, "/api/v1/live", None, None)
+            .await,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    );
+    let detail = assert_error(
+        api.get(&format!(
+            "/api/v1/history?channel={ALPHA}&from=now-100000000d"
+        ))
+        .await,
+        bad,
+        "bad_parameter",
+    );
+    assert!(detail.contains("too far back"), "{detail}");
+    assert_error(api.get("/api/v1/posts/%FF%FE").await, bad, "bad_parameter");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -995,6 +1013,12 @@ async fn posts_are_published_with_a_token_and_refused_without_one() {
     let unauthorized = StatusCode::UNAUTHORIZED;
     assert_error(
         send(batch.clone(), None).await,
+        unauthorized,
+        "unauthorized",
+    );
+    // The token is checked before the body is read.
+    assert_error(
+        send(json!({"not": "a list of posts"}), None).await,
         unauthorized,
         "unauthorized",
     );

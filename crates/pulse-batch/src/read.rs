@@ -209,6 +209,18 @@ impl BatchStore {
         self.rows_read.load(Ordering::Relaxed)
     }
 
+    /// Refuses a range longer than `batch.max_range_days` before any partition is read.
+    fn check_span(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<(), BatchError> {
+        let days = Granularity::Day.count(from, to);
+        if days > u64::from(self.max_range_days) {
+            return Err(BatchError::Query(format!(
+                "the range spans {days} days; at most {} per query (batch.max_range_days)",
+                self.max_range_days
+            )));
+        }
+        Ok(())
+    }
+
     /// At most `page_size` rows of one partition, newest first, from `state` on.
     async fn fetch_page<R, V>(
         &self,
@@ -322,6 +334,7 @@ impl BatchStore {
             cursor.check(fingerprint)?;
         }
         let (from, to) = effective_range(query.from, query.to, query.cursor.as_ref());
+        self.check_span(from, to)?;
         let hours = partitions(Granularity::Hour, from, to, query.cursor.as_ref())?;
         let state = query.cursor.as_ref().and_then(|c| c.paging_state.clone());
         let wanted_label = query.sentiment.map(SentimentLabel::as_str);
@@ -370,6 +383,7 @@ impl BatchStore {
             cursor.check(fingerprint)?;
         }
         let (from, to) = effective_range(query.from, query.to, query.cursor.as_ref());
+        self.check_span(from, to)?;
         let days = partitions(Granularity::Day, from, to, query.cursor.as_ref())?;
         let state = query.cursor.as_ref().and_then(|c| c.paging_state.clone());
         let term = query.term.to_lowercase();

@@ -26,6 +26,7 @@ pub struct BatchStore {
     pub(crate) max_concurrency: usize,
     pub(crate) read_concurrency: usize,
     pub(crate) top_terms: usize,
+    pub(crate) max_range_days: u32,
     /// Rows the server returned to range reads (see [`BatchStore::rows_read`]).
     pub(crate) rows_read: Arc<AtomicU64>,
 }
@@ -136,6 +137,7 @@ impl BatchStore {
             max_concurrency: config.max_concurrency.max(1),
             read_concurrency: config.read_concurrency.max(1),
             top_terms: config.top_terms.max(1),
+            max_range_days: config.max_range_days.max(1),
             rows_read: Arc::new(AtomicU64::new(0)),
         })
     }

@@ -637,4 +637,29 @@ async fn the_last_ten_minutes_of_a_full_hour_are_all_the_server_returns() {
         })
         .await;
     assert!(matches!(other, Err(BatchError::Query(_))), "{other:?}");
+
+    // A range over batch.max_range_days (366) is refused before any partition is read.
+    let before = store.rows_read();
+    let ancient = "0000-01-01T00:00:00Z".parse().expect("year 0");
+    for (from, to) in [(ancient, to), (to - chrono::Duration::days(367), to)] {
+        let refused = store
+            .posts(&PostQuery {
+                channel: "test/range".into(),
+                from,
+                to,
+                sentiment: None,
+                entity: None,
+                keyword: None,
+                limit: 10,
+                cursor: None,
+            })
+            .await;
+        match refused {
+            Err(BatchError::Query(reason)) => {
+                assert!(reason.contains("batch.max_range_days"), "{reason}")
+            }
+            other => panic!("a range from {from} was read: {other:?}"),
+        }
+    }
+    assert_eq!(store.rows_read(), before);
 }

@@ -44,6 +44,18 @@ impl Granularity {
         from_millis(start.timestamp_millis() + self.millis())
     }
 
+    /// How many buckets overlap `[from, to)`, computed without listing them (so a range of
+    /// ten thousand years is refused before any work).
+    pub fn count(self, from: DateTime<Utc>, to: DateTime<Utc>) -> u64 {
+        if from >= to {
+            return 0;
+        }
+        let span =
+            i128::from(to.timestamp_millis()) - i128::from(self.floor(from).timestamp_millis());
+        let millis = i128::from(self.millis());
+        u64::try_from((span + millis - 1) / millis).unwrap_or(u64::MAX)
+    }
+
     /// Starts of the buckets overlapping `[from, to)`, oldest first.
     pub fn buckets(self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<DateTime<Utc>> {
         let mut starts = Vec::new();
@@ -146,6 +158,30 @@ mod tests {
         assert!(Granularity::Day.buckets(t, t).is_empty());
         assert_eq!("day".parse::<Granularity>().unwrap(), Granularity::Day);
         assert!("week".parse::<Granularity>().is_err());
+    }
+
+    #[test]
+    fn counts_equal_the_listed_buckets_without_listing_them() {
+        let edges = [
+            "2026-11-23T22:30:00Z",
+            "2026-11-23T23:00:00Z",
+            "2026-11-24T00:00:00Z",
+            "2026-11-24T00:00:00.001Z",
+            "2026-11-26T13:59:59.999Z",
+            "1969-12-31T23:30:00Z",
+        ];
+        for from in edges {
+            for to in edges {
+                for granularity in [Granularity::Hour, Granularity::Day] {
+                    let (from, to) = (at(from), at(to));
+                    let listed = granularity.buckets(from, to).len() as u64;
+                    assert_eq!(granularity.count(from, to), listed, "{from} {to}");
+                }
+            }
+        }
+        let (first, last) = (at("0000-01-01T00:00:00Z"), at("9999-12-31T00:00:00Z"));
+        assert_eq!(Granularity::Day.count(first, last), 3_652_424);
+        assert_eq!(Granularity::Hour.count(first, last), 3_652_424 * 24);
     }
 
     #[test]

@@ -205,6 +205,9 @@ pub struct BatchConfig {
     pub page_size: i32,
     /// Terms kept per bucket and kind (keyword, entity) by `pulse batch recompute`.
     pub top_terms: usize,
+    /// Longest range a read of posts or mentions may span, in days: a larger one is
+    /// refused before any partition is read (each hour or day is a partition to visit).
+    pub max_range_days: u32,
     /// Consumer group of `pulse sink batch`.
     pub group: String,
 }
@@ -227,6 +230,7 @@ impl Default for BatchConfig {
             read_concurrency: 8,
             page_size: 1_000,
             top_terms: 50,
+            max_range_days: 366,
             group: "pulse-batch".into(),
         }
     }

@@ -10,17 +10,25 @@ pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
         return Ok(now);
     }
     if let Some(ago) = text.strip_prefix("now-") {
-        let (number, unit) = ago.split_at(ago.len().saturating_sub(1));
-        let n: i64 = number
+        let Some(unit_at) = ago.char_indices().last().map(|(at, _)| at) else {
+            return Err(format!("{text:?}: expected now-<number><m|h|d>"));
+        };
+        let (number, unit) = ago.split_at(unit_at);
+        let n: u32 = number
             .parse()
-            .map_err(|_| format!("{text:?}: expected now-<number><m|h|d>"))?;
-        let minutes = match unit {
-            "m" => n,
-            "h" => n * 60,
-            "d" => n * 1_440,
+            .ok()
+            .filter(|_| number.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| format!("{text:?}: expected now-<number><m|h|d>"))?;
+        let per_unit: i64 = match unit {
+            "m" => 1,
+            "h" => 60,
+            "d" => 1_440,
             _ => return Err(format!("{text:?}: the unit is m, h or d")),
         };
-        return Ok(now - chrono::Duration::minutes(minutes));
+        // Far enough back overflows the calendar: an error, never a panic.
+        return chrono::Duration::try_minutes(i64::from(n) * per_unit)
+            .and_then(|ago| now.checked_sub_signed(ago))
+            .ok_or_else(|| format!("{text:?} is too far back"));
     }
     if let Ok(time) = DateTime::parse_from_rfc3339(text) {
         return Ok(time.with_timezone(&Utc));
@@ -48,8 +56,29 @@ mod tests {
         );
         let ago = Utc::now() - parse_time("now-2d").unwrap();
         assert!((ago.num_minutes() - 2_880).abs() <= 1, "{ago}");
-        for bad in ["yesterday", "now-2w", "now-xh", "2026-13-01"] {
+        for bad in [
+            "yesterday",
+            "now-2w",
+            "now-xh",
+            "2026-13-01",
+            "now-",
+            "now--5d",
+            "now-+5d",
+        ] {
             assert!(parse_time(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn out_of_range_times_are_errors_not_panics() {
+        for far in [
+            "now-100000000d",
+            "now-4294967295d",
+            "now-99999999999999999999d",
+            "now-5é",
+        ] {
+            assert!(parse_time(far).is_err(), "{far}");
+        }
+        assert!(parse_time("now-4294967295m").is_ok());
     }
 }

@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use pulse_batch::RecomputeProgress;
@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
-use crate::auth::require_token;
-use crate::params::{time, Body};
+use crate::auth::Authorized;
+use crate::params::{time, Body, Segment};
 use crate::{ApiError, ApiState, ErrorBody};
 
 /// Jobs remembered.
@@ -200,10 +200,9 @@ fn poisoned() -> ApiError {
     (status = 409, description = "a recompute is already running", body = ErrorBody)))]
 pub async fn recompute(
     State(state): State<ApiState>,
-    headers: HeaderMap,
+    _: Authorized,
     Body(request): Body<RecomputeRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    require_token(&state.config.tokens, &headers)?;
     let from = request
         .from
         .as_deref()
@@ -231,10 +230,9 @@ pub async fn recompute(
     (status = 404, description = "no such job (or forgotten)", body = ErrorBody)))]
 pub async fn job(
     State(state): State<ApiState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
+    _: Authorized,
+    Segment(id): Segment,
 ) -> Result<Json<Value>, ApiError> {
-    require_token(&state.config.tokens, &headers)?;
     let id: u64 = id
         .parse()
         .map_err(|_| ApiError::bad_parameter(format!("job id {id:?} is not a number")))?;
@@ -257,10 +255,9 @@ pub async fn job(
     (status = 503, description = "the broker is down, or this process cannot feed the stage", body = ErrorBody)))]
 pub async fn replay(
     State(state): State<ApiState>,
-    headers: HeaderMap,
+    _: Authorized,
     Body(request): Body<ReplayRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    require_token(&state.config.tokens, &headers)?;
     let stage: ReplayStage = request.into.parse().map_err(ApiError::bad_parameter)?;
     let start = match (request.from_offset.clone(), request.from_time.as_deref()) {
         (Some(offsets), None) => offsets.start()?,

@@ -4,7 +4,7 @@
 //! a 400 naming them. Answers 202 with the count once the broker has acknowledged all.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::Json;
 use pulse_core::validate::post_from_value;
 use pulse_ingest::SourceItem;
@@ -12,7 +12,7 @@ use pulse_pipeline::publish::PublishTally;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use crate::auth::require_token;
+use crate::auth::Authorized;
 use crate::params::Body;
 use crate::{ApiError, ApiState, ErrorBody};
 
@@ -29,10 +29,9 @@ const NAMED: usize = 10;
     (status = 413, description = "too many posts or too large a body", body = ErrorBody), (status = 429, description = "over the client's rate", body = ErrorBody), (status = 503, description = "a store is down", body = ErrorBody)))]
 pub async fn posts(
     State(state): State<ApiState>,
-    headers: HeaderMap,
+    _: Authorized,
     Body(values): Body<Vec<Value>>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    require_token(&state.config.tokens, &headers)?;
     let most = state.config.max_ingest_posts;
     if values.len() > most {
         return Err(ApiError::new(

@@ -37,6 +37,7 @@ pub fn router(state: ApiState) -> Result<Router, InvalidOrigin> {
         .route("/admin/recompute", post(admin::recompute))
         .route("/admin/replay", post(admin::replay))
         .route("/admin/jobs/{id}", get(admin::job))
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             limits::limit_rate,
@@ -48,6 +49,7 @@ pub fn router(state: ApiState) -> Result<Router, InvalidOrigin> {
         .nest("/api/v1", v1)
         .merge(crate::dashboard::routes(&state.config.dashboard_dir))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             crate::metrics::record,
@@ -57,6 +59,14 @@ pub fn router(state: ApiState) -> Result<Router, InvalidOrigin> {
         app = app.layer(cors);
     }
     Ok(app.with_state(state))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not served on {}", uri.path()),
+    )
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

@@ -2,7 +2,7 @@
 //! paged; without a channel, the posts of every channel mentioning a keyword or entity) and
 //! `GET /api/v1/posts/{id}`, from the batch layer.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use pulse_batch::{Cursor, MentionQuery, PostQuery, TermKind};
 use pulse_core::{EnrichedPost, SentimentLabel};
@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::IntoParams;
 
-use crate::params::{time, Params};
+use crate::params::{time, Params, Segment};
 use crate::{ApiError, ApiState, ErrorBody};
 
 const DEFAULT_LIMIT: usize = 50;
@@ -114,7 +114,7 @@ fn mentioned(
     (status = 404, description = "no such post", body = ErrorBody), (status = 429, description = "over the client's rate", body = ErrorBody), (status = 503, description = "a store is down", body = ErrorBody)))]
 pub async fn one(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    Segment(id): Segment,
 ) -> Result<Json<EnrichedPost>, ApiError> {
     state
         .batch
