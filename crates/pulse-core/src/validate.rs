@@ -113,8 +113,30 @@ pub fn post_from_value(value: Value, limits: &PostLimits) -> Result<Post, Reject
     Ok(post)
 }
 
+/// Largest id or channel, in bytes. Both are keys in Cassandra (partition keys are at most
+/// 65,535 bytes, and a batch holding a larger one is refused as a whole) and in Redis; a
+/// bound far below that keeps every key small (a file name is at most 255 bytes).
+pub const MAX_KEY_BYTES: usize = 512;
+
 /// Checks the rules that apply to an already-typed post.
 pub fn check_post(post: &Post, limits: &PostLimits) -> Result<(), Rejection> {
+    for (field, value) in [("id", &post.id), ("channel", &post.channel)] {
+        if value.is_empty() {
+            return Err(Rejection::InvalidField {
+                field,
+                reason: "it is empty".to_string(),
+            });
+        }
+        if value.len() > MAX_KEY_BYTES {
+            return Err(Rejection::InvalidField {
+                field,
+                reason: format!(
+                    "it is {} bytes, over the limit of {MAX_KEY_BYTES} for a key in the stores",
+                    value.len()
+                ),
+            });
+        }
+    }
     if post.text.trim().is_empty() {
         return Err(Rejection::EmptyText);
     }
@@ -163,6 +185,31 @@ mod tests {
         let post = decode_post(GOOD.as_bytes(), &limits()).unwrap();
         assert_eq!(post.id, "file:1");
         assert_eq!(post.author, None);
+    }
+
+    #[test]
+    fn ids_and_channels_are_bounded_as_store_keys() {
+        let at_limit = "c".repeat(MAX_KEY_BYTES);
+        let over = "c".repeat(MAX_KEY_BYTES + 1);
+        for (key, field) in [
+            ("channel", "\"channel\":\"c\""),
+            ("id", "\"id\":\"file:1\""),
+        ] {
+            let with = |value: &str| GOOD.replace(field, &format!("\"{key}\":\"{value}\""));
+            assert!(
+                decode_post(with(&at_limit).as_bytes(), &limits()).is_ok(),
+                "{key}"
+            );
+            let error = decode_post(with(&over).as_bytes(), &limits()).unwrap_err();
+            assert_eq!(error.kind().as_str(), "invalid_field", "{key}");
+            assert!(error.to_string().contains("513 bytes"), "{error}");
+        }
+        // A channel of 70,000 bytes would make Cassandra refuse the sink's batch for good.
+        let huge = GOOD.replace(
+            "\"channel\":\"c\"",
+            &format!("\"channel\":\"{}\"", "c".repeat(70_000)),
+        );
+        assert_eq!(kind_of(huge.as_bytes()), "invalid_field");
     }
 
     #[test]

@@ -38,7 +38,7 @@ impl CsvRows {
         if !header.iter().any(|h| h == "text") {
             return Err(FileError::NoTextColumn {
                 path: context.display.clone(),
-                columns: header.join(","),
+                columns: printable(&header.join(","), 200),
             });
         }
         Ok(Self {
@@ -48,6 +48,20 @@ impl CsvRows {
             finished: false,
         })
     }
+}
+
+/// `text` cut to `most` characters with control characters escaped, for an error message
+/// that names what a file holds without writing raw bytes to a terminal.
+fn printable(text: &str, most: usize) -> String {
+    let mut shown: String = text
+        .chars()
+        .take(most)
+        .flat_map(char::escape_debug)
+        .collect();
+    if text.chars().nth(most).is_some() {
+        shown.push_str("...");
+    }
+    shown
 }
 
 impl Iterator for CsvRows {

@@ -142,7 +142,7 @@ impl FileSource {
             inner: file,
             bytes_read: options.bytes_read.clone(),
         };
-        let decoded = decompress(path, counted);
+        let decoded = skip_bom(decompress(path, counted));
         let format = options.format.unwrap_or_else(|| FileFormat::detect(path));
         let reader: Box<dyn Iterator<Item = Result<SourceItem, FileError>> + Send> = match format {
             FileFormat::JsonLines => Box::new(records::LineRecords::json(decoded, context)),
@@ -205,6 +205,19 @@ fn decompress(path: &Path, file: CountingReader) -> Box<dyn BufRead + Send> {
         Box::new(file)
     };
     Box::new(BufReader::with_capacity(256 * 1024, raw))
+}
+
+/// The reader past a UTF-8 byte order mark at the start of the text, which editors on
+/// Windows write and which would otherwise make the first line invalid JSON. A read error
+/// here is left for the format's reader to report on line 1.
+fn skip_bom(mut reader: Box<dyn BufRead + Send>) -> Box<dyn BufRead + Send> {
+    if reader
+        .fill_buf()
+        .is_ok_and(|start| start.starts_with(b"\xEF\xBB\xBF"))
+    {
+        reader.consume(3);
+    }
+    reader
 }
 
 /// A reader that fails once with a stored error (a decoder that could not start).

@@ -148,6 +148,34 @@ fn csv_without_text_column_is_a_file_error() {
 }
 
 #[test]
+fn a_csv_header_of_control_characters_is_named_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut header = b"a\x1b[2J,b\x07\x00,".to_vec();
+    header.extend(std::iter::repeat_n(b'x', 500));
+    header.extend_from_slice(b"\n1,2,3\n");
+    let path = write(&dir, "noise.csv", &header);
+    let err = FileSource::open(&path, &options())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains(r"a\u{1b}[2j,b\u{7}"), "{err}");
+    assert!(!err.chars().any(|c| c.is_control()), "{err:?}");
+    assert!(err.len() < 400 && err.ends_with("...)"), "{err}");
+}
+
+#[test]
+fn a_byte_order_mark_does_not_spoil_the_first_post() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes) in [
+        ("bom.jsonl", &b"\xEF\xBB\xBF{\"id\":\"b1\",\"text\":\"first\"}\n{\"id\":\"b2\",\"text\":\"second\"}\n"[..]),
+        ("bom.csv", &b"\xEF\xBB\xBFid,text\nb1,first\nb2,second\n"[..]),
+    ] {
+        let items = read(&write(&dir, name, bytes));
+        assert_eq!(ids(&items), ["b1", "b2"], "{name}: {items:?}");
+    }
+}
+
+#[test]
 fn pushshift_comments_and_submissions() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(
