@@ -2,6 +2,7 @@
 //! `pulse up` and a cluster runs each role as its own deployment.
 
 mod commands;
+mod console;
 mod shutdown;
 mod telemetry;
 
@@ -84,7 +85,7 @@ fn main() -> ExitCode {
     let mut config = match PulseConfig::load(cli.config.as_deref()) {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("error: {error}");
+            console::err(format_args!("error: {error}"));
             return ExitCode::from(2);
         }
     };
@@ -92,7 +93,7 @@ fn main() -> ExitCode {
         config.log.format = format;
     }
     if let Err(error) = telemetry::init_logs(&config.log) {
-        eprintln!("error: {error:#}");
+        console::err(format_args!("error: {error:#}"));
         return ExitCode::from(2);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -101,7 +102,9 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
+            console::err(format_args!(
+                "error: cannot start the async runtime: {error}"
+            ));
             return ExitCode::FAILURE;
         }
     };
@@ -109,7 +112,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             tracing::error!("{error:#}");
-            eprintln!("error: {error:#}");
+            console::err(format_args!("error: {error:#}"));
             ExitCode::FAILURE
         }
     }

@@ -13,6 +13,23 @@ use pulse_core::config::{LogConfig, MetricsConfig};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
+/// Stderr for the logs, with write errors dropped: tracing-subscriber reports a failed write
+/// with `eprintln!`, which panics when stderr is a closed pipe (`pulse up 2>&1 | head`, a
+/// closed terminal), and a role must outlive its output.
+struct LogSink;
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
+
 /// Installs the global tracing subscriber.
 pub fn init_logs(config: &LogConfig) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(&config.filter)
@@ -20,7 +37,7 @@ pub fn init_logs(config: &LogConfig) -> anyhow::Result<()> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(|| LogSink);
     match config.format.as_str() {
         "json" => builder.json().init(),
         "text" => builder.init(),

@@ -60,7 +60,7 @@ pub async fn serve(config: &PulseConfig, state: ApiState) -> anyhow::Result<()> 
     // Printed, not only logged: with port 0 this is how callers learn the port.
     let address = listener.local_addr()?;
     tracing::info!(%address, "api listening");
-    println!("api: http://{address}/api/v1");
+    crate::console::out(format_args!("api: http://{address}/api/v1"));
     pulse_api::serve(listener, state).await?;
     tracing::info!("api stopped");
     Ok(())

@@ -258,7 +258,7 @@ async fn report_progress(
         bar.set_position(bytes_read.load(Ordering::Relaxed));
         bar.set_message(message.clone());
         if !terminal && posts > 0 {
-            eprintln!("progress: {message}");
+            crate::console::err(format_args!("progress: {message}"));
         }
     }
     bar.finish_and_clear();

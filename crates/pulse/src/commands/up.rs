@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use pulse_speed::SpeedLayer;
 
 use super::{api, enrich, ingest, sink, topics};
-use crate::{shutdown, telemetry};
+use crate::{console, shutdown, telemetry};
 
 /// Ensures the topics, runs every role, prints counts every few seconds.
 pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
@@ -66,7 +66,7 @@ pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
     if let Some(address) =
         telemetry::serve_metrics(&config.metrics, registry, shutdown.clone()).await?
     {
-        println!("metrics: http://{address}/metrics");
+        console::out(format_args!("metrics: http://{address}/metrics"));
     }
     let status = tokio::spawn(print_status(
         [
@@ -95,7 +95,7 @@ pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
     applied?;
     written?;
     served?;
-    println!("pulse up: stopped cleanly");
+    console::out("pulse up: stopped cleanly");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -123,6 +123,6 @@ async fn print_status(stages: [StageMetrics; 3], shutdown: CancellationToken) {
             })
             .collect();
         last.0 = Instant::now();
-        println!("{}", line.join(" | "));
+        console::out(line.join(" | "));
     }
 }
