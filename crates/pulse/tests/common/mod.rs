@@ -362,9 +362,19 @@ pub fn committed(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
     for p in 0..partitions {
         list.add_partition(topic, p);
     }
-    let offsets = consumer
-        .committed_offsets(list, Duration::from_secs(10))
-        .expect("committed offsets");
+    // The group coordinator answers NotCoordinator or CoordinatorLoadInProgress while it
+    // moves or loads its partition of __consumer_offsets: asked again, it answers.
+    let deadline = Instant::now() + PATIENCE;
+    let offsets = loop {
+        match consumer.committed_offsets(list.clone(), Duration::from_secs(10)) {
+            Ok(offsets) => break offsets,
+            Err(error) if Instant::now() < deadline => {
+                eprintln!("committed offsets of {group}: {error}; asking again");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(error) => panic!("committed offsets of {group}: {error}"),
+        }
+    };
     (0..partitions)
         .map(
             |p| match offsets.find_partition(topic, p).map(|e| e.offset()) {
