@@ -6,6 +6,7 @@
 //! errors onto statuses. Every error is JSON `{error, detail}`.
 
 mod auth;
+mod connections;
 mod dashboard;
 mod error;
 mod limits;
@@ -15,7 +16,9 @@ mod params;
 mod routes;
 mod state;
 
-use std::net::SocketAddr;
+use std::time::Duration;
+
+use connections::{serve_connections, ConnectionLimits};
 
 pub use error::{ApiError, ErrorBody};
 pub use limits::InvalidOrigin;
@@ -33,15 +36,15 @@ pub enum ServeError {
 }
 
 /// Serves the API on `listener` until the state's shutdown token is cancelled, then stops
-/// accepting, ends event streams and finishes the requests in flight.
+/// accepting, ends event streams and finishes the requests in flight. Connections are
+/// bounded by `api.header_timeout_ms` and `api.max_connections`.
 pub async fn serve(listener: tokio::net::TcpListener, state: ApiState) -> Result<(), ServeError> {
     let shutdown = state.shutdown.clone();
+    let limits = ConnectionLimits {
+        header_timeout: Duration::from_millis(state.config.header_timeout_ms.max(1)),
+        max_connections: state.config.max_connections,
+    };
     let app = router(state)?;
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await?;
+    serve_connections(listener, app, limits, shutdown).await?;
     Ok(())
 }

@@ -35,6 +35,8 @@ pub struct ApiState {
     /// Cancelled when the server shuts down: ends the endless responses (event streams),
     /// which graceful shutdown would otherwise wait for.
     pub(crate) shutdown: CancellationToken,
+    /// One permit per event stream that may be open (`api.max_streams`).
+    pub(crate) streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl ApiState {
@@ -48,6 +50,7 @@ impl ApiState {
     ) -> Self {
         let rate_limit =
             RateLimit::new(config.rate_limit_per_second, config.rate_limit_burst).map(Arc::new);
+        let streams = Arc::new(tokio::sync::Semaphore::new(config.max_streams));
         Self {
             speed,
             batch,
@@ -59,6 +62,7 @@ impl ApiState {
             jobs: Arc::default(),
             replayer: None,
             shutdown,
+            streams,
         }
     }
 

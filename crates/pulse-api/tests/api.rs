@@ -1570,3 +1570,92 @@ async fn the_dashboard_is_served_at_the_root() {
 fn tempfile_dir() -> PathBuf {
     std::env::temp_dir().join(format!("pulse-no-dashboard-{}", unique("dir")))
 }
+
+/// Reads `socket` until the server closes it (EOF or reset); false if still open after
+/// `within`.
+async fn closed_within(socket: &mut tokio::net::TcpStream, within: std::time::Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = [0u8; 1024];
+    tokio::time::timeout(within, async {
+        while let Ok(n) = socket.read(&mut buffer).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_idle_and_surplus_clients_are_bounded() {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+    let config = ApiConfig {
+        header_timeout_ms: 1_000,
+        max_connections: 3,
+        max_streams: 1,
+        ..ApiConfig::default()
+    };
+    let api = start("limits", keywords_only(), config).await;
+    let address = api.base.trim_start_matches("http://").to_string();
+    let ten_seconds = std::time::Duration::from_secs(10);
+
+    // Headers that never end (slowloris): the connection is closed.
+    let mut slow = TcpStream::connect(&address).await.expect("connect");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: pulse\r\nX-Slow: 1\r\n")
+        .await
+        .expect("write");
+    assert!(
+        closed_within(&mut slow, ten_seconds).await,
+        "slow headers kept open"
+    );
+
+    // A kept-alive connection left idle after its request is closed too.
+    let mut idle = TcpStream::connect(&address).await.expect("connect");
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: pulse\r\n\r\n")
+        .await
+        .expect("write");
+    assert!(
+        closed_within(&mut idle, ten_seconds).await,
+        "idle connection kept open"
+    );
+
+    // Three connections fill the server: a fourth client is answered only once one of
+    // them has been closed for its silence.
+    let mut silent = Vec::new();
+    for _ in 0..3 {
+        silent.push(TcpStream::connect(&address).await.expect("connect"));
+    }
+    // A new client, so no pooled connection is reused.
+    let answer = reqwest::get(format!("{}/healthz", api.base))
+        .await
+        .expect("answered");
+    assert_eq!(answer.status(), StatusCode::OK);
+    let mut closed = 0;
+    for socket in &mut silent {
+        if closed_within(socket, std::time::Duration::from_millis(1)).await {
+            closed += 1;
+        }
+    }
+    assert!(
+        closed >= 1,
+        "the fourth client was served while three connections were open"
+    );
+
+    // One event stream at most: the second gets 503 while the first is open.
+    let first = api
+        .client
+        .get(format!("{}/api/v1/stream", api.base))
+        .send()
+        .await
+        .expect("stream opens");
+    assert_eq!(first.status(), StatusCode::OK);
+    let detail = assert_error(
+        api.get("/api/v1/stream").await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+    );
+    assert!(detail.contains("api.max_streams"), "{detail}");
+    drop(first);
+}

@@ -264,6 +264,13 @@ pub struct ApiConfig {
     /// ECharts build `scripts/setup` installs under `node_modules`); relative paths are
     /// taken from the working directory.
     pub dashboard_dir: PathBuf,
+    /// A request's headers must arrive within this; a kept-alive connection idle this long
+    /// is closed too.
+    pub header_timeout_ms: u64,
+    /// Connections open at once; further ones wait to be accepted.
+    pub max_connections: usize,
+    /// Event streams (`/api/v1/stream`) open at once; more get 503.
+    pub max_streams: usize,
 }
 
 impl Default for ApiConfig {
@@ -279,6 +286,9 @@ impl Default for ApiConfig {
             rate_limit_burst: 200,
             cors_origins: Vec::new(),
             dashboard_dir: PathBuf::from("dashboards/live"),
+            header_timeout_ms: 10_000,
+            max_connections: 1_024,
+            max_streams: 256,
         }
     }
 }

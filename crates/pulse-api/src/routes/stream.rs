@@ -15,6 +15,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use pulse_speed::SpeedLayer;
 use serde::Deserialize;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use utoipa::IntoParams;
@@ -48,6 +49,8 @@ struct Follow {
     pending: VecDeque<Event>,
     refreshed: Instant,
     shutdown: CancellationToken,
+    /// This stream's place under `api.max_streams`, given back when the stream ends.
+    _open: OwnedSemaphorePermit,
 }
 
 /// Server-sent events of enriched posts as they arrive (`event: post`, the post as JSON in
@@ -65,6 +68,12 @@ pub async fn posts(
             "backlog is at most {MAX_BACKLOG}, not {backlog}"
         )));
     }
+    let open = state.streams.clone().try_acquire_owned().map_err(|_| {
+        ApiError::unavailable(format!(
+            "{} event streams are open, the most this server serves (api.max_streams)",
+            state.config.max_streams
+        ))
+    })?;
     let channels = match &params.channel {
         Some(channel) => vec![channel.clone()],
         None => known_channels(&state.speed).await?,
@@ -76,6 +85,7 @@ pub async fn posts(
         pending: VecDeque::new(),
         refreshed: Instant::now(),
         shutdown: state.shutdown.clone(),
+        _open: open,
     };
     for channel in channels {
         // Newest first: the first entry is where following starts.
