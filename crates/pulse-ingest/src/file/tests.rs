@@ -140,6 +140,94 @@ fn csv_maps_columns_and_keeps_others() {
 }
 
 #[test]
+fn csv_records_are_bounded_like_lines_and_a_bad_quote_costs_one_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = FileOptions {
+        max_line_bytes: 4_096,
+        ..options()
+    };
+    let read_with = |path: &Path| {
+        FileSource::open(path, &options)
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap()
+    };
+    // A quoted field over several lines is one post; a quote inside an unquoted field is
+    // a plain character.
+    let mut csv =
+        b"id,text\nm1,\"first line\nsecond line, \"\"quoted\"\"\"\ns1,a 5\" screen\n".to_vec();
+    // A quote never closed, then 2,000 rows: one row lost, not the rest of the file.
+    csv.extend_from_slice(b"bad,\"never closed\n");
+    for i in 0..2_000 {
+        csv.extend_from_slice(format!("r{i},row {i}\n").as_bytes());
+    }
+    // A 10 MB quoted field on one line, and one spread over lines: each reported, never
+    // read whole.
+    csv.extend_from_slice(b"huge,\"");
+    csv.extend(std::iter::repeat_n(b'x', 10_000_000));
+    csv.extend_from_slice(b"\"\n");
+    csv.extend_from_slice(b"tall,\"");
+    for _ in 0..5_000 {
+        csv.extend_from_slice(b"xxxxxxxxxxxxxxxxxxx\n");
+    }
+    csv.extend_from_slice(b"\"\nlast,the end\n");
+    let items = read_with(&write(&dir, "hostile.csv", &csv));
+
+    let posts = ids(&items);
+    assert_eq!(posts[..2], ["m1", "s1"]);
+    assert_eq!(
+        posts[2..2_002],
+        (0..2_000).map(|i| format!("r{i}")).collect::<Vec<_>>()[..]
+    );
+    assert_eq!(posts.last().map(String::as_str), Some("last"));
+    let SourceItem::Post { post, .. } = &items[0] else {
+        panic!("{:?}", items[0])
+    };
+    assert_eq!(post.text, "first line\nsecond line, \"quoted\"");
+    let SourceItem::Post { post, .. } = &items[1] else {
+        panic!("{:?}", items[1])
+    };
+    assert_eq!(post.text, "a 5\" screen");
+
+    let bad: Vec<(String, String)> = kinds(&items)
+        .into_iter()
+        .map(|(location, kind)| (location.rsplit('/').next().unwrap().to_string(), kind))
+        .collect();
+    let at = |location: &str, kind: &str| (location.to_string(), kind.to_string());
+    assert_eq!(bad[0], at("hostile.csv:5", "invalid_csv"), "{bad:?}");
+    assert_eq!(bad[1], at("hostile.csv:2006", "line_too_long"));
+    assert_eq!(bad[2], at("hostile.csv:2007", "invalid_csv"));
+    // The lines of the tall field, read again as rows, are rows of the wrong shape; the
+    // quote that closed it opens one the end of the file leaves open.
+    assert!(
+        bad[3..].iter().all(|(_, kind)| kind == "invalid_csv"),
+        "{bad:?}"
+    );
+    assert_eq!(bad.last(), Some(&at("hostile.csv:7007", "invalid_csv")));
+    for item in &items {
+        if let SourceItem::Malformed { raw, .. } = item {
+            assert!(
+                raw.len() <= 4_096,
+                "a malformed record kept {} bytes",
+                raw.len()
+            );
+        }
+    }
+
+    // A quote left open that runs into an overlong line: both reported, in file order.
+    let mut csv = b"id,text\nq,\"open\n".to_vec();
+    csv.extend(std::iter::repeat_n(b'y', 5_000));
+    csv.extend_from_slice(b"\nz,ok\n");
+    let items = read_with(&write(&dir, "runs-into.csv", &csv));
+    assert_eq!(ids(&items), ["z"]);
+    let kinds: Vec<String> = kinds(&items)
+        .into_iter()
+        .map(|(location, kind)| format!("{}={kind}", &location[location.len() - 2..]))
+        .collect();
+    assert_eq!(kinds, [":2=invalid_csv", ":3=line_too_long"]);
+}
+
+#[test]
 fn csv_without_text_column_is_a_file_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(&dir, "bad.csv", b"a,b\n1,2\n");
