@@ -193,6 +193,15 @@ fn effective_range(
     }
 }
 
+/// What a range read walks: its range (the cursor's while paging), the partitions of that
+/// range from the cursor's on, newest first, and the driver's paging state in the first.
+struct RangePlan {
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    partitions: Vec<DateTime<Utc>>,
+    paging_state: Option<Vec<u8>>,
+}
+
 /// One page of one partition, as the server returned it, and where it resumes.
 struct PartitionPage<R> {
     rows: Vec<R>,
@@ -209,8 +218,21 @@ impl BatchStore {
         self.rows_read.load(Ordering::Relaxed)
     }
 
-    /// Refuses a range longer than `batch.max_range_days` before any partition is read.
-    fn check_span(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<(), BatchError> {
+    /// Checks a range read before anything is read (range, limit, cursor, at most
+    /// `batch.max_range_days`) and plans it.
+    fn plan(
+        &self,
+        granularity: Granularity,
+        (from, to): (DateTime<Utc>, DateTime<Utc>),
+        limit: usize,
+        fingerprint: u64,
+        cursor: Option<&Cursor>,
+    ) -> Result<RangePlan, BatchError> {
+        check_range(from, to, limit)?;
+        if let Some(cursor) = cursor {
+            cursor.check(fingerprint)?;
+        }
+        let (from, to) = effective_range(from, to, cursor);
         let days = Granularity::Day.count(from, to);
         if days > u64::from(self.max_range_days) {
             return Err(BatchError::Query(format!(
@@ -218,7 +240,12 @@ impl BatchStore {
                 self.max_range_days
             )));
         }
-        Ok(())
+        Ok(RangePlan {
+            from,
+            to,
+            partitions: partitions(granularity, from, to, cursor)?,
+            paging_state: cursor.and_then(|c| c.paging_state.clone()),
+        })
     }
 
     /// At most `page_size` rows of one partition, newest first, from `state` on.
@@ -328,15 +355,19 @@ impl BatchStore {
 
     /// A page of a channel's posts, newest first, with the query's filters.
     pub async fn posts(&self, query: &PostQuery) -> Result<PostPage, BatchError> {
-        check_range(query.from, query.to, query.limit)?;
         let fingerprint = query.fingerprint();
-        if let Some(cursor) = &query.cursor {
-            cursor.check(fingerprint)?;
-        }
-        let (from, to) = effective_range(query.from, query.to, query.cursor.as_ref());
-        self.check_span(from, to)?;
-        let hours = partitions(Granularity::Hour, from, to, query.cursor.as_ref())?;
-        let state = query.cursor.as_ref().and_then(|c| c.paging_state.clone());
+        let RangePlan {
+            from,
+            to,
+            partitions: hours,
+            paging_state,
+        } = self.plan(
+            Granularity::Hour,
+            (query.from, query.to),
+            query.limit,
+            fingerprint,
+            query.cursor.as_ref(),
+        )?;
         let wanted_label = query.sentiment.map(SentimentLabel::as_str);
         let channel = query.channel.as_str();
         let mut posts = Vec::new();
@@ -344,7 +375,7 @@ impl BatchStore {
             .walk(
                 &self.statements.select_hour_range,
                 &hours,
-                state,
+                paging_state,
                 query.limit,
                 |hour| (channel, hour, from, to),
                 |(_, id, sentiment, json): HourRow| {
@@ -377,15 +408,19 @@ impl BatchStore {
 
     /// A page of the posts mentioning a term, newest first, over every channel.
     pub async fn mentioning(&self, query: &MentionQuery) -> Result<PostPage, BatchError> {
-        check_range(query.from, query.to, query.limit)?;
         let fingerprint = query.fingerprint();
-        if let Some(cursor) = &query.cursor {
-            cursor.check(fingerprint)?;
-        }
-        let (from, to) = effective_range(query.from, query.to, query.cursor.as_ref());
-        self.check_span(from, to)?;
-        let days = partitions(Granularity::Day, from, to, query.cursor.as_ref())?;
-        let state = query.cursor.as_ref().and_then(|c| c.paging_state.clone());
+        let RangePlan {
+            from,
+            to,
+            partitions: days,
+            paging_state,
+        } = self.plan(
+            Granularity::Day,
+            (query.from, query.to),
+            query.limit,
+            fingerprint,
+            query.cursor.as_ref(),
+        )?;
         let term = query.term.to_lowercase();
         let kind = query.kind.as_str();
         let mut ids = Vec::new();
@@ -393,7 +428,7 @@ impl BatchStore {
             .walk(
                 &self.statements.select_mentions_range,
                 &days,
-                state,
+                paging_state,
                 query.limit,
                 |day| (kind, term.as_str(), day, from, to),
                 |(_, id): MentionRow| {

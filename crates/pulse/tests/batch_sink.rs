@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 
 use chrono::{DateTime, Utc};
 use common::{committed, high_watermarks, produce, read_all, wait_for, Lane, PrivateStack, Role};
-use pulse_batch::{BatchStore, Cursor, PostQuery};
+use pulse_batch::BatchStore;
 use pulse_core::config::BatchConfig;
 use pulse_core::{EnrichedPost, Enrichment, Keyword, Post};
 
@@ -167,28 +167,8 @@ fn the_batch_sink_stores_every_post_once_across_a_cql_restart() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let (stored, sample) = runtime.block_on(async {
         let store = BatchStore::connect(&config).await.expect("connected");
-        let mut ids = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = store
-                .posts(&PostQuery {
-                    channel: CHANNEL.into(),
-                    from: start_time(),
-                    to: start_time() + chrono::Duration::days(1),
-                    sentiment: None,
-                    entity: None,
-                    keyword: None,
-                    limit: 1_000,
-                    cursor,
-                })
-                .await
-                .expect("posts read");
-            ids.extend(page.posts.into_iter().map(|p| p.post.id));
-            match page.next_cursor {
-                Some(token) => cursor = Some(Cursor::decode(&token).expect("cursor")),
-                None => break,
-            }
-        }
+        let from = start_time();
+        let ids = common::stored_ids(&store, CHANNEL, from, from + chrono::Duration::days(1)).await;
         let sample = store.post("batchsink:01234").await.expect("read");
         (ids, sample)
     });

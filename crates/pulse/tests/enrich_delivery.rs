@@ -91,19 +91,7 @@ fn at_least_once_every_post_survives_two_sigkills_of_enrich() {
         ("PULSE_PIPELINE__BATCH_SIZE", "20"),
         ("PULSE_PIPELINE__MAX_IN_FLIGHT_BATCHES", "2"),
     ];
-    for (round, threshold) in [(1, 3_000i64), (2, 9_000)] {
-        let mut enrich = lane.spawn_enrich(&format!("enrich-{round}"), &settings);
-        wait_for("enriched records before the kill", || {
-            count(&lane.enriched, 4) >= threshold
-        });
-        enrich.kill();
-        let at_kill = count(&lane.enriched, 4);
-        assert!(
-            at_kill < POSTS as i64,
-            "round {round}: the run had finished ({at_kill} records) before the kill"
-        );
-        println!("round {round}: SIGKILL with {at_kill} enriched records written");
-    }
+    common::kill_enrich_twice(&lane, &settings, POSTS as i64);
 
     let mut enrich = lane.spawn_enrich("enrich-final", &settings[..3]);
     wait_for("every raw record committed", || all_committed(&lane));

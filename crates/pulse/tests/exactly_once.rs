@@ -99,19 +99,7 @@ fn every_post_is_enriched_exactly_once_across_two_sigkills() {
         ("PULSE_PIPELINE__BATCH_SIZE", "40"),
         ("PULSE_KAFKA__SESSION_TIMEOUT_MS", "6000"),
     ];
-    for (round, threshold) in [(1, 3_000i64), (2, 9_000)] {
-        let mut enrich = lane.spawn_enrich(&format!("enrich-{round}"), &settings);
-        wait_for("enriched records before the kill", || {
-            count(&lane.enriched, 4) >= threshold
-        });
-        enrich.kill();
-        let at_kill = count(&lane.enriched, 4);
-        assert!(
-            at_kill < POSTS as i64,
-            "round {round}: the run had finished ({at_kill} offsets) before the kill"
-        );
-        println!("round {round}: SIGKILL with {at_kill} offsets on the enriched topic");
-    }
+    common::kill_enrich_twice(&lane, &settings, POSTS as i64);
     let mut enrich = lane.spawn_enrich("enrich-final", &settings);
     wait_for("every raw record committed", || all_committed(&lane));
     assert!(

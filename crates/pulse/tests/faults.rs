@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 
 use chrono::{DateTime, Duration, Utc};
 use common::{read_all_on, wait_for, Lane, PrivateStack, Role};
-use pulse_batch::{BatchStore, Cursor, PostQuery};
+use pulse_batch::BatchStore;
 use pulse_core::config::{BatchConfig, SpeedConfig};
 use pulse_core::{EnrichedPost, Granularity, Tally};
 use pulse_speed::{minute_of, Series, SpeedLayer};
@@ -261,6 +261,13 @@ fn run_with(stack: &PrivateStack, fault: Fault) {
     }
 
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let batch = runtime
+        .block_on(BatchStore::connect(&BatchConfig {
+            nodes: stack.cql_nodes(),
+            keyspace: run.keyspace.clone(),
+            ..BatchConfig::default()
+        }))
+        .expect("batch store");
     runtime.block_on(async {
         let speed = SpeedLayer::connect(&SpeedConfig {
             redis_url: stack.redis_url(),
@@ -268,13 +275,6 @@ fn run_with(stack: &PrivateStack, fault: Fault) {
             ..SpeedConfig::default()
         })
         .expect("speed layer");
-        let batch = BatchStore::connect(&BatchConfig {
-            nodes: stack.cql_nodes(),
-            keyspace: run.keyspace.clone(),
-            ..BatchConfig::default()
-        })
-        .await
-        .expect("batch store");
         let end = start + Duration::hours(3);
         for channel in CHANNELS {
             let mut want = Tally::default();
@@ -310,28 +310,7 @@ fn run_with(stack: &PrivateStack, fault: Fault) {
                 );
             }
 
-            let mut stored = Vec::new();
-            let mut cursor = None;
-            loop {
-                let page = batch
-                    .posts(&PostQuery {
-                        channel: channel.into(),
-                        from: start,
-                        to: end,
-                        sentiment: None,
-                        entity: None,
-                        keyword: None,
-                        limit: 1_000,
-                        cursor,
-                    })
-                    .await
-                    .expect("posts");
-                stored.extend(page.posts.into_iter().map(|p| p.post.id));
-                match page.next_cursor {
-                    Some(token) => cursor = Some(Cursor::decode(&token).expect("cursor")),
-                    None => break,
-                }
-            }
+            let stored = common::stored_ids(&batch, channel, start, end).await;
             let distinct: BTreeSet<&String> = stored.iter().collect();
             assert_eq!(
                 distinct.len(),
@@ -355,13 +334,6 @@ fn run_with(stack: &PrivateStack, fault: Fault) {
         &(start + Duration::hours(3)).to_rfc3339(),
     ]);
     runtime.block_on(async {
-        let batch = BatchStore::connect(&BatchConfig {
-            nodes: stack.cql_nodes(),
-            keyspace: run.keyspace.clone(),
-            ..BatchConfig::default()
-        })
-        .await
-        .expect("batch store");
         for channel in CHANNELS {
             let rollups = batch
                 .rollups(

@@ -280,6 +280,57 @@ pub fn count(topic: &str, partitions: i32) -> i64 {
     high_watermarks(topic, partitions).iter().sum()
 }
 
+/// SIGKILLs `pulse enrich` (with `settings`) mid-run twice, once past 3,000 and once past
+/// 9,000 offsets on the lane's enriched topic (4 partitions), each time right after a start;
+/// fails if the run had already written `total` by a kill.
+pub fn kill_enrich_twice(lane: &Lane, settings: &[(&str, &str)], total: i64) {
+    for (round, threshold) in [(1, 3_000i64), (2, 9_000)] {
+        let mut enrich = lane.spawn_enrich(&format!("enrich-{round}"), settings);
+        wait_for("enriched records before the kill", || {
+            count(&lane.enriched, 4) >= threshold
+        });
+        enrich.kill();
+        let at_kill = count(&lane.enriched, 4);
+        assert!(
+            at_kill < total,
+            "round {round}: the run had finished ({at_kill} offsets) before the kill"
+        );
+        println!("round {round}: SIGKILL with {at_kill} offsets on the enriched topic");
+    }
+}
+
+/// The ids of every post `store` holds for `channel` in `[from, to)`, newest first, read
+/// page by page with the cursor.
+pub async fn stored_ids(
+    store: &pulse_batch::BatchStore,
+    channel: &str,
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .posts(&pulse_batch::PostQuery {
+                channel: channel.into(),
+                from,
+                to,
+                sentiment: None,
+                entity: None,
+                keyword: None,
+                limit: 1_000,
+                cursor,
+            })
+            .await
+            .expect("posts read");
+        ids.extend(page.posts.into_iter().map(|p| p.post.id));
+        match page.next_cursor {
+            Some(token) => cursor = Some(pulse_batch::Cursor::decode(&token).expect("cursor")),
+            None => return ids,
+        }
+    }
+}
+
 /// Every committed record of `topic` up to its current end, as a reader with
 /// `isolation.level=read_committed` sees it (aborted records and markers skipped).
 pub fn read_all(topic: &str, partitions: i32) -> Vec<Record> {
