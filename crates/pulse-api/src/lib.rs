@@ -44,6 +44,7 @@ pub async fn serve(listener: tokio::net::TcpListener, state: ApiState) -> Result
         header_timeout: Duration::from_millis(state.config.header_timeout_ms.max(1)),
         max_connections: state.config.max_connections,
     };
+    tokio::spawn(metrics::refresh_watermark(state.clone()));
     let app = router(state)?;
     serve_connections(listener, app, limits, shutdown).await?;
     Ok(())

@@ -1,9 +1,10 @@
 //! Prometheus metrics of the API: requests by route template, method and status, and their
-//! latency by route, recorded by a middleware; and `/metrics`, the process's registry as
-//! OpenMetrics text.
+//! latency by route, recorded by a middleware; the batch watermark, which the alert on stale
+//! rollups reads; and `/metrics`, the process's registry as OpenMetrics text.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::CONTENT_TYPE;
@@ -12,6 +13,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -29,14 +31,17 @@ fn new_latency_histogram() -> Histogram {
 pub struct ApiMetrics {
     requests: Family<Labels, Counter>,
     latency: Family<Labels, Histogram, fn() -> Histogram>,
+    watermark: Gauge<f64, AtomicU64>,
 }
 
 impl ApiMetrics {
-    /// Registers `pulse_http_requests_total` and `pulse_http_request_seconds`.
+    /// Registers `pulse_http_requests_total`, `pulse_http_request_seconds` and
+    /// `pulse_batch_watermark_timestamp_seconds`.
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Self {
             requests: Family::default(),
             latency: Family::new_with_constructor(new_latency_histogram),
+            watermark: Gauge::default(),
         };
         registry.register(
             "pulse_http_requests",
@@ -49,7 +54,18 @@ impl ApiMetrics {
              until the stream opened)",
             metrics.latency.clone(),
         );
+        registry.register(
+            "pulse_batch_watermark_timestamp_seconds",
+            "End of the exact batch rollups (Unix seconds), read from the batch layer every \
+             10 s; 0 until a recompute has run",
+            metrics.watermark.clone(),
+        );
         metrics
+    }
+
+    /// Sets the batch watermark gauge to `seconds` since the Unix epoch.
+    pub fn set_watermark(&self, seconds: f64) {
+        self.watermark.set(seconds);
     }
 
     /// Counts one request to `route` (a template such as `/api/v1/posts/{id}`) and its
@@ -73,6 +89,30 @@ impl ApiMetrics {
 pub struct Telemetry {
     pub metrics: ApiMetrics,
     pub registry: Arc<Registry>,
+}
+
+/// How often the API reads the batch watermark for its gauge: far below the hour a
+/// recompute covers, at the cost of one single-row read each time.
+const WATERMARK_REFRESH: Duration = Duration::from_secs(10);
+
+/// Keeps the watermark gauge current until the server shuts down. A failed read keeps the
+/// last value: the alert on its age then fires if the batch layer stays unreachable.
+pub(crate) async fn refresh_watermark(state: ApiState) {
+    let Some(telemetry) = state.telemetry.clone() else {
+        return;
+    };
+    let mut ticker = tokio::time::interval(WATERMARK_REFRESH);
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        match state.batch.watermark().await {
+            Ok(Some(until)) => telemetry.metrics.set_watermark(until.timestamp() as f64),
+            Ok(None) => telemetry.metrics.set_watermark(0.0),
+            Err(error) => tracing::warn!(%error, "cannot read the batch watermark"),
+        }
+    }
 }
 
 /// Middleware: counts every request and times it, by the route it matched (so ids in paths

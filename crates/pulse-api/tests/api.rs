@@ -1314,6 +1314,31 @@ async fn a_recompute_job_runs_in_the_background_and_reports_its_outcome() {
         serde_json::from_value(job["report"]["watermark"].clone()).expect("a watermark");
     assert_eq!(watermark, hour);
     assert!(job["finished_at"].is_string());
+    // The watermark gauge (what the stale-rollups alert reads) follows within its refresh.
+    let gauge = format!(
+        "pulse_batch_watermark_timestamp_seconds {:?}",
+        hour.timestamp() as f64
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let metrics = api
+            .client
+            .get(format!("{}/metrics", api.base))
+            .send()
+            .await
+            .expect("sent")
+            .text()
+            .await
+            .expect("text");
+        if metrics.lines().any(|line| line == gauge) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{gauge} not in\n{metrics}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 
     assert_error(
         call(

@@ -1,15 +1,19 @@
-//! Logs (tracing, readable or JSON, on stderr) and the Prometheus `/metrics` endpoint every
-//! long-running role serves.
+//! Logs (tracing, readable or JSON, on stderr) and the endpoints every long-running role
+//! serves beside its work: Prometheus `/metrics`, liveness `/healthz` and readiness `/readyz`
+//! (what orchestrators probe).
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
+use axum::http::StatusCode;
 use axum::routing::get;
-use axum::Router;
+use axum::{Json, Router};
 use prometheus_client::registry::Registry;
 use pulse_core::config::{LogConfig, MetricsConfig};
+use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -46,10 +50,35 @@ pub fn init_logs(config: &LogConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serves `/metrics` (and `/healthz`) until `shutdown`; returns the bound address.
+/// Whether a role is ready for work: set once its resources are built (models loaded,
+/// consumer and producer created), cleared when it starts to drain. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    /// Marks the role ready, and not ready again once `shutdown` is cancelled (a draining
+    /// role takes no new work, so a rollout should not count it).
+    pub fn ready_until(&self, shutdown: &CancellationToken) {
+        self.0.store(true, Ordering::Release);
+        let flag = self.0.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            flag.store(false, Ordering::Release);
+        });
+    }
+
+    fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` (200 while `readiness` is set, 503 JSON
+/// otherwise) until `shutdown`; returns the bound address.
 pub async fn serve_metrics(
     config: &MetricsConfig,
     registry: Arc<Registry>,
+    readiness: Readiness,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Option<SocketAddr>> {
     if !config.enabled {
@@ -61,7 +90,11 @@ pub async fn serve_metrics(
     let address = listener.local_addr()?;
     let app = Router::new()
         .route("/metrics", get(move || metrics(registry.clone())))
-        .route("/healthz", get(|| async { "ok" }));
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({ "status": "ok" })) }),
+        )
+        .route("/readyz", get(move || ready(readiness.clone())));
     tokio::spawn(async move {
         let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
         if let Err(error) = server.await {
@@ -70,6 +103,20 @@ pub async fn serve_metrics(
     });
     tracing::info!(%address, "serving /metrics");
     Ok(Some(address))
+}
+
+async fn ready(readiness: Readiness) -> (StatusCode, Json<Value>) {
+    if readiness.is_ready() {
+        (StatusCode::OK, Json(json!({ "status": "ready" })))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "error": "unavailable",
+                "detail": "the role is starting or draining",
+            })),
+        )
+    }
 }
 
 async fn metrics(registry: Arc<Registry>) -> axum::response::Response {

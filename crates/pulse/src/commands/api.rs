@@ -13,7 +13,8 @@ use pulse_pipeline::PipelineMetrics;
 use pulse_speed::SpeedLayer;
 
 use super::{enrich, ingest, sink};
-use crate::{shutdown, telemetry};
+use crate::shutdown;
+use crate::telemetry::{self, Readiness};
 
 /// Runs the API role until SIGINT/SIGTERM.
 pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
@@ -46,7 +47,17 @@ pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
         metrics,
         registry: registry.clone(),
     });
-    telemetry::serve_metrics(&config.metrics, registry, shutdown.clone()).await?;
+    // The API's own readiness is `/readyz` on its port (both stores answer); the metrics
+    // listener's says the role is up and not draining.
+    let readiness = Readiness::default();
+    telemetry::serve_metrics(
+        &config.metrics,
+        registry,
+        readiness.clone(),
+        shutdown.clone(),
+    )
+    .await?;
+    readiness.ready_until(&shutdown);
     serve(&config, state).await?;
     Ok(ExitCode::SUCCESS)
 }

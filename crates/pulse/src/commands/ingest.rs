@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::shutdown;
+use crate::telemetry::{self, Readiness};
 
 #[derive(Debug, Subcommand)]
 pub enum IngestCommand {
@@ -99,10 +100,24 @@ pub fn publisher(config: &PulseConfig, metrics: StageMetrics) -> anyhow::Result<
 /// Runs an ingest command to completion (or Ctrl-C).
 pub async fn run(command: IngestCommand, config: PulseConfig) -> anyhow::Result<ExitCode> {
     let abort = shutdown::on_signal()?;
-    let publisher = publisher(
-        &config,
-        PipelineMetrics::register(&mut Registry::default()).for_stage("ingest"),
-    )?;
+    let mut registry = Registry::default();
+    let metrics = PipelineMetrics::register(&mut registry);
+    let publisher = publisher(&config, metrics.for_stage("ingest"))?;
+    // `/metrics` lets an alert see a long-running source stop producing. A producer started
+    // next to `pulse up` on one machine finds the default address taken: it then ingests
+    // without `/metrics` rather than refusing to run.
+    let readiness = Readiness::default();
+    match telemetry::serve_metrics(
+        &config.metrics,
+        Arc::new(registry),
+        readiness.clone(),
+        abort.clone(),
+    )
+    .await
+    {
+        Ok(_) => readiness.ready_until(&abort),
+        Err(error) => tracing::warn!(error = format!("{error:#}"), "ingesting without /metrics"),
+    }
     let (items_tx, items_rx) = mpsc::channel::<SourceItem>(4_096);
     let bytes_read = Arc::new(AtomicU64::new(0));
     let (reader, total_bytes, what) = match command {

@@ -18,7 +18,7 @@ use pulse_pipeline::runner::StageIo;
 use pulse_pipeline::{run_stage, PipelineMetrics, Stage};
 use tokio_util::sync::CancellationToken;
 
-use crate::telemetry;
+use crate::telemetry::{self, Readiness};
 
 /// Runs the one role `build` makes, with its `/metrics`, until `shutdown`.
 pub async fn serve<S: Stage>(
@@ -28,8 +28,16 @@ pub async fn serve<S: Stage>(
 ) -> anyhow::Result<ExitCode> {
     let mut registry = Registry::default();
     let metrics = PipelineMetrics::register(&mut registry);
+    let readiness = Readiness::default();
+    telemetry::serve_metrics(
+        &config.metrics,
+        Arc::new(registry),
+        readiness.clone(),
+        shutdown.clone(),
+    )
+    .await?;
     let role = build(config, &metrics)?;
-    telemetry::serve_metrics(&config.metrics, Arc::new(registry), shutdown.clone()).await?;
+    readiness.ready_until(&shutdown);
     role.run(shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -16,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 use pulse_speed::SpeedLayer;
 
 use super::{api, enrich, ingest, sink, topics};
-use crate::{console, shutdown, telemetry};
+use crate::telemetry::{self, Readiness};
+use crate::{console, shutdown};
 
 /// Ensures the topics, runs every role, prints counts every few seconds.
 pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
@@ -63,11 +64,18 @@ pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
         metrics: api_metrics,
         registry: registry.clone(),
     });
-    if let Some(address) =
-        telemetry::serve_metrics(&config.metrics, registry, shutdown.clone()).await?
+    let readiness = Readiness::default();
+    if let Some(address) = telemetry::serve_metrics(
+        &config.metrics,
+        registry,
+        readiness.clone(),
+        shutdown.clone(),
+    )
+    .await?
     {
         console::out(format_args!("metrics: http://{address}/metrics"));
     }
+    readiness.ready_until(&shutdown);
     let status = tokio::spawn(print_status(
         [
             enrich.metrics.clone(),

@@ -1,5 +1,6 @@
-//! The Grafana dashboard (dashboards/grafana/pulse.json) queries only metrics Pulse
-//! registers, with labels they carry, and every panel reads the dashboard's data source.
+//! What reads Pulse's metrics from outside uses only metrics Pulse registers: the Grafana
+//! dashboard (dashboards/grafana/pulse.json, whose panels also all read its data source) and
+//! the Prometheus alert rules (deploy/prometheus/rules).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -9,11 +10,22 @@ use pulse_api::ApiMetrics;
 use pulse_pipeline::PipelineMetrics;
 use serde_json::Value;
 
+fn repository_file(path: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 fn dashboard() -> Value {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../dashboards/grafana/pulse.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    let text = repository_file("dashboards/grafana/pulse.json");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("pulse.json: {e}"))
+}
+
+/// The metric names (`pulse_...` words) in a query or a rule file.
+fn metric_names(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("pulse_"))
 }
 
 /// Every metric family a Pulse process registers, by the name in its `# TYPE` line. Families
@@ -72,10 +84,7 @@ fn every_panel_queries_registered_metrics() {
         assert!(!targets.is_empty(), "{} has no query", panel["title"]);
         for target in targets {
             let expr = target["expr"].as_str().expect("an expr");
-            let names = expr
-                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .filter(|word| word.starts_with("pulse_"));
-            for series in names {
+            for series in metric_names(expr) {
                 let name = family(series);
                 assert!(
                     known.contains(name),
@@ -88,4 +97,32 @@ fn every_panel_queries_registered_metrics() {
     }
     // Every registered family is on the dashboard.
     assert_eq!(used, known);
+}
+
+#[test]
+fn alert_rules_query_registered_metrics() {
+    let known = registered();
+    let rules = repository_file("deploy/prometheus/rules/pulse.rules.yml");
+    let used: BTreeSet<&str> = metric_names(&rules).map(family).collect();
+    for name in &used {
+        assert!(
+            known.contains(*name),
+            "an alert rule queries {name}, which no Pulse process registers ({known:?})"
+        );
+    }
+    // The families the rules are about: lag, dead letters, retries, refusals, transactions,
+    // API errors and latency, the batch watermark, and what sources produce.
+    for name in [
+        "pulse_consumer_lag",
+        "pulse_records_dead_lettered",
+        "pulse_retries",
+        "pulse_records_refused",
+        "pulse_transactions",
+        "pulse_http_requests",
+        "pulse_http_request_seconds",
+        "pulse_batch_watermark_timestamp_seconds",
+        "pulse_records_produced",
+    ] {
+        assert!(used.contains(name), "no alert rule reads {name}");
+    }
 }
