@@ -74,6 +74,7 @@ impl From<SpeedError> for ApiError {
         match error {
             SpeedError::Window(detail) => ApiError::bad_parameter(detail),
             SpeedError::Redis(e) => ApiError::unavailable(format!("speed layer: {e}")),
+            SpeedError::Answer(e) => ApiError::unavailable(format!("speed layer: {e}")),
         }
     }
 }

@@ -336,3 +336,69 @@ fn offsets_at(
     }
     Ok(offsets)
 }
+
+/// Where a consumer group stands in one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupPartition {
+    pub partition: i32,
+    /// The group's committed offset (the next record it will read), if it committed one.
+    pub committed: Option<i64>,
+    /// The first offset the partition still holds, and its end.
+    pub low: i64,
+    pub high: i64,
+    /// The first offset stamped at or after the `since` time asked for (`high` if none).
+    pub since: i64,
+}
+
+/// Per partition of `topic`: `group`'s committed offset, the partition's bounds, and the
+/// first offset at or after `since`. Reads only; joins no group.
+pub async fn group_partitions(
+    config: &KafkaConfig,
+    group: &str,
+    topic: &str,
+    since: DateTime<Utc>,
+) -> Result<Vec<GroupPartition>, ReplayError> {
+    let client = consumer_config(config, group);
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || {
+        let consumer: StreamConsumer = client.create()?;
+        let metadata = consumer.fetch_metadata(Some(&topic), TIMEOUT)?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic && t.error().is_none())
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        if partitions.is_empty() {
+            return Err(ReplayError::UnknownTopic(topic));
+        }
+        let mut watermarks = BTreeMap::new();
+        let mut query = TopicPartitionList::new();
+        for &partition in &partitions {
+            watermarks.insert(
+                partition,
+                consumer.fetch_watermarks(&topic, partition, TIMEOUT)?,
+            );
+            query.add_partition(&topic, partition);
+        }
+        let committed = consumer.committed_offsets(query, TIMEOUT)?;
+        let since = offsets_at(&consumer, &topic, &watermarks, since)?;
+        Ok(watermarks
+            .iter()
+            .map(|(&partition, &(low, high))| GroupPartition {
+                partition,
+                committed: match committed
+                    .find_partition(&topic, partition)
+                    .map(|e| e.offset())
+                {
+                    Some(Offset::Offset(offset)) => Some(offset),
+                    _ => None,
+                },
+                low,
+                high,
+                since: since.get(&partition).copied().unwrap_or(high),
+            })
+            .collect())
+    })
+    .await?
+}

@@ -32,7 +32,7 @@ impl Stage for BatchSinkStage {
         let (posts, outcomes) = enriched_posts(batch);
         // The history keeps each post's JSON as it arrived.
         let pairs: Vec<(&EnrichedPost, &str)> =
-            posts.iter().map(|(post, json)| (post, *json)).collect();
+            posts.iter().map(|(post, json, _)| (post, *json)).collect();
         self.store
             .write(&pairs)
             .await

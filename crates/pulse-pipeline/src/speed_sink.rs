@@ -1,20 +1,34 @@
-//! The speed sink: enriched posts into the Redis speed layer. A record that is not an
-//! enriched post goes to the DLQ; Redis errors fail the batch, which the stage loop retries
-//! with backoff (nothing past it is committed).
+//! The speed sink: enriched posts into the Redis speed layer, each with its log position.
+//! A record that is not an enriched post goes to the DLQ; Redis errors fail the batch,
+//! which the stage loop retries with backoff (nothing past it is committed). As a role, it
+//! first makes sure Redis still holds what was committed ([`SpeedRecovery`]).
 
-use pulse_core::EnrichedPost;
-use pulse_speed::SpeedLayer;
+use std::sync::Arc;
 
+use pulse_speed::{LogPosition, PostToApply, SpeedLayer};
+
+use crate::speed_recovery::SpeedRecovery;
 use crate::stage::{enriched_posts, Outcome, SourceRecord, Stage, StageError};
 
 /// Applies enriched posts to the speed layer.
 pub struct SpeedSinkStage {
     layer: SpeedLayer,
+    /// The role's check of Redis before each batch (a replay has none).
+    recovery: Option<Arc<SpeedRecovery>>,
 }
 
 impl SpeedSinkStage {
     pub fn new(layer: SpeedLayer) -> Self {
-        Self { layer }
+        Self {
+            layer,
+            recovery: None,
+        }
+    }
+
+    /// Checks Redis with `recovery` before each batch.
+    pub fn with_recovery(mut self, recovery: Arc<SpeedRecovery>) -> Self {
+        self.recovery = Some(recovery);
+        self
     }
 }
 
@@ -28,13 +42,25 @@ impl Stage for SpeedSinkStage {
     }
 
     async fn process(&self, batch: &[SourceRecord]) -> Result<Vec<Outcome>, StageError> {
+        if let Some(recovery) = &self.recovery {
+            recovery.ensure_current().await?;
+        }
         let (posts, outcomes) = enriched_posts(batch);
         // The feed keeps each post's JSON as it arrived: no second serialization.
-        let pairs: Vec<(&EnrichedPost, &str)> =
-            posts.iter().map(|(post, json)| (post, *json)).collect();
+        let posts: Vec<PostToApply> = posts
+            .iter()
+            .map(|(post, json, record)| {
+                let at = LogPosition {
+                    topic: &record.topic,
+                    partition: record.partition,
+                    offset: record.offset,
+                };
+                (post, *json, Some(at))
+            })
+            .collect();
         let report = self
             .layer
-            .apply_json(&pairs)
+            .apply_json(&posts)
             .await
             .map_err(|e| StageError(format!("cannot apply to the speed layer: {e}")))?;
         if report.duplicates > 0 {

@@ -40,15 +40,18 @@ impl SourceRecord {
     }
 }
 
-/// What a sink does with a batch from the enriched topic: the enriched posts (with the JSON
-/// each arrived as), and one outcome per record, `Done` for posts, `Reject` for the rest.
-pub fn enriched_posts(batch: &[SourceRecord]) -> (Vec<(EnrichedPost, &str)>, Vec<Outcome>) {
+/// The enriched post of a record, with the JSON it arrived as and the record it came in.
+pub type ReceivedPost<'a> = (EnrichedPost, &'a str, &'a SourceRecord);
+
+/// What a sink does with a batch from the enriched topic: the enriched posts, and one
+/// outcome per record, `Done` for posts, `Reject` for the rest.
+pub fn enriched_posts(batch: &[SourceRecord]) -> (Vec<ReceivedPost<'_>>, Vec<Outcome>) {
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut posts = Vec::with_capacity(batch.len());
     for record in batch {
         match record.enriched_post() {
-            Ok(post) => {
-                posts.push(post);
+            Ok((post, json)) => {
+                posts.push((post, json, record));
                 outcomes.push(Outcome::Done);
             }
             Err(error) => outcomes.push(Outcome::Reject {

@@ -1,7 +1,9 @@
 //! Applying enriched posts: one atomic script per post, pipelined per batch.
 //!
 //! Sums are kept as integers in millionths (score, emotion probabilities), so aggregates are
-//! exact and independent of the order in which posts arrive.
+//! exact and independent of the order in which posts arrive. The same script records the
+//! log position of the post (topic, partition, offset) in the channel's slot, so what Redis
+//! holds after a crash says how far into the log it really got.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
@@ -12,30 +14,37 @@ use redis::Script;
 use crate::keys::minute_of;
 use crate::{SpeedError, SpeedLayer};
 
-/// Marks the post seen (SET NX EX) and only if it was new increments its minute and hour
-/// counters, the minute and hour term sets, and appends it to the channel's feed.
+/// Records the post's log position (the highest offset per `<topic>:<partition>` field,
+/// also for a redelivered post), marks the post seen (SET NX EX) and only if it was new
+/// increments its minute and hour counters, the minute and hour term sets, and appends it
+/// to the channel's feed.
 ///
 /// KEYS: seen, minute counters, minute keywords, hour keywords, minute entities,
-/// hour entities, feed, hour counters. ARGV: ttl, hour ttl, label (or ''), score micros,
-/// then counted lists: emotions (name, micros), keywords, entities; then feed cap and the
-/// post's JSON.
+/// hour entities, feed, hour counters, positions. ARGV: position field (or ''), offset,
+/// ttl, hour ttl, label (or ''), score micros, then counted lists: emotions (name, micros),
+/// keywords, entities; then feed cap and the post's JSON.
 static APPLY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local ttl = tonumber(ARGV[1])
+local ttl = tonumber(ARGV[3])
+if ARGV[1] ~= '' then
+  local at = tonumber(redis.call('HGET', KEYS[9], ARGV[1]) or '-1')
+  if tonumber(ARGV[2]) > at then redis.call('HSET', KEYS[9], ARGV[1], ARGV[2]) end
+  redis.call('EXPIRE', KEYS[9], ttl)
+end
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ttl) then return 0 end
-local hour_ttl = tonumber(ARGV[2])
+local hour_ttl = tonumber(ARGV[4])
 local m, h = KEYS[2], KEYS[8]
 local function count(field, by)
   redis.call('HINCRBY', m, field, by); redis.call('HINCRBY', h, field, by)
 end
 count('n', 1)
-if ARGV[3] ~= '' then
-  count('l:' .. ARGV[3], 1)
+if ARGV[5] ~= '' then
+  count('l:' .. ARGV[5], 1)
   count('scored', 1)
-  count('score', ARGV[4])
+  count('score', ARGV[6])
 end
-local i = 5
+local i = 7
 local n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do count('e:' .. ARGV[i], ARGV[i + 1]); i = i + 2 end
 n = tonumber(ARGV[i]); i = i + 1
@@ -52,6 +61,18 @@ return 1
 ",
     )
 });
+
+/// Where a post was read from: recorded with it as the speed layer's position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogPosition<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// A post to apply: the post, its JSON as the feed keeps it, and where it was read from
+/// (none for posts that come from no log).
+pub type PostToApply<'a> = (&'a EnrichedPost, &'a str, Option<LogPosition<'a>>);
 
 /// What a batch did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -71,17 +92,17 @@ impl SpeedLayer {
             .iter()
             .map(|post| serde_json::to_string(post).unwrap_or_default())
             .collect();
-        let pairs: Vec<(&EnrichedPost, &str)> =
-            posts.iter().zip(json.iter().map(String::as_str)).collect();
-        self.apply_json(&pairs).await
+        let posts: Vec<PostToApply> = posts
+            .iter()
+            .zip(json.iter().map(String::as_str))
+            .map(|(post, json)| (post, json, None))
+            .collect();
+        self.apply_json(&posts).await
     }
 
     /// Like [`apply`](Self::apply), with each post's JSON as it arrived, which the feed
-    /// keeps unchanged.
-    pub async fn apply_json(
-        &self,
-        posts: &[(&EnrichedPost, &str)],
-    ) -> Result<ApplyReport, SpeedError> {
+    /// keeps unchanged, and its log position, recorded atomically with its counts.
+    pub async fn apply_json(&self, posts: &[PostToApply<'_>]) -> Result<ApplyReport, SpeedError> {
         if posts.is_empty() {
             return Ok(ApplyReport::default());
         }
@@ -92,7 +113,7 @@ impl SpeedLayer {
         let hour_ttl = ttl + 3_600;
         let mut pipe = redis::pipe();
         let mut last_seen: BTreeMap<&str, i64> = BTreeMap::new();
-        for &(enriched, json) in posts {
+        for &(enriched, json, position) in posts {
             let post = &enriched.post;
             let minute = minute_of(post.created_at);
             let hour = minute.div_euclid(60);
@@ -108,8 +129,14 @@ impl SpeedLayer {
                 .key(keys.hour_entities(channel, hour))
                 .key(keys.feed(channel))
                 .key(keys.hour(channel, hour))
-                .arg(ttl)
-                .arg(hour_ttl);
+                .key(keys.positions(channel));
+            match position {
+                Some(at) => invocation
+                    .arg(format!("{}:{}", at.topic, at.partition))
+                    .arg(at.offset),
+                None => invocation.arg("").arg(0),
+            };
+            invocation.arg(ttl).arg(hour_ttl);
             match &enriched.enrichment.sentiment {
                 Some(sentiment) => invocation
                     .arg(sentiment.label.as_str())

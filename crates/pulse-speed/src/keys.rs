@@ -66,6 +66,13 @@ impl Keys {
         format!("{}:feed", self.channel(channel))
     }
 
+    /// Where the speed layer is in the log, per channel: field `<topic>:<partition>`, value
+    /// the highest offset applied to this channel. Written by the script that applies the
+    /// post, so it is exactly as durable as the counts it covers.
+    pub fn positions(&self, channel: &str) -> String {
+        format!("{}:pos", self.channel(channel))
+    }
+
     /// A scratch key in the channel's slot for merging term sets. One key serves every
     /// reader: it is written, read and deleted inside one atomic script.
     pub fn scratch(&self, channel: &str) -> String {

@@ -5,13 +5,15 @@
 //! posts, and a registry of channels with their last-seen time. Every key of a channel
 //! shares the hash tag `{channel}`, so the layer works on Redis Cluster. Applying a post is
 //! one atomic script that first marks the post id as seen: redelivery never double-counts.
-//! Windows are folded from the buckets at read time.
+//! Windows are folded from the buckets at read time. The script also records each post's
+//! log position in the channel's slot, so a sink can tell what a Redis crash lost.
 
 mod apply;
 mod keys;
+mod position;
 mod window;
 
-pub use apply::ApplyReport;
+pub use apply::{ApplyReport, LogPosition, PostToApply};
 pub use keys::{minute_of, Keys};
 pub use pulse_core::{entity_member, micros};
 pub use window::{MinuteStats, Series, TermCount, WindowStats};
@@ -26,6 +28,8 @@ pub enum SpeedError {
     Redis(#[from] redis::RedisError),
     #[error("invalid window: {0}")]
     Window(String),
+    #[error("unexpected answer from redis: {0}")]
+    Answer(String),
 }
 
 /// A handle on the speed layer; cheap to clone (one multiplexed, reconnecting connection).

@@ -10,7 +10,9 @@ use pulse_core::config::SpeedConfig;
 use pulse_core::{
     EnrichedPost, Enrichment, Entity, EntityKind, Keyword, Post, Sentiment, SentimentLabel,
 };
-use pulse_speed::{minute_of, MinuteStats, Series, SpeedLayer, TermCount};
+use pulse_speed::{
+    minute_of, LogPosition, MinuteStats, PostToApply, Series, SpeedLayer, TermCount,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -431,4 +433,75 @@ async fn window_when(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test]
+async fn positions_are_the_highest_offset_applied_per_partition_across_channels() {
+    let layer = layer("positions", 90_000);
+    let posts = posts(11, 40, Utc::now(), 30);
+    assert!(layer.positions("t").await.expect("read").is_empty());
+    // Partition p of topic t gets the posts i with i % 2 == p at offset 100 + i; the
+    // channels are spread over both partitions.
+    let at = |i: usize| LogPosition {
+        topic: "t",
+        partition: (i % 2) as i32,
+        offset: 100 + i as i64,
+    };
+    let json: Vec<String> = posts
+        .iter()
+        .map(|p| serde_json::to_string(p).expect("json"))
+        .collect();
+    let batch: Vec<PostToApply> = posts
+        .iter()
+        .zip(&json)
+        .enumerate()
+        .take(30)
+        .map(|(i, (post, json))| (post, json.as_str(), Some(at(i))))
+        .collect();
+    assert_eq!(layer.apply_json(&batch).await.expect("applied").applied, 30);
+    let expected = BTreeMap::from([(0, 128), (1, 129)]);
+    assert_eq!(layer.positions("t").await.expect("read"), expected);
+    // Another topic's positions are its own; an older offset never moves a position back.
+    let other: Vec<PostToApply> = vec![(
+        &posts[30],
+        json[30].as_str(),
+        Some(LogPosition {
+            topic: "u",
+            partition: 0,
+            offset: 7,
+        }),
+    )];
+    layer.apply_json(&other).await.expect("applied");
+    let stale: Vec<PostToApply> = vec![(&posts[31], json[31].as_str(), Some(at(0)))];
+    layer.apply_json(&stale).await.expect("applied");
+    assert_eq!(layer.positions("t").await.expect("read"), expected);
+    assert_eq!(
+        layer.positions("u").await.expect("read"),
+        BTreeMap::from([(0, 7)])
+    );
+    // A redelivered post (already counted) still advances its partition's position.
+    let redelivered: Vec<PostToApply> = vec![(
+        &posts[1],
+        json[1].as_str(),
+        Some(LogPosition {
+            topic: "t",
+            partition: 1,
+            offset: 500,
+        }),
+    )];
+    let report = layer.apply_json(&redelivered).await.expect("applied");
+    assert_eq!((report.applied, report.duplicates), (0, 1));
+    assert_eq!(
+        layer.positions("t").await.expect("read"),
+        BTreeMap::from([(0, 128), (1, 500)])
+    );
+}
+
+#[tokio::test]
+async fn the_server_id_is_the_redis_run_id() {
+    let layer = layer("server-id", 90_000);
+    let id = layer.server_id().await.expect("read");
+    assert_eq!(id.len(), 40, "{id}");
+    assert!(id.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
+    assert_eq!(layer.server_id().await.expect("read"), id);
 }

@@ -1,13 +1,14 @@
 //! `pulse sink ...`: the roles that write enriched posts to the stores.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Subcommand;
 use pulse_batch::{BatchError, BatchStore};
 use pulse_core::config::Delivery;
 use pulse_core::PulseConfig;
-use pulse_pipeline::{BatchSinkStage, PipelineMetrics, SpeedSinkStage};
+use pulse_pipeline::{BatchSinkStage, PipelineMetrics, SpeedRecovery, SpeedSinkStage};
 use pulse_speed::SpeedLayer;
 use tokio_util::sync::CancellationToken;
 
@@ -26,7 +27,13 @@ pub enum SinkCommand {
 pub async fn run(command: SinkCommand, config: PulseConfig) -> anyhow::Result<ExitCode> {
     let shutdown = shutdown::on_signal()?;
     match command {
-        SinkCommand::Speed => role::serve(&config, shutdown, build_speed).await,
+        SinkCommand::Speed => {
+            let stopping = shutdown.clone();
+            role::serve(&config, shutdown, |config, metrics| {
+                build_speed(config, metrics, &stopping)
+            })
+            .await
+        }
         SinkCommand::Batch => {
             let Some(store) = connect_batch(&config, &shutdown).await? else {
                 return Ok(ExitCode::SUCCESS);
@@ -39,12 +46,23 @@ pub async fn run(command: SinkCommand, config: PulseConfig) -> anyhow::Result<Ex
     }
 }
 
-/// The speed sink: enriched topic into Redis, in group `speed.group`.
+/// The speed sink: enriched topic into Redis, in group `speed.group`, checking before each
+/// batch (and every few seconds while idle, until `shutdown`) that Redis still holds what
+/// the group committed.
 pub fn build_speed(
     config: &PulseConfig,
     metrics: &PipelineMetrics,
+    shutdown: &CancellationToken,
 ) -> anyhow::Result<StageRole<SpeedSinkStage>> {
-    let stage = SpeedSinkStage::new(SpeedLayer::connect(&config.speed)?);
+    let layer = SpeedLayer::connect(&config.speed)?;
+    let recovery = Arc::new(SpeedRecovery::new(
+        config,
+        layer.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    )?);
+    tokio::spawn(recovery.clone().watch());
+    let stage = SpeedSinkStage::new(layer).with_recovery(recovery);
     StageRole::build(
         config,
         metrics,

@@ -42,7 +42,7 @@ pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
     // One enricher (one session per model) for the enrich stage and the API's analysis.
     let enricher = enrich::load_enricher(&config)?;
     let enrich = enrich::build(&config, &metrics, enricher.clone())?;
-    let speed = sink::build_speed(&config, &metrics)?;
+    let speed = sink::build_speed(&config, &metrics, &shutdown)?;
     let batch = sink::build_batch(&config, &metrics, store.clone())?;
     let api_metrics = ApiMetrics::register(&mut registry);
     let registry = Arc::new(registry);

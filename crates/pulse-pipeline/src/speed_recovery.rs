@@ -1,0 +1,197 @@
+//! Recovery of the speed layer from a Redis that lost acknowledged writes (a crash after
+//! its last snapshot, a failover to a replica that lagged): the sink's offsets were
+//! committed, so the lost posts would otherwise never come back.
+//!
+//! Redis records, with every applied post and in the same script, the post's offset per
+//! channel and partition ([`SpeedLayer::positions`]). Whenever the sink finds a Redis
+//! process it has not checked yet (its start, and any change of `run_id`), before applying
+//! anything to it, it compares those positions with the group's committed offsets and
+//! replays into the speed layer what Redis does not hold. Applying is idempotent (seen
+//! marks), so overlapping with the live consumer costs time, never a double count.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use pulse_core::PulseConfig;
+use pulse_kafka::replay::{group_partitions, ReplayRange, ReplayStart};
+use pulse_speed::SpeedLayer;
+use rdkafka::error::KafkaError;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::PipelineMetrics;
+use crate::replay::{ReplayStage, Replayer};
+use crate::stage::StageError;
+
+/// How often an idle sink checks whether Redis restarted (a busy one checks every batch).
+const IDLE_CHECK: Duration = Duration::from_secs(5);
+
+/// The future of [`SpeedRecovery::ensure_current`].
+pub type Checked<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StageError>> + Send + 'a>>;
+
+/// Keeps the speed layer holding everything its consumer group committed.
+pub struct SpeedRecovery {
+    layer: SpeedLayer,
+    replayer: Replayer,
+    kafka: pulse_core::config::KafkaConfig,
+    group: String,
+    topic: String,
+    retention: chrono::Duration,
+    /// The `run_id` of the Redis process last found holding what was committed; `None`
+    /// until the first check. Held while checking, so checks and catch-ups never overlap.
+    current: Mutex<Option<String>>,
+    shutdown: CancellationToken,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Moment {
+    /// This process's first check: nothing applied by it yet, so the live consumer starts
+    /// at the committed offsets; Redis must hold everything before them.
+    Start,
+    /// Redis changed under a running sink, which may have applied (but not committed)
+    /// records past the committed offsets: Redis must hold everything up to the end.
+    Restart,
+}
+
+impl SpeedRecovery {
+    /// A recovery for the speed sink of `config` (group `speed.group`, the enriched topic),
+    /// replaying with a producer of its own (for dead letters); ends with `shutdown`.
+    pub fn new(
+        config: &PulseConfig,
+        layer: SpeedLayer,
+        metrics: PipelineMetrics,
+        shutdown: CancellationToken,
+    ) -> Result<Self, KafkaError> {
+        Ok(Self {
+            replayer: Replayer::new(config, metrics)?.with_speed(layer.clone()),
+            layer,
+            kafka: config.kafka.clone(),
+            group: config.speed.group.clone(),
+            topic: config.kafka.topics.enriched.clone(),
+            retention: chrono::Duration::seconds(
+                i64::try_from(config.speed.retention_secs).unwrap_or(i64::MAX / 1_000),
+            ),
+            current: Mutex::new(None),
+            shutdown,
+        })
+    }
+
+    /// Checks the Redis process that answers, catching it up first if it is new to this
+    /// sink. Called before every batch is applied: a batch applied to a Redis process went
+    /// over the connection that answered this check (a restart breaks the connection and
+    /// fails the batch, which is then checked again).
+    ///
+    /// Boxed: the catch-up replays through a speed sink stage, whose batches call this.
+    pub fn ensure_current(&self) -> Checked<'_> {
+        Box::pin(async move {
+            let mut current = self.current.lock().await;
+            let server = self.layer.server_id().await.map_err(unavailable)?;
+            if current.as_deref() == Some(server.as_str()) {
+                return Ok(());
+            }
+            let moment = match current.as_ref() {
+                None => Moment::Start,
+                Some(_) => Moment::Restart,
+            };
+            self.catch_up(moment, &server).await?;
+            *current = Some(server);
+            Ok(())
+        })
+    }
+
+    /// Checks every few seconds while no batch comes (a Redis crash in a quiet moment is
+    /// repaired without waiting for the next post), until shutdown.
+    pub async fn watch(self: Arc<Self>) {
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(IDLE_CHECK) => {}
+            }
+            if let Err(error) = self.ensure_current().await {
+                tracing::debug!(%error, "speed layer check failed; next try soon");
+            }
+        }
+    }
+
+    async fn catch_up(&self, moment: Moment, server: &str) -> Result<(), StageError> {
+        let since = Utc::now() - self.retention;
+        let partitions = group_partitions(&self.kafka, &self.group, &self.topic, since)
+            .await
+            .map_err(|e| StageError(format!("cannot read the group's offsets: {e}")))?;
+        // Read before anything more is applied: what this Redis process really holds.
+        let positions = self
+            .layer
+            .positions(&self.topic)
+            .await
+            .map_err(unavailable)?;
+        let mut starts = std::collections::BTreeMap::new();
+        let mut missing = 0;
+        for partition in partitions {
+            // A group that never committed reads the partition from its reset policy.
+            let Some(committed) = partition.committed else {
+                continue;
+            };
+            // Without a position, Redis holds nothing of the partition within retention.
+            let start = positions
+                .get(&partition.partition)
+                .map_or(partition.since, |&at| at + 1)
+                .max(partition.low);
+            let end = match moment {
+                Moment::Start => committed,
+                Moment::Restart => partition.high,
+            };
+            if start < end {
+                missing += end - start;
+                starts.insert(partition.partition, start);
+            }
+        }
+        if starts.is_empty() {
+            tracing::info!(
+                redis = server,
+                ?moment,
+                "speed layer holds what was committed"
+            );
+            return Ok(());
+        }
+        tracing::warn!(
+            redis = server,
+            ?moment,
+            partitions = starts.len(),
+            offsets = missing,
+            "speed layer lacks records its group passed (redis lost writes); re-applying them"
+        );
+        let range = ReplayRange {
+            topic: self.topic.clone(),
+            start: ReplayStart::Offsets(starts),
+            end: None,
+        };
+        let failed = |e| StageError(format!("cannot re-apply what redis lost: {e}"));
+        let mut reader = self
+            .replayer
+            .open(ReplayStage::SinkSpeed, range)
+            .await
+            .map_err(failed)?;
+        let report = self
+            .replayer
+            .run(ReplayStage::SinkSpeed, &mut reader, &|_| {}, &self.shutdown)
+            .await
+            .map_err(failed)?;
+        if !report.complete {
+            return Err(StageError(
+                "re-applying what redis lost was interrupted".into(),
+            ));
+        }
+        tracing::info!(
+            redis = server,
+            replayed = report.progress.replayed,
+            "speed layer caught up with its group"
+        );
+        Ok(())
+    }
+}
+
+fn unavailable(error: pulse_speed::SpeedError) -> StageError {
+    StageError(format!("speed layer: {error}"))
+}
