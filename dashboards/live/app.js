@@ -29,9 +29,14 @@ const LIVE_POLL_MS = 10000;
 const HISTORY_POLL_MS = 60000;
 const CHANNELS_POLL_MS = 30000;
 
+const WINDOWS = ["5m", "1h", "24h"];
+
 const state = {
   channel: null,
-  window: "5m",
+  // The live window, kept in the URL (`?window=1h`) like the channel.
+  window: WINDOWS.includes(new URLSearchParams(location.search).get("window"))
+    ? new URLSearchParams(location.search).get("window")
+    : "5m",
   history: { range: "24h", from: null, to: null, granularity: "hour" },
   events: null,
   liveTimer: null,
@@ -69,9 +74,19 @@ const postsAndScoreOverTime = {
   ],
 };
 
+// Without the charting library (vendor/echarts.min.js missing or blocked) the KPIs and the
+// stream still work: each chart area says what is missing and takes no drawing.
+const chartsMissing = typeof echarts === "undefined";
 const charts = {};
 for (const element of document.querySelectorAll("[data-chart]")) {
-  charts[element.dataset.chart] = echarts.init(element, null, { renderer: "canvas" });
+  if (chartsMissing) {
+    element.classList.add("unavailable");
+    element.textContent =
+      "chart unavailable: vendor/echarts.min.js did not load (install the dashboard's npm packages: npm ci in dashboards/live)";
+    charts[element.dataset.chart] = { setOption() {}, resize() {} };
+  } else {
+    charts[element.dataset.chart] = echarts.init(element, null, { renderer: "canvas" });
+  }
 }
 window.addEventListener("resize", () => Object.values(charts).forEach((c) => c.resize()));
 
@@ -556,6 +571,9 @@ function wireControls() {
     if (!button) return;
     pressed($("window"), button);
     state.window = button.dataset.window;
+    const url = new URL(location.href);
+    url.searchParams.set("window", state.window);
+    history.replaceState(null, "", url);
     state.lastLive = 0;
     refreshLive();
   });
@@ -592,6 +610,7 @@ function syncHistoryInputs() {
 // ---- start ----------------------------------------------------------------------------
 
 wireControls();
+pressed($("window"), $("window").querySelector(`button[data-window="${state.window}"]`));
 syncHistoryInputs();
 loadChannels().catch((error) => toast(`channels: ${error.message}`));
 setInterval(() => loadChannels().catch(() => {}), CHANNELS_POLL_MS);

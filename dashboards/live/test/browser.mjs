@@ -3,7 +3,9 @@
 // checks what a person looking at it would: the channel is picked, every KPI shows a figure,
 // every chart has data (the history with both a batch and a speed part), the live stream
 // fills and then grows by posts that arrived after the page loaded, entities are
-// highlighted, and nothing failed in the page. Saves a screenshot.
+// highlighted, the live window is kept in the URL across a reload, and nothing failed in
+// the page; and, with the charting library blocked, the KPIs and the stream still work while
+// the chart areas say what is missing. Saves a screenshot.
 //
 //   node test/browser.mjs --url http://127.0.0.1:8080/ --channel synthetic/tech \
 //        --screenshot /tmp/dashboard.png
@@ -139,6 +141,46 @@ try {
     );
     const hourly = await chartData();
     if (hourly.sentimentMinutesWithPosts === 0) throw new Error("no hourly bar with posts");
+  });
+
+  await check("the live window is kept in the URL and restored on reload", async () => {
+    const kept = new URL(page.url()).searchParams;
+    if (kept.get("window") !== "24h" || kept.get("channel") !== args.channel) {
+      throw new Error(`the URL is ${page.url()}`);
+    }
+    await page.reload({ waitUntil: "load" });
+    await page.waitForFunction(
+      () =>
+        document.querySelector('button[data-window="24h"]').getAttribute("aria-pressed") === "true" &&
+        document.getElementById("sentiment-note").textContent.includes("per hour"),
+      null,
+      { timeout },
+    );
+  });
+
+  await check("without the charting library, the KPIs and the stream work and the charts say why", async () => {
+    const bare = await browser.newPage({ viewport: { width: 1440, height: 900 } });
+    const errors = [];
+    bare.on("pageerror", (error) => errors.push(`page error: ${error.message}`));
+    await bare.route("**/vendor/echarts.min.js", (route) => route.abort());
+    await bare.goto(url.href, { waitUntil: "load" });
+    await bare.waitForFunction(
+      () =>
+        ["kpi-rate", "kpi-count", "kpi-score"].every((id) => {
+          const text = document.getElementById(id).textContent.trim();
+          return text !== "" && text !== "–";
+        }) && document.querySelectorAll("#stream li").length > 0,
+      null,
+      { timeout },
+    );
+    const areas = await bare.$$eval("[data-chart]", (elements) =>
+      elements.map((e) => ({ unavailable: e.classList.contains("unavailable"), text: e.textContent })),
+    );
+    await bare.close();
+    if (errors.length) throw new Error(errors.join("; "));
+    if (areas.length === 0 || !areas.every((a) => a.unavailable && a.text.includes("vendor/echarts.min.js"))) {
+      throw new Error(`chart areas: ${JSON.stringify(areas)}`);
+    }
   });
   if (problems.length) throw new Error(`the page reported problems:\n  ${problems.join("\n  ")}`);
   console.log(JSON.stringify({ ok: true, charts, stream, newPosts: (await shown()).filter((id) => !first.has(id)).length, screenshot: args.screenshot }));
