@@ -27,6 +27,10 @@ use tower::ServiceExt;
 pub(crate) struct ConnectionLimits {
     pub header_timeout: Duration,
     pub max_connections: usize,
+    /// Largest request head the parser buffers (at least 8 KiB, hyper's minimum).
+    pub max_head_bytes: usize,
+    /// Most header lines the parser accepts.
+    pub max_headers: usize,
 }
 
 /// Serves `app` on the connections of `listener` until `shutdown`, then waits for the
@@ -67,6 +71,8 @@ pub(crate) async fn serve_connections(
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_timeout)
+            .max_buf_size(limits.max_head_bytes)
+            .max_headers(limits.max_headers)
             .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let connection = graceful.watch(connection);
         tokio::spawn(async move {

@@ -43,6 +43,15 @@ pub async fn serve(listener: tokio::net::TcpListener, state: ApiState) -> Result
     let limits = ConnectionLimits {
         header_timeout: Duration::from_millis(state.config.header_timeout_ms.max(1)),
         max_connections: state.config.max_connections,
+        // The parser's own limits sit well past the configured ones, so the middleware
+        // answers those requests with JSON; past these, hyper answers an empty 431.
+        max_head_bytes: (state.config.max_uri_bytes + state.config.max_header_bytes)
+            .saturating_mul(limits::PARSER_HEADROOM)
+            .max(8_192),
+        max_headers: state
+            .config
+            .max_headers
+            .saturating_mul(limits::PARSER_HEADROOM),
     };
     tokio::spawn(metrics::refresh_watermark(state.clone()));
     let app = router(state)?;

@@ -1,11 +1,13 @@
 //! Per-client request rate limit (a keyed GCRA from `governor`), keyed by the peer's IP
-//! address, and the CORS policy, both from `[api]` configuration.
+//! address; limits on the request target and headers; a time budget per request; and the
+//! CORS policy; all from `[api]` configuration.
 //!
 //! Behind a reverse proxy every request comes from the proxy's address: limit there.
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::RETRY_AFTER;
@@ -106,4 +108,74 @@ pub fn cors(origins: &[String]) -> Result<Option<CorsLayer>, InvalidOrigin> {
             .allow_methods(Any)
             .allow_headers(Any),
     ))
+}
+
+/// How far past the configured header limits the HTTP parser itself reads before it gives
+/// up with an answer of its own (an empty 431): requests between the two limits get
+/// Pulse's JSON errors.
+pub const PARSER_HEADROOM: usize = 4;
+
+/// Middleware: 414 `uri_too_long` for a request target over `api.max_uri_bytes`, 431
+/// `headers_too_large` for headers over `api.max_header_bytes` or `api.max_headers` lines.
+pub async fn limit_request_head(
+    State(state): State<ApiState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let config = &state.config;
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |target| target.as_str().len());
+    if target > config.max_uri_bytes {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!(
+                "the request target has {target} bytes; the limit is {} (api.max_uri_bytes)",
+                config.max_uri_bytes
+            ),
+        )
+        .into_response();
+    }
+    let headers = request.headers();
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if headers.len() > config.max_headers || bytes > config.max_header_bytes {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!(
+                "the request has {} headers of {bytes} bytes; the limits are {} headers \
+                 (api.max_headers) and {} bytes (api.max_header_bytes)",
+                headers.len(),
+                config.max_headers,
+                config.max_header_bytes
+            ),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// Middleware: a request whose response has not started within `api.request_timeout_ms`
+/// is stopped (its store reads cancelled) and answered 503 `timeout`.
+pub async fn limit_time(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let budget = state.config.request_timeout_ms;
+    if budget == 0 {
+        return next.run(request).await;
+    }
+    match tokio::time::timeout(Duration::from_millis(budget), next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!(
+                "the request took over {budget} ms (api.request_timeout_ms); narrow it or retry"
+            ),
+        )
+        .into_response(),
+    }
 }

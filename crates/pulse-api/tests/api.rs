@@ -470,6 +470,62 @@ async fn health_channels_and_live_windows() {
     );
     assert!(detail.contains("too far back"), "{detail}");
     assert_error(api.get("/api/v1/posts/%FF%FE").await, bad, "bad_parameter");
+
+    // A request target or headers over their limits get 414 / 431 as JSON, naming the key.
+    let long = "x".repeat(9_000);
+    let detail = assert_error(
+        api.get(&format!("/api/v1/live?channel={long}")).await,
+        StatusCode::URI_TOO_LONG,
+        "uri_too_long",
+    );
+    assert!(detail.contains("api.max_uri_bytes"), "{detail}");
+    let many = (0..150).fold(
+        api.client.get(format!("{}/api/v1/channels", api.base)),
+        |r, i| r.header(format!("x-extra-{i}"), "1"),
+    );
+    let response = many.send().await.expect("sent");
+    let status = response.status();
+    let detail = assert_error(
+        (status, response.json().await.expect("json")),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "headers_too_large",
+    );
+    assert!(detail.contains("api.max_headers"), "{detail}");
+    let response = api
+        .client
+        .get(format!("{}/healthz", api.base))
+        .header("x-large", "y".repeat(40_000))
+        .send()
+        .await
+        .expect("sent");
+    let status = response.status();
+    let detail = assert_error(
+        (status, response.json().await.expect("json")),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "headers_too_large",
+    );
+    assert!(detail.contains("api.max_header_bytes"), "{detail}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_over_its_time_budget_is_stopped_with_a_json_error() {
+    let config = ApiConfig {
+        request_timeout_ms: 1,
+        ..ApiConfig::default()
+    };
+    let api = start("budget", keywords_only(), config).await;
+    // 80 days by hours read 1,920 buckets of rollups: far over a millisecond.
+    let detail = assert_error(
+        api.get(&format!(
+            "/api/v1/history?channel={ALPHA}&from=now-80d&granularity=hour"
+        ))
+        .await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "timeout",
+    );
+    assert!(detail.contains("api.request_timeout_ms"), "{detail}");
+    // Probes are outside the budget of /api/v1.
+    assert_eq!(api.get("/healthz").await.0, StatusCode::OK);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -271,6 +271,15 @@ pub struct ApiConfig {
     pub max_connections: usize,
     /// Event streams (`/api/v1/stream`) open at once; more get 503.
     pub max_streams: usize,
+    /// Longest time a request may take until its response starts (an event stream: until
+    /// it opens); longer ones are stopped with 503 `timeout`. 0: no limit.
+    pub request_timeout_ms: u64,
+    /// Longest request target (path and query); longer ones get 414.
+    pub max_uri_bytes: usize,
+    /// Most bytes of request headers (names and values); more get 431.
+    pub max_header_bytes: usize,
+    /// Most header lines of a request; more get 431.
+    pub max_headers: usize,
 }
 
 impl Default for ApiConfig {
@@ -289,6 +298,10 @@ impl Default for ApiConfig {
             header_timeout_ms: 10_000,
             max_connections: 1_024,
             max_streams: 256,
+            request_timeout_ms: 30_000,
+            max_uri_bytes: 8_192,
+            max_header_bytes: 32_768,
+            max_headers: 100,
         }
     }
 }

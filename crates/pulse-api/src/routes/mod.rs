@@ -40,6 +40,10 @@ pub fn router(state: ApiState) -> Result<Router, InvalidOrigin> {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
             state.clone(),
+            limits::limit_time,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
             limits::limit_rate,
         ));
     let mut app = Router::new()
@@ -50,6 +54,10 @@ pub fn router(state: ApiState) -> Result<Router, InvalidOrigin> {
         .merge(crate::dashboard::routes(&state.config.dashboard_dir))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limits::limit_request_head,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             crate::metrics::record,
