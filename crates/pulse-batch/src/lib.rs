@@ -41,6 +41,13 @@ pub enum BatchError {
     /// The caller asked for something that cannot be answered (bad range, bad cursor).
     #[error("invalid query: {0}")]
     Query(String),
+    /// The store refuses a value for good (a key over 64 KiB, a value it cannot hold):
+    /// writing it again cannot succeed.
+    #[error("cql {action} refused: {detail}")]
+    Refused {
+        action: &'static str,
+        detail: String,
+    },
 }
 
 /// A driver error, with what was being done.

@@ -10,6 +10,7 @@ use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::deserialize::row::DeserializeRow;
+use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
 use scylla::policies::load_balancing::DefaultPolicy;
 use scylla::serialize::row::SerializeRow;
 use scylla::statement::prepared::PreparedStatement;
@@ -173,7 +174,38 @@ impl BatchStore {
             .execute_unpaged(statement, values)
             .await
             .map(|_| ())
-            .map_err(|e| cql(action, e))
+            .map_err(|error| {
+                if refused_for_good(&error) {
+                    BatchError::Refused {
+                        action,
+                        detail: error.to_string(),
+                    }
+                } else {
+                    cql(action, error)
+                }
+            })
+    }
+}
+
+/// Whether `error` is about the values of the request, so that sending them again can
+/// never succeed: the driver cannot serialize them (a partition key over 64 KiB), or the
+/// node answers Invalid about them. An Invalid about the schema (a table or keyspace
+/// missing) is the operator's to fix and worth retrying.
+fn refused_for_good(error: &ExecutionError) -> bool {
+    match error {
+        ExecutionError::BadQuery(_) => true,
+        ExecutionError::LastAttemptError(attempt) => match attempt {
+            RequestAttemptError::SerializationError(_)
+            | RequestAttemptError::CqlRequestSerialization(_) => true,
+            RequestAttemptError::DbError(DbError::Invalid, message) => {
+                let message = message.to_ascii_lowercase();
+                !(message.contains("unconfigured table")
+                    || message.contains("keyspace")
+                    || message.contains("does not exist"))
+            }
+            _ => false,
+        },
+        _ => false,
     }
 }
 

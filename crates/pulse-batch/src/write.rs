@@ -60,7 +60,33 @@ pub(crate) fn mention_terms(post: &EnrichedPost) -> BTreeSet<(TermKind, String)>
     keywords.chain(entities).collect()
 }
 
+/// Longest key part the store takes: CQL keys (and each clustering value) are at most
+/// 65,535 bytes, less the framing of a composite key.
+const MAX_KEY_PART_BYTES: usize = u16::MAX as usize - 64;
+
 impl BatchStore {
+    /// Why the store would refuse `post` for good (a channel, id or mention term over the
+    /// key size limit), checked before any of its rows is written so that a refused post
+    /// leaves nothing behind.
+    pub fn refuses(post: &EnrichedPost) -> Option<BatchError> {
+        let too_long = |what: &str, value: &str| {
+            (value.len() > MAX_KEY_PART_BYTES).then(|| BatchError::Refused {
+                action: "write",
+                detail: format!(
+                    "the {what} has {} bytes; a key part holds at most {MAX_KEY_PART_BYTES}",
+                    value.len()
+                ),
+            })
+        };
+        too_long("channel", &post.post.channel)
+            .or_else(|| too_long("id", &post.post.id))
+            .or_else(|| {
+                mention_terms(post)
+                    .iter()
+                    .find_map(|(kind, term)| too_long(&format!("{} mention", kind.as_str()), term))
+            })
+    }
+
     /// Writes posts (each with the JSON it arrived as, which is what reads return) with at
     /// most `batch.max_concurrency` rows in flight. Fails as a whole if any row fails;
     /// writing the same posts again is harmless.

@@ -1,10 +1,12 @@
 //! The batch sink: enriched posts into the Cassandra/ScyllaDB history. A record that is not
-//! an enriched post goes to the DLQ; a CQL error fails the batch, which the stage loop
-//! retries with backoff (nothing past it is committed). Writes are upserts by key, so a
-//! retried or redelivered batch changes nothing.
+//! an enriched post goes to the DLQ, and so does a post the store refuses for good (a key
+//! over 64 KiB, checked before writing; a refusal no check foresaw makes the batch be
+//! written post by post to find it). Any other CQL error
+//! fails the batch, which the stage loop retries with backoff (nothing past it is
+//! committed). Writes are upserts by key, so a retried or redelivered batch changes nothing.
 
-use pulse_batch::BatchStore;
-use pulse_core::EnrichedPost;
+use pulse_batch::{BatchError, BatchStore};
+use pulse_core::{DeadLetterKind, EnrichedPost};
 
 use crate::stage::{enriched_posts, Outcome, SourceRecord, Stage, StageError};
 
@@ -29,14 +31,56 @@ impl Stage for BatchSinkStage {
     }
 
     async fn process(&self, batch: &[SourceRecord]) -> Result<Vec<Outcome>, StageError> {
-        let (posts, outcomes) = enriched_posts(batch);
-        // The history keeps each post's JSON as it arrived.
-        let pairs: Vec<(&EnrichedPost, &str)> =
-            posts.iter().map(|(post, json, _)| (post, *json)).collect();
-        self.store
-            .write(&pairs)
-            .await
-            .map_err(|e| StageError(format!("cannot write to the batch layer: {e}")))?;
-        Ok(outcomes)
+        let (posts, mut outcomes) = enriched_posts(batch);
+        // Outcomes of the posts, in batch order: the records that parsed.
+        let done: Vec<usize> = outcomes
+            .iter()
+            .enumerate()
+            .filter(|(_, outcome)| matches!(outcome, Outcome::Done))
+            .map(|(index, _)| index)
+            .collect();
+        // The history keeps each post's JSON as it arrived. Posts the store would refuse
+        // are dead-lettered before anything of them is written.
+        let mut pairs: Vec<(&EnrichedPost, &str)> = Vec::with_capacity(posts.len());
+        let mut indexes = Vec::with_capacity(posts.len());
+        for ((post, json, _), index) in posts.iter().zip(done) {
+            match BatchStore::refuses(post) {
+                Some(refused) => {
+                    outcomes[index] = Outcome::Reject {
+                        kind: DeadLetterKind::InvalidForStore,
+                        error: refused.to_string(),
+                    };
+                }
+                None => {
+                    pairs.push((post, *json));
+                    indexes.push(index);
+                }
+            }
+        }
+        match self.store.write(&pairs).await {
+            Ok(_) => Ok(outcomes),
+            Err(BatchError::Refused { .. }) => {
+                // A refusal no check foresaw: find the post, writing one at a time (rows
+                // of it written before the refusal stay).
+                for (pair, index) in pairs.iter().zip(indexes) {
+                    match self.store.write(std::slice::from_ref(pair)).await {
+                        Ok(_) => {}
+                        Err(refused @ BatchError::Refused { .. }) => {
+                            outcomes[index] = Outcome::Reject {
+                                kind: DeadLetterKind::InvalidForStore,
+                                error: refused.to_string(),
+                            };
+                        }
+                        Err(error) => return Err(unwritten(error)),
+                    }
+                }
+                Ok(outcomes)
+            }
+            Err(error) => Err(unwritten(error)),
+        }
     }
+}
+
+fn unwritten(error: BatchError) -> StageError {
+    StageError(format!("cannot write to the batch layer: {error}"))
 }

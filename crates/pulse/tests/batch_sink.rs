@@ -13,6 +13,7 @@ use common::{committed, high_watermarks, produce, read_all, wait_for, Lane, Priv
 use pulse_batch::BatchStore;
 use pulse_core::config::BatchConfig;
 use pulse_core::{EnrichedPost, Enrichment, Keyword, Post};
+use pulse_kafka::dlq::header;
 
 const CHANNEL: &str = "test/batch-sink";
 const POSTS: usize = 4_000;
@@ -237,4 +238,104 @@ fn the_batch_sink_stores_every_post_once_across_a_cql_restart() {
         [1_800, 1_800, 400],
         "posts per hour: one every 2 s from 10:00"
     );
+}
+
+#[test]
+fn a_post_the_store_refuses_is_dead_lettered_and_the_rest_is_stored() {
+    let lane = Lane::new("batch-refused", 2);
+    let keyspace = format!(
+        "t_refused_{}_{}",
+        std::process::id(),
+        Utc::now().timestamp_subsec_nanos()
+    );
+    let group = format!("{}.batch", lane.group);
+    let applied = lane
+        .pulse(&["schema", "apply"])
+        .env("PULSE_BATCH__KEYSPACE", &keyspace)
+        .output()
+        .expect("pulse schema apply runs");
+    assert!(applied.status.success(), "{applied:?}");
+
+    // Two posts whose keyword is over the 64 KiB key limit of the mentions table, among 30
+    // good ones: an enriched record from another producer than Pulse's enrich.
+    let refused = |i: usize| {
+        let mut post = enriched(i);
+        post.enrichment.keywords = vec![Keyword {
+            term: "k".repeat(70_000),
+            score: 0.5,
+        }];
+        (
+            post.post.id.clone(),
+            serde_json::to_vec(&post).expect("json"),
+        )
+    };
+    let mut records = posts(0..15);
+    records.push(refused(15));
+    records.extend(posts(16..30));
+    records.push(refused(30));
+    produce(&lane.enriched, records);
+
+    let log = lane.dir.path().join("sink.log");
+    let mut sink = Role {
+        child: lane
+            .pulse(&["sink", "batch"])
+            .env("PULSE_BATCH__KEYSPACE", &keyspace)
+            .env("PULSE_BATCH__GROUP", &group)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("pulse sink batch starts"),
+        log,
+    };
+    wait_for("every record committed", || {
+        committed(&group, &lane.enriched, 2) == high_watermarks(&lane.enriched, 2)
+    });
+    assert!(sink.terminate().success(), "{}", sink.logs());
+
+    let mut dead: Vec<(String, String)> = read_all(&lane.dlq, 2)
+        .into_iter()
+        .filter(|record| record.headers[header::STAGE] == "sink-batch")
+        .map(|record| {
+            (
+                String::from_utf8(record.key.expect("a key")).expect("utf-8"),
+                record.headers[header::ERROR_KIND].clone(),
+            )
+        })
+        .collect();
+    dead.sort();
+    assert_eq!(
+        dead,
+        vec![
+            (
+                "batchsink:00015".to_string(),
+                "invalid_for_store".to_string()
+            ),
+            (
+                "batchsink:00030".to_string(),
+                "invalid_for_store".to_string()
+            ),
+        ]
+    );
+
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let mut stored = runtime.block_on(async {
+        let config = BatchConfig {
+            keyspace: keyspace.clone(),
+            ..BatchConfig::default()
+        };
+        let store = BatchStore::connect(&config).await.expect("connected");
+        common::stored_ids(
+            &store,
+            CHANNEL,
+            start_time(),
+            start_time() + chrono::Duration::days(1),
+        )
+        .await
+    });
+    stored.sort();
+    let expected: Vec<String> = (0..30)
+        .filter(|i| *i != 15)
+        .map(|i| enriched(i).post.id)
+        .collect();
+    assert_eq!(stored, expected);
 }
