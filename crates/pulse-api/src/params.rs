@@ -55,6 +55,29 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     }
 }
 
+/// A JSON object body deserialized into the struct `T`, as [`Body`] does; any other JSON
+/// (an array above all: serde reads a struct from an array of its fields in order) is 400.
+pub struct ObjectBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ObjectBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let Body(object) =
+            Body::<serde_json::Map<String, serde_json::Value>>::from_request(request, state)
+                .await?;
+        serde_json::from_value(serde_json::Value::Object(object))
+            .map(ObjectBody)
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_body",
+                    format!("Failed to deserialize the JSON body into the target type: {e}"),
+                )
+            })
+    }
+}
+
 fn body_error(rejection: JsonRejection) -> ApiError {
     let detail = rejection.body_text();
     match rejection.status() {

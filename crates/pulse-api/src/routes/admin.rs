@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use utoipa::ToSchema;
 
 use crate::auth::Authorized;
-use crate::params::{time, Body, Segment};
+use crate::params::{time, ObjectBody, Segment};
 use crate::{ApiError, ApiState, ErrorBody};
 
 /// Jobs remembered.
@@ -201,7 +201,7 @@ fn poisoned() -> ApiError {
 pub async fn recompute(
     State(state): State<ApiState>,
     _: Authorized,
-    Body(request): Body<RecomputeRequest>,
+    ObjectBody(request): ObjectBody<RecomputeRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let from = request
         .from
@@ -256,7 +256,7 @@ pub async fn job(
 pub async fn replay(
     State(state): State<ApiState>,
     _: Authorized,
-    Body(request): Body<ReplayRequest>,
+    ObjectBody(request): ObjectBody<ReplayRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let stage: ReplayStage = request.into.parse().map_err(ApiError::bad_parameter)?;
     let start = match (request.from_offset.clone(), request.from_time.as_deref()) {

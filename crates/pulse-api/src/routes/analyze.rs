@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
-use crate::params::Body;
+use crate::params::ObjectBody;
 use crate::{ApiError, ApiState, ErrorBody};
 
 /// Texts to enrich.
@@ -28,7 +28,7 @@ pub struct AnalyzeRequest {
     (status = 415, description = "not JSON", body = ErrorBody), (status = 429, description = "over the client's rate", body = ErrorBody)))]
 pub async fn texts(
     State(state): State<ApiState>,
-    Body(request): Body<AnalyzeRequest>,
+    ObjectBody(request): ObjectBody<AnalyzeRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let most = state.config.max_analyze_texts;
     if request.texts.len() > most {
