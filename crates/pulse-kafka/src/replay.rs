@@ -254,24 +254,32 @@ impl ReplayReader {
 }
 
 /// Blocking: the span of every partition of the range's topic.
-fn plan(consumer: &StreamConsumer, range: &ReplayRange) -> Result<Vec<PartitionSpan>, ReplayError> {
-    let metadata = consumer.fetch_metadata(Some(&range.topic), TIMEOUT)?;
-    let partitions: Vec<i32> = metadata
+/// Blocking: every partition of `topic` with its first offset and its end.
+fn partition_bounds(
+    consumer: &StreamConsumer,
+    topic: &str,
+) -> Result<BTreeMap<i32, (i64, i64)>, ReplayError> {
+    let metadata = consumer.fetch_metadata(Some(topic), TIMEOUT)?;
+    let mut watermarks = BTreeMap::new();
+    for partition in metadata
         .topics()
         .iter()
-        .filter(|t| t.name() == range.topic && t.error().is_none())
+        .filter(|t| t.name() == topic && t.error().is_none())
         .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    if partitions.is_empty() {
-        return Err(ReplayError::UnknownTopic(range.topic.clone()));
-    }
-    let mut watermarks = BTreeMap::new();
-    for &partition in &partitions {
+    {
         watermarks.insert(
             partition,
-            consumer.fetch_watermarks(&range.topic, partition, TIMEOUT)?,
+            consumer.fetch_watermarks(topic, partition, TIMEOUT)?,
         );
     }
+    if watermarks.is_empty() {
+        return Err(ReplayError::UnknownTopic(topic.to_string()));
+    }
+    Ok(watermarks)
+}
+
+fn plan(consumer: &StreamConsumer, range: &ReplayRange) -> Result<Vec<PartitionSpan>, ReplayError> {
+    let watermarks = partition_bounds(consumer, &range.topic)?;
     let starts = match range.start {
         ReplayStart::Offset(offset) => watermarks
             .iter()
@@ -293,9 +301,9 @@ fn plan(consumer: &StreamConsumer, range: &ReplayRange) -> Result<Vec<PartitionS
             .map(|(&p, &(_, high))| (p, high))
             .collect(),
     };
-    Ok(partitions
-        .into_iter()
-        .map(|partition| {
+    Ok(watermarks
+        .keys()
+        .map(|&partition| {
             let from = starts.get(&partition).copied().unwrap_or(0);
             let to = ends.get(&partition).copied().unwrap_or(from).max(from);
             PartitionSpan {
@@ -362,23 +370,9 @@ pub async fn group_partitions(
     let topic = topic.to_string();
     tokio::task::spawn_blocking(move || {
         let consumer: StreamConsumer = client.create()?;
-        let metadata = consumer.fetch_metadata(Some(&topic), TIMEOUT)?;
-        let partitions: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .filter(|t| t.name() == topic && t.error().is_none())
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
-        if partitions.is_empty() {
-            return Err(ReplayError::UnknownTopic(topic));
-        }
-        let mut watermarks = BTreeMap::new();
+        let watermarks = partition_bounds(&consumer, &topic)?;
         let mut query = TopicPartitionList::new();
-        for &partition in &partitions {
-            watermarks.insert(
-                partition,
-                consumer.fetch_watermarks(&topic, partition, TIMEOUT)?,
-            );
+        for &partition in watermarks.keys() {
             query.add_partition(&topic, partition);
         }
         let committed = consumer.committed_offsets(query, TIMEOUT)?;

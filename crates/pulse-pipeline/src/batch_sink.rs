@@ -32,28 +32,21 @@ impl Stage for BatchSinkStage {
 
     async fn process(&self, batch: &[SourceRecord]) -> Result<Vec<Outcome>, StageError> {
         let (posts, mut outcomes) = enriched_posts(batch);
-        // Outcomes of the posts, in batch order: the records that parsed.
-        let done: Vec<usize> = outcomes
-            .iter()
-            .enumerate()
-            .filter(|(_, outcome)| matches!(outcome, Outcome::Done))
-            .map(|(index, _)| index)
-            .collect();
         // The history keeps each post's JSON as it arrived. Posts the store would refuse
         // are dead-lettered before anything of them is written.
         let mut pairs: Vec<(&EnrichedPost, &str)> = Vec::with_capacity(posts.len());
         let mut indexes = Vec::with_capacity(posts.len());
-        for ((post, json, _), index) in posts.iter().zip(done) {
+        for (post, json, index) in &posts {
             match BatchStore::refuses(post) {
                 Some(refused) => {
-                    outcomes[index] = Outcome::Reject {
+                    outcomes[*index] = Outcome::Reject {
                         kind: DeadLetterKind::InvalidForStore,
                         error: refused.to_string(),
                     };
                 }
                 None => {
                     pairs.push((post, *json));
-                    indexes.push(index);
+                    indexes.push(*index);
                 }
             }
         }

@@ -49,7 +49,8 @@ impl Stage for SpeedSinkStage {
         // The feed keeps each post's JSON as it arrived: no second serialization.
         let posts: Vec<PostToApply> = posts
             .iter()
-            .map(|(post, json, record)| {
+            .map(|(post, json, index)| {
+                let record = &batch[*index];
                 let at = LogPosition {
                     topic: &record.topic,
                     partition: record.partition,

@@ -40,18 +40,19 @@ impl SourceRecord {
     }
 }
 
-/// The enriched post of a record, with the JSON it arrived as and the record it came in.
-pub type ReceivedPost<'a> = (EnrichedPost, &'a str, &'a SourceRecord);
+/// The enriched post of a record, with the JSON it arrived as and the index of its record
+/// (and outcome) in the batch.
+pub type ReceivedPost<'a> = (EnrichedPost, &'a str, usize);
 
 /// What a sink does with a batch from the enriched topic: the enriched posts, and one
 /// outcome per record, `Done` for posts, `Reject` for the rest.
 pub fn enriched_posts(batch: &[SourceRecord]) -> (Vec<ReceivedPost<'_>>, Vec<Outcome>) {
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut posts = Vec::with_capacity(batch.len());
-    for record in batch {
+    for (index, record) in batch.iter().enumerate() {
         match record.enriched_post() {
             Ok((post, json)) => {
-                posts.push((post, json, record));
+                posts.push((post, json, index));
                 outcomes.push(Outcome::Done);
             }
             Err(error) => outcomes.push(Outcome::Reject {

@@ -442,11 +442,12 @@ async fn positions_are_the_highest_offset_applied_per_partition_across_channels(
     assert!(layer.positions("t").await.expect("read").is_empty());
     // Partition p of topic t gets the posts i with i % 2 == p at offset 100 + i; the
     // channels are spread over both partitions.
-    let at = |i: usize| LogPosition {
-        topic: "t",
-        partition: (i % 2) as i32,
-        offset: 100 + i as i64,
+    let position = |topic, partition, offset| LogPosition {
+        topic,
+        partition,
+        offset,
     };
+    let at = |i: usize| position("t", (i % 2) as i32, 100 + i as i64);
     let json: Vec<String> = posts
         .iter()
         .map(|p| serde_json::to_string(p).expect("json"))
@@ -462,15 +463,7 @@ async fn positions_are_the_highest_offset_applied_per_partition_across_channels(
     let expected = BTreeMap::from([(0, 128), (1, 129)]);
     assert_eq!(layer.positions("t").await.expect("read"), expected);
     // Another topic's positions are its own; an older offset never moves a position back.
-    let other: Vec<PostToApply> = vec![(
-        &posts[30],
-        json[30].as_str(),
-        Some(LogPosition {
-            topic: "u",
-            partition: 0,
-            offset: 7,
-        }),
-    )];
+    let other: Vec<PostToApply> = vec![(&posts[30], json[30].as_str(), Some(position("u", 0, 7)))];
     layer.apply_json(&other).await.expect("applied");
     let stale: Vec<PostToApply> = vec![(&posts[31], json[31].as_str(), Some(at(0)))];
     layer.apply_json(&stale).await.expect("applied");
@@ -480,15 +473,8 @@ async fn positions_are_the_highest_offset_applied_per_partition_across_channels(
         BTreeMap::from([(0, 7)])
     );
     // A redelivered post (already counted) still advances its partition's position.
-    let redelivered: Vec<PostToApply> = vec![(
-        &posts[1],
-        json[1].as_str(),
-        Some(LogPosition {
-            topic: "t",
-            partition: 1,
-            offset: 500,
-        }),
-    )];
+    let redelivered: Vec<PostToApply> =
+        vec![(&posts[1], json[1].as_str(), Some(position("t", 1, 500)))];
     let report = layer.apply_json(&redelivered).await.expect("applied");
     assert_eq!((report.applied, report.duplicates), (0, 1));
     assert_eq!(

@@ -50,39 +50,34 @@ pub fn init_logs(config: &LogConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Whether a role is ready for work: set once its resources are built (models loaded,
-/// consumer and producer created), cleared when it starts to drain. Cheap to clone.
-#[derive(Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+/// The endpoints a role serves: where, and the switch its `/readyz` answers by.
+pub struct MetricsEndpoint {
+    /// The bound address; `None` when metrics are disabled.
+    pub address: Option<SocketAddr>,
+    built: Arc<AtomicBool>,
+}
 
-impl Readiness {
-    /// Marks the role ready, and not ready again once `shutdown` is cancelled (a draining
-    /// role takes no new work, so a rollout should not count it).
-    pub fn ready_until(&self, shutdown: &CancellationToken) {
-        self.0.store(true, Ordering::Release);
-        let flag = self.0.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            shutdown.cancelled().await;
-            flag.store(false, Ordering::Release);
-        });
-    }
-
-    fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+impl MetricsEndpoint {
+    /// The role's resources are built (models loaded, consumer and producer created):
+    /// `/readyz` answers 200 from now until shutdown.
+    pub fn ready(&self) {
+        self.built.store(true, Ordering::Release);
     }
 }
 
-/// Serves `/metrics`, `/healthz` and `/readyz` (200 while `readiness` is set, 503 JSON
-/// otherwise) until `shutdown`; returns the bound address.
+/// Serves `/metrics`, `/healthz` and `/readyz` (200 once [`MetricsEndpoint::ready`] is
+/// called and until `shutdown`, 503 JSON before) until `shutdown`.
 pub async fn serve_metrics(
     config: &MetricsConfig,
     registry: Arc<Registry>,
-    readiness: Readiness,
     shutdown: CancellationToken,
-) -> anyhow::Result<Option<SocketAddr>> {
+) -> anyhow::Result<MetricsEndpoint> {
+    let built = Arc::new(AtomicBool::new(false));
     if !config.enabled {
-        return Ok(None);
+        return Ok(MetricsEndpoint {
+            address: None,
+            built,
+        });
     }
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
@@ -94,7 +89,11 @@ pub async fn serve_metrics(
             "/healthz",
             get(|| async { Json(json!({ "status": "ok" })) }),
         )
-        .route("/readyz", get(move || ready(readiness.clone())));
+        .route("/readyz", {
+            let built = built.clone();
+            let shutdown = shutdown.clone();
+            get(move || ready(built.load(Ordering::Acquire) && !shutdown.is_cancelled()))
+        });
     tokio::spawn(async move {
         let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
         if let Err(error) = server.await {
@@ -102,11 +101,14 @@ pub async fn serve_metrics(
         }
     });
     tracing::info!(%address, "serving /metrics");
-    Ok(Some(address))
+    Ok(MetricsEndpoint {
+        address: Some(address),
+        built,
+    })
 }
 
-async fn ready(readiness: Readiness) -> (StatusCode, Json<Value>) {
-    if readiness.is_ready() {
+async fn ready(ready: bool) -> (StatusCode, Json<Value>) {
+    if ready {
         (StatusCode::OK, Json(json!({ "status": "ready" })))
     } else {
         (

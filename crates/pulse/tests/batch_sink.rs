@@ -275,18 +275,14 @@ fn a_post_the_store_refuses_is_dead_lettered_and_the_rest_is_stored() {
     records.push(refused(30));
     produce(&lane.enriched, records);
 
-    let log = lane.dir.path().join("sink.log");
-    let mut sink = Role {
-        child: lane
-            .pulse(&["sink", "batch"])
-            .env("PULSE_BATCH__KEYSPACE", &keyspace)
-            .env("PULSE_BATCH__GROUP", &group)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log"))
-            .spawn()
-            .expect("pulse sink batch starts"),
-        log,
-    };
+    let mut sink = lane.spawn(
+        "sink",
+        &["sink", "batch"],
+        &[
+            ("PULSE_BATCH__KEYSPACE", &keyspace),
+            ("PULSE_BATCH__GROUP", &group),
+        ],
+    );
     wait_for("every record committed", || {
         committed(&group, &lane.enriched, 2) == high_watermarks(&lane.enriched, 2)
     });

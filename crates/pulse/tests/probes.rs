@@ -6,7 +6,6 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::{count, free_port, wait_for, Lane};
@@ -63,17 +62,12 @@ fn a_role_answers_liveness_readiness_and_metrics() {
 fn a_source_serves_what_it_published_and_runs_without_a_free_metrics_address() {
     let lane = Lane::new("probes-source", 1);
     let port = free_port();
-    let log = std::fs::File::create(lane.dir.path().join("ingest.log")).expect("log file");
-    let mut source = common::Role {
-        child: lane
-            .pulse(&["ingest", "synthetic", "--rate", "50"])
-            .env("PULSE_METRICS__LISTEN", format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("pulse ingest starts"),
-        log: lane.dir.path().join("ingest.log"),
-    };
+    let listen = format!("127.0.0.1:{port}");
+    let mut source = lane.spawn(
+        "ingest",
+        &["ingest", "synthetic", "--rate", "50"],
+        &[("PULSE_METRICS__LISTEN", &listen)],
+    );
     let produced = "pulse_records_produced_total{stage=\"ingest\"}";
     let mut seen = 0.0;
     wait_for("the source to publish 20 posts", || {

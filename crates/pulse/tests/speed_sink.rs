@@ -6,12 +6,11 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use chrono::Utc;
-use common::{committed, high_watermarks, wait_for, Lane};
+use common::{committed, free_port, high_watermarks, wait_for, Lane};
 use pulse_core::config::SpeedConfig;
 use pulse_core::{EnrichedPost, Enrichment, Keyword, Post};
 use pulse_speed::{minute_of, SpeedLayer};
@@ -118,6 +117,13 @@ fn enriched(i: usize) -> EnrichedPost {
     EnrichedPost::new(post, enrichment, "test@1".into(), Utc::now())
 }
 
+fn producer() -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", common::brokers())
+        .create()
+        .expect("producer")
+}
+
 fn produce(producer: &FutureProducer, topic: &str, range: std::ops::Range<usize>) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
@@ -158,36 +164,26 @@ fn counted(url: &str, prefix: &str) -> (u64, u64) {
 #[test]
 fn the_speed_sink_survives_redis_going_down_and_counts_every_post_once() {
     let lane = Lane::new("speedsink", 2);
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
+    let port = free_port();
     let redis = Redis::start(port, tempfile::tempdir().expect("redis dir"));
     let prefix = format!("pulse-test:sink:{}", lane.group);
     let group = format!("{}.speed", lane.group);
     let url = format!("redis://127.0.0.1:{port}");
 
     let spawn_sink = |name: &str| {
-        let log = lane.dir.path().join(format!("{name}.log"));
-        common::Role {
-            child: lane
-                .pulse(&["sink", "speed"])
-                .env("PULSE_SPEED__REDIS_URL", &url)
-                .env("PULSE_SPEED__KEY_PREFIX", &prefix)
-                .env("PULSE_SPEED__GROUP", &group)
-                .env("PULSE_PIPELINE__DRAIN_TIMEOUT_MS", "2000")
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).expect("log"))
-                .spawn()
-                .expect("pulse sink speed starts"),
-            log,
-        }
+        lane.spawn(
+            name,
+            &["sink", "speed"],
+            &[
+                ("PULSE_SPEED__REDIS_URL", &url),
+                ("PULSE_SPEED__KEY_PREFIX", &prefix),
+                ("PULSE_SPEED__GROUP", &group),
+                ("PULSE_PIPELINE__DRAIN_TIMEOUT_MS", "2000"),
+            ],
+        )
     };
     let mut sink = spawn_sink("sink-1");
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", common::brokers())
-        .create()
-        .expect("producer");
+    let producer = producer();
     let all_committed =
         || committed(&group, &lane.enriched, 2) == high_watermarks(&lane.enriched, 2);
 
@@ -229,53 +225,29 @@ fn the_speed_sink_survives_redis_going_down_and_counts_every_post_once() {
     wait_for("every post committed after redis came back", all_committed);
     assert!(sink.terminate().success());
 
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let config = SpeedConfig {
-        redis_url: url,
-        key_prefix: prefix,
-        ..SpeedConfig::default()
-    };
-    let end = minute_of(Utc::now()) + 1;
-    let window = runtime
-        .block_on(async {
-            SpeedLayer::connect(&config)?
-                .window("test/sink", end - 60, end, 10)
-                .await
-        })
-        .expect("window");
-    assert_eq!(window.totals.count, 2_000, "every post counted once");
-    assert_eq!(window.keywords.iter().map(|k| k.count).sum::<u64>(), 2_000);
+    // Every post counted once, with its keyword.
+    assert_eq!(counted(&url, &prefix), (2_000, 2_000));
     drop(redis);
 }
 
 #[test]
 fn a_redis_that_lost_unsaved_writes_is_caught_up_by_the_running_sink() {
     let lane = Lane::new("speedloss", 2);
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
+    let port = free_port();
     let redis = Redis::snapshots_only(port, tempfile::tempdir().expect("redis dir"));
     let prefix = format!("pulse-test:loss:{}", lane.group);
     let group = format!("{}.speed", lane.group);
     let url = format!("redis://127.0.0.1:{port}");
-    let log = lane.dir.path().join("sink.log");
-    let mut sink = common::Role {
-        child: lane
-            .pulse(&["sink", "speed"])
-            .env("PULSE_SPEED__REDIS_URL", &url)
-            .env("PULSE_SPEED__KEY_PREFIX", &prefix)
-            .env("PULSE_SPEED__GROUP", &group)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log"))
-            .spawn()
-            .expect("pulse sink speed starts"),
-        log,
-    };
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", common::brokers())
-        .create()
-        .expect("producer");
+    let mut sink = lane.spawn(
+        "sink",
+        &["sink", "speed"],
+        &[
+            ("PULSE_SPEED__REDIS_URL", &url),
+            ("PULSE_SPEED__KEY_PREFIX", &prefix),
+            ("PULSE_SPEED__GROUP", &group),
+        ],
+    );
+    let producer = producer();
     let all_committed =
         || committed(&group, &lane.enriched, 2) == high_watermarks(&lane.enriched, 2);
 

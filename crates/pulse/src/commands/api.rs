@@ -13,8 +13,7 @@ use pulse_pipeline::PipelineMetrics;
 use pulse_speed::SpeedLayer;
 
 use super::{enrich, ingest, sink};
-use crate::shutdown;
-use crate::telemetry::{self, Readiness};
+use crate::{shutdown, telemetry};
 
 /// Runs the API role until SIGINT/SIGTERM.
 pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
@@ -49,15 +48,9 @@ pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
     });
     // The API's own readiness is `/readyz` on its port (both stores answer); the metrics
     // listener's says the role is up and not draining.
-    let readiness = Readiness::default();
-    telemetry::serve_metrics(
-        &config.metrics,
-        registry,
-        readiness.clone(),
-        shutdown.clone(),
-    )
-    .await?;
-    readiness.ready_until(&shutdown);
+    telemetry::serve_metrics(&config.metrics, registry, shutdown.clone())
+        .await?
+        .ready();
     serve(&config, state).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::shutdown;
-use crate::telemetry::{self, Readiness};
+use crate::telemetry;
 
 #[derive(Debug, Subcommand)]
 pub enum IngestCommand {
@@ -106,16 +106,8 @@ pub async fn run(command: IngestCommand, config: PulseConfig) -> anyhow::Result<
     // `/metrics` lets an alert see a long-running source stop producing. A producer started
     // next to `pulse up` on one machine finds the default address taken: it then ingests
     // without `/metrics` rather than refusing to run.
-    let readiness = Readiness::default();
-    match telemetry::serve_metrics(
-        &config.metrics,
-        Arc::new(registry),
-        readiness.clone(),
-        abort.clone(),
-    )
-    .await
-    {
-        Ok(_) => readiness.ready_until(&abort),
+    match telemetry::serve_metrics(&config.metrics, Arc::new(registry), abort.clone()).await {
+        Ok(endpoint) => endpoint.ready(),
         Err(error) => tracing::warn!(error = format!("{error:#}"), "ingesting without /metrics"),
     }
     let (items_tx, items_rx) = mpsc::channel::<SourceItem>(4_096);

@@ -18,7 +18,7 @@ use pulse_pipeline::runner::StageIo;
 use pulse_pipeline::{run_stage, PipelineMetrics, Stage};
 use tokio_util::sync::CancellationToken;
 
-use crate::telemetry::{self, Readiness};
+use crate::telemetry;
 
 /// Runs the one role `build` makes, with its `/metrics`, until `shutdown`.
 pub async fn serve<S: Stage>(
@@ -28,16 +28,10 @@ pub async fn serve<S: Stage>(
 ) -> anyhow::Result<ExitCode> {
     let mut registry = Registry::default();
     let metrics = PipelineMetrics::register(&mut registry);
-    let readiness = Readiness::default();
-    telemetry::serve_metrics(
-        &config.metrics,
-        Arc::new(registry),
-        readiness.clone(),
-        shutdown.clone(),
-    )
-    .await?;
+    let endpoint =
+        telemetry::serve_metrics(&config.metrics, Arc::new(registry), shutdown.clone()).await?;
     let role = build(config, &metrics)?;
-    readiness.ready_until(&shutdown);
+    endpoint.ready();
     role.run(shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -16,8 +16,7 @@ use tokio_util::sync::CancellationToken;
 use pulse_speed::SpeedLayer;
 
 use super::{api, enrich, ingest, sink, topics};
-use crate::telemetry::{self, Readiness};
-use crate::{console, shutdown};
+use crate::{console, shutdown, telemetry};
 
 /// Ensures the topics, runs every role, prints counts every few seconds.
 pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
@@ -64,18 +63,11 @@ pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
         metrics: api_metrics,
         registry: registry.clone(),
     });
-    let readiness = Readiness::default();
-    if let Some(address) = telemetry::serve_metrics(
-        &config.metrics,
-        registry,
-        readiness.clone(),
-        shutdown.clone(),
-    )
-    .await?
-    {
+    let endpoint = telemetry::serve_metrics(&config.metrics, registry, shutdown.clone()).await?;
+    if let Some(address) = endpoint.address {
         console::out(format_args!("metrics: http://{address}/metrics"));
     }
-    readiness.ready_until(&shutdown);
+    endpoint.ready();
     let status = tokio::spawn(print_status(
         [
             enrich.metrics.clone(),

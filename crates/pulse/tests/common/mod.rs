@@ -124,15 +124,20 @@ impl Lane {
 
     /// Starts `pulse enrich` with its logs in `<dir>/<name>.log`.
     pub fn spawn_enrich(&self, name: &str, extra_env: &[(&str, &str)]) -> Role {
+        self.spawn(name, &["enrich"], extra_env)
+    }
+
+    /// Starts `pulse ARGS...` with its logs in `<dir>/<name>.log`.
+    pub fn spawn(&self, name: &str, args: &[&str], extra_env: &[(&str, &str)]) -> Role {
         let log = self.dir.path().join(format!("{name}.log"));
         let file = std::fs::File::create(&log).expect("log file");
-        let mut command = self.pulse(&["enrich"]);
+        let mut command = self.pulse(args);
         command
             .envs(extra_env.iter().copied())
             .stdout(Stdio::null())
             .stderr(file);
         Role {
-            child: command.spawn().expect("pulse enrich starts"),
+            child: command.spawn().expect("pulse starts"),
             log,
         }
     }
