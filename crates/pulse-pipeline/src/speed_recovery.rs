@@ -38,7 +38,7 @@ pub struct SpeedRecovery {
     kafka: pulse_core::config::KafkaConfig,
     group: String,
     topic: String,
-    retention: chrono::Duration,
+    retention_secs: u64,
     /// The `run_id` of the Redis process last found holding what was committed; `None`
     /// until the first check. Held while checking, so checks and catch-ups never overlap.
     current: Mutex<Option<String>>,
@@ -70,9 +70,7 @@ impl SpeedRecovery {
             kafka: config.kafka.clone(),
             group: config.speed.group.clone(),
             topic: config.kafka.topics.enriched.clone(),
-            retention: chrono::Duration::seconds(
-                i64::try_from(config.speed.retention_secs).unwrap_or(i64::MAX / 1_000),
-            ),
+            retention_secs: config.speed.retention_secs,
             current: Mutex::new(None),
             shutdown,
         })
@@ -116,7 +114,15 @@ impl SpeedRecovery {
     }
 
     async fn catch_up(&self, moment: Moment, server: &str) -> Result<(), StageError> {
-        let since = Utc::now() - self.retention;
+        // Checked, and not before 1970 (Kafka reads negative times as "earliest" and
+        // "latest" markers): a retention from configuration may reach past the calendar.
+        let since = i64::try_from(self.retention_secs)
+            .ok()
+            .and_then(chrono::Duration::try_seconds)
+            .and_then(|retention| Utc::now().checked_sub_signed(retention))
+            .map_or(chrono::DateTime::UNIX_EPOCH, |since| {
+                since.max(chrono::DateTime::UNIX_EPOCH)
+            });
         let partitions = group_partitions(&self.kafka, &self.group, &self.topic, since)
             .await
             .map_err(|e| StageError(format!("cannot read the group's offsets: {e}")))?;
