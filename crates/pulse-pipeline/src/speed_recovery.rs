@@ -8,6 +8,12 @@
 //! anything to it, it compares those positions with the group's committed offsets and
 //! replays into the speed layer what Redis does not hold. Applying is idempotent (seen
 //! marks), so overlapping with the live consumer costs time, never a double count.
+//!
+//! The connection reconnects by itself, so a Redis that restarts while a batch or a
+//! catch-up is applied can take the rest of it: then its positions cover offsets whose
+//! predecessors it never got. The server is therefore checked again after each batch and
+//! each catch-up, under the same lock as the check before it; a change in between means the
+//! new process's positions cannot be trusted, and it is caught up over the whole retention.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +23,7 @@ use pulse_core::PulseConfig;
 use pulse_kafka::replay::{group_partitions, ReplayRange, ReplayStart};
 use pulse_speed::SpeedLayer;
 use rdkafka::error::KafkaError;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, MutexGuard};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::PipelineMetrics;
@@ -28,8 +34,43 @@ use crate::stage::StageError;
 const IDLE_CHECK: Duration = Duration::from_secs(5);
 
 /// The future of [`SpeedRecovery::ensure_current`].
-pub type Checked<'a> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StageError>> + Send + 'a>>;
+pub type Checked<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Current<'a>, StageError>> + Send + 'a>,
+>;
+
+/// What the sink knows of the Redis process it applies to.
+#[derive(Debug, Default)]
+struct Known {
+    /// The `run_id` of the process last found holding what was committed; `None` until the
+    /// first check.
+    server: Option<String>,
+    /// Whether a process that replaced it may have taken part of a batch or a catch-up
+    /// without its predecessors: its positions are then not to be trusted.
+    tainted: bool,
+}
+
+/// Proof that Redis held what was committed when the batch began; held while the batch is
+/// applied (no catch-up runs meanwhile), then [`Current::confirm`]ed.
+pub struct Current<'a> {
+    known: MutexGuard<'a, Known>,
+    layer: &'a SpeedLayer,
+}
+
+impl Current<'_> {
+    /// Checks that the batch went to the process checked before it. If Redis was replaced
+    /// meanwhile, the new process may hold the batch (or part of it) without what came
+    /// before: the batch fails, to be retried after a catch-up that ignores positions.
+    pub async fn confirm(mut self) -> Result<(), StageError> {
+        let server = self.layer.server_id().await.map_err(unavailable)?;
+        if self.known.server.as_deref() == Some(server.as_str()) {
+            return Ok(());
+        }
+        self.known.tainted = true;
+        Err(StageError(format!(
+            "redis was replaced while the batch was applied (now {server}); catching it up"
+        )))
+    }
+}
 
 /// Keeps the speed layer holding everything its consumer group committed.
 pub struct SpeedRecovery {
@@ -39,9 +80,8 @@ pub struct SpeedRecovery {
     group: String,
     topic: String,
     retention_secs: u64,
-    /// The `run_id` of the Redis process last found holding what was committed; `None`
-    /// until the first check. Held while checking, so checks and catch-ups never overlap.
-    current: Mutex<Option<String>>,
+    /// Held while checking, catching up and applying a batch, so they never overlap.
+    known: Mutex<Known>,
     shutdown: CancellationToken,
 }
 
@@ -71,31 +111,46 @@ impl SpeedRecovery {
             group: config.speed.group.clone(),
             topic: config.kafka.topics.enriched.clone(),
             retention_secs: config.speed.retention_secs,
-            current: Mutex::new(None),
+            known: Mutex::new(Known::default()),
             shutdown,
         })
     }
 
     /// Checks the Redis process that answers, catching it up first if it is new to this
-    /// sink. Called before every batch is applied: a batch applied to a Redis process went
-    /// over the connection that answered this check (a restart breaks the connection and
-    /// fails the batch, which is then checked again).
+    /// sink. Called before every batch is applied; the batch then holds the answer until
+    /// it is confirmed ([`Current::confirm`]).
     ///
     /// Boxed: the catch-up replays through a speed sink stage, whose batches call this.
     pub fn ensure_current(&self) -> Checked<'_> {
         Box::pin(async move {
-            let mut current = self.current.lock().await;
+            let mut known = self.known.lock().await;
             let server = self.layer.server_id().await.map_err(unavailable)?;
-            if current.as_deref() == Some(server.as_str()) {
-                return Ok(());
+            if known.server.as_deref() == Some(server.as_str()) && !known.tainted {
+                return Ok(Current {
+                    known,
+                    layer: &self.layer,
+                });
             }
-            let moment = match current.as_ref() {
+            let moment = match known.server.as_ref() {
                 None => Moment::Start,
                 Some(_) => Moment::Restart,
             };
-            self.catch_up(moment, &server).await?;
-            *current = Some(server);
-            Ok(())
+            self.catch_up(moment, &server, !known.tainted).await?;
+            // The replay went to whichever process answered: if Redis was replaced during
+            // it, the new one holds the replay's end without its beginning.
+            let after = self.layer.server_id().await.map_err(unavailable)?;
+            if after != server {
+                known.tainted = true;
+                return Err(StageError(format!(
+                    "redis was replaced while it was caught up (now {after}); catching it up again"
+                )));
+            }
+            known.server = Some(server);
+            known.tainted = false;
+            Ok(Current {
+                known,
+                layer: &self.layer,
+            })
         })
     }
 
@@ -113,7 +168,15 @@ impl SpeedRecovery {
         }
     }
 
-    async fn catch_up(&self, moment: Moment, server: &str) -> Result<(), StageError> {
+    /// Replays into Redis what it lacks of what the group passed: from each partition's
+    /// recorded position, or from the start of the retention when positions are not
+    /// trusted.
+    async fn catch_up(
+        &self,
+        moment: Moment,
+        server: &str,
+        trust_positions: bool,
+    ) -> Result<(), StageError> {
         // Checked, and not before 1970 (Kafka reads negative times as "earliest" and
         // "latest" markers): a retention from configuration may reach past the calendar.
         let since = i64::try_from(self.retention_secs)
@@ -142,6 +205,7 @@ impl SpeedRecovery {
             // Without a position, Redis holds nothing of the partition within retention.
             let start = positions
                 .get(&partition.partition)
+                .filter(|_| trust_positions)
                 .map_or(partition.since, |&at| at + 1)
                 .max(partition.low);
             let end = match moment {
@@ -164,6 +228,7 @@ impl SpeedRecovery {
         tracing::warn!(
             redis = server,
             ?moment,
+            trust_positions,
             partitions = starts.len(),
             offsets = missing,
             "speed layer lacks records its group passed (redis lost writes); re-applying them"

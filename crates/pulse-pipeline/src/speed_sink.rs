@@ -1,7 +1,8 @@
 //! The speed sink: enriched posts into the Redis speed layer, each with its log position.
 //! A record that is not an enriched post goes to the DLQ; Redis errors fail the batch,
 //! which the stage loop retries with backoff (nothing past it is committed). As a role, it
-//! first makes sure Redis still holds what was committed ([`SpeedRecovery`]).
+//! first makes sure Redis still holds what was committed, and afterwards that the batch
+//! went to that same Redis process ([`SpeedRecovery`]).
 
 use std::sync::Arc;
 
@@ -42,9 +43,10 @@ impl Stage for SpeedSinkStage {
     }
 
     async fn process(&self, batch: &[SourceRecord]) -> Result<Vec<Outcome>, StageError> {
-        if let Some(recovery) = &self.recovery {
-            recovery.ensure_current().await?;
-        }
+        let current = match &self.recovery {
+            Some(recovery) => Some(recovery.ensure_current().await?),
+            None => None,
+        };
         let (posts, outcomes) = enriched_posts(batch);
         // The feed keeps each post's JSON as it arrived: no second serialization.
         let posts: Vec<PostToApply> = posts
@@ -64,6 +66,9 @@ impl Stage for SpeedSinkStage {
             .apply_json(&posts)
             .await
             .map_err(|e| StageError(format!("cannot apply to the speed layer: {e}")))?;
+        if let Some(current) = current {
+            current.confirm().await?;
+        }
         if report.duplicates > 0 {
             tracing::debug!(
                 duplicates = report.duplicates,

@@ -285,3 +285,56 @@ fn a_redis_that_lost_unsaved_writes_is_caught_up_by_the_running_sink() {
     assert_eq!(counted(&url, &prefix), (7_000, 7_000));
     drop(redis);
 }
+
+#[test]
+fn a_redis_replaced_during_a_catch_up_is_caught_up_whole() {
+    let lane = Lane::new("speedtwice", 2);
+    let port = free_port();
+    let redis = Redis::snapshots_only(port, tempfile::tempdir().expect("redis dir"));
+    let prefix = format!("pulse-test:twice:{}", lane.group);
+    let group = format!("{}.speed", lane.group);
+    let url = format!("redis://127.0.0.1:{port}");
+    // Small batches: the catch-up of 20,000 posts takes long enough to be interrupted.
+    let mut sink = lane.spawn(
+        "sink",
+        &["sink", "speed"],
+        &[
+            ("PULSE_SPEED__REDIS_URL", &url),
+            ("PULSE_SPEED__KEY_PREFIX", &prefix),
+            ("PULSE_SPEED__GROUP", &group),
+            ("PULSE_PIPELINE__BATCH_SIZE", "20"),
+        ],
+    );
+    let producer = producer();
+    let all_committed =
+        || committed(&group, &lane.enriched, 2) == high_watermarks(&lane.enriched, 2);
+    produce(&producer, &lane.enriched, 0..20_000);
+    wait_for("20,000 posts committed", all_committed);
+    assert_eq!(counted(&url, &prefix), (20_000, 20_000));
+
+    // Redis loses everything; while the sink replays it back, the new process is lost too,
+    // and the one after it takes the rest of that replay.
+    let redis = Redis::snapshots_only(port, redis.kill());
+    let replaying =
+        "speed layer lacks records its group passed (redis lost writes); re-applying them";
+    wait_for("the catch-up to be under way", || {
+        counted(&url, &prefix).0 >= 4_000
+    });
+    let redis = Redis::snapshots_only(port, redis.kill());
+    assert!(
+        sink.log_events("speed layer caught up with its group")
+            .is_empty(),
+        "the catch-up ended before redis was replaced again; the test needs a longer one: {}",
+        sink.logs()
+    );
+
+    wait_for("every post counted again", || {
+        counted(&url, &prefix) == (20_000, 20_000)
+    });
+    let catch_ups = sink.log_events(replaying);
+    let last = catch_ups.last().expect("a catch-up");
+    assert_eq!(last["fields"]["trust_positions"], false, "{}", sink.logs());
+    assert!(sink.terminate().success(), "{}", sink.logs());
+    assert_eq!(counted(&url, &prefix), (20_000, 20_000));
+    drop(redis);
+}
