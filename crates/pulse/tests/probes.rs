@@ -4,23 +4,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
-
-use common::{count, free_port, wait_for, Lane};
-
-/// `GET path` on 127.0.0.1:`port`: the status and the body, or None when nothing answers.
-fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n")?.1.to_string();
-    Some((status, body))
-}
+use common::{count, free_port, http_get as get, wait_for, Lane};
 
 /// The value of the series `series` (name and labels, as encoded) in a `/metrics` body.
 fn sample(metrics: &str, series: &str) -> Option<f64> {

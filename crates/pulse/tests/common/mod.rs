@@ -224,7 +224,20 @@ fn reader(brokers: &str) -> BaseConsumer {
 
 /// Produces keyed records to `topic` in order, each acknowledged before the next.
 pub fn produce(topic: &str, records: impl IntoIterator<Item = (String, Vec<u8>)>) {
-    send_all(topic, records.into_iter().map(|(k, p)| (k, p, None)));
+    produce_on(&brokers(), topic, records);
+}
+
+/// [`produce`] on the broker at `brokers`.
+pub fn produce_on(
+    brokers: &str,
+    topic: &str,
+    records: impl IntoIterator<Item = (String, Vec<u8>)>,
+) {
+    send_all(
+        brokers,
+        topic,
+        records.into_iter().map(|(k, p)| (k, p, None)),
+    );
 }
 
 /// Like [`produce`], each record stamped with its time (for replays by time).
@@ -233,6 +246,7 @@ pub fn produce_at(
     records: impl IntoIterator<Item = (String, Vec<u8>, chrono::DateTime<chrono::Utc>)>,
 ) {
     send_all(
+        &brokers(),
         topic,
         records
             .into_iter()
@@ -240,9 +254,13 @@ pub fn produce_at(
     );
 }
 
-fn send_all(topic: &str, records: impl Iterator<Item = (String, Vec<u8>, Option<i64>)>) {
+fn send_all(
+    brokers: &str,
+    topic: &str,
+    records: impl Iterator<Item = (String, Vec<u8>, Option<i64>)>,
+) {
     let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", brokers)
         .create()
         .expect("producer");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -312,7 +330,22 @@ pub async fn stored_ids(
     from: chrono::DateTime<chrono::Utc>,
     to: chrono::DateTime<chrono::Utc>,
 ) -> Vec<String> {
-    let mut ids = Vec::new();
+    stored_posts(store, channel, from, to)
+        .await
+        .into_iter()
+        .map(|p| p.post.id)
+        .collect()
+}
+
+/// Every post `store` holds for `channel` in `[from, to)`, newest first, read page by page
+/// with the cursor.
+pub async fn stored_posts(
+    store: &pulse_batch::BatchStore,
+    channel: &str,
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+) -> Vec<pulse_core::EnrichedPost> {
+    let mut posts = Vec::new();
     let mut cursor = None;
     loop {
         let page = store
@@ -328,10 +361,10 @@ pub async fn stored_ids(
             })
             .await
             .expect("posts read");
-        ids.extend(page.posts.into_iter().map(|p| p.post.id));
+        posts.extend(page.posts);
         match page.next_cursor {
             Some(token) => cursor = Some(pulse_batch::Cursor::decode(&token).expect("cursor")),
-            None => return ids,
+            None => return posts,
         }
     }
 }
@@ -408,8 +441,13 @@ pub fn read_all_on(brokers: &str, topic: &str, partitions: i32) -> Vec<Record> {
 
 /// Offsets committed by `group` on each partition of `topic` (-1 when none).
 pub fn committed(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    committed_on(&brokers(), group, topic, partitions)
+}
+
+/// [`committed`] on the broker at `brokers`.
+pub fn committed_on(brokers: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", brokers)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .create()
@@ -448,6 +486,19 @@ pub fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// `GET path` on 127.0.0.1:`port`: the status and the body, or None when nothing answers.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n")?.1.to_string();
+    Some((status, body))
 }
 
 /// A free TCP port on loopback.
