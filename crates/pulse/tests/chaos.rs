@@ -835,7 +835,11 @@ fn every_store_ends_exact_after_random_kills_of_roles_and_servers() {
         want.check(&format!("{channel}'s live window"), &got);
     }
 
-    // The API serves the same: live windows, and history from the batch layer.
+    // The API serves the same: live windows, and history from the batch layer. (It may
+    // have been restarted by the last fault: it answers once it is listening.)
+    fleet.wait_for("the api to answer", patience, || {
+        http_get(api_port, "/healthz").is_some()
+    });
     for channel in &channels {
         let (status, body) = http_get(
             api_port,
