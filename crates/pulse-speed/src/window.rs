@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::LazyLock;
 
+use pulse_core::Tally;
 use redis::{AsyncCommands, Script};
 use serde::Serialize;
 
@@ -49,6 +50,20 @@ pub struct MinuteStats {
 }
 
 impl MinuteStats {
+    /// The same counters as the batch layer's rollups keep them.
+    pub fn tally(&self) -> Tally {
+        let label = |name: &str| self.labels.get(name).copied().unwrap_or(0);
+        Tally {
+            posts: self.count,
+            negative: label("negative"),
+            neutral: label("neutral"),
+            positive: label("positive"),
+            scored: self.scored,
+            score_micros: self.score_micros,
+            emotion_micros: self.emotion_micros.clone(),
+        }
+    }
+
     fn from_hash(minute: i64, fields: HashMap<String, i64>) -> Self {
         let mut stats = MinuteStats {
             minute,

@@ -21,17 +21,16 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, DurationRound, Utc};
 use common::{
-    committed_on, free_port, http_get, produce_on, read_all_on, Lane, PrivateStack, Record, Role,
+    committed_on, free_port, http_get, produce_on, read_all_on, try_high_watermarks_on, Lane,
+    PrivateStack, Record, Role,
 };
 use pulse_batch::BatchStore;
 use pulse_core::config::{BatchConfig, SpeedConfig};
 use pulse_core::{EnrichedPost, Granularity, Tally};
-use pulse_speed::{minute_of, MinuteStats, SpeedLayer};
+use pulse_speed::{minute_of, SpeedLayer};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::ClientConfig;
 
 const PARTITIONS: i32 = 4;
 const CHANNELS: usize = 5;
@@ -389,27 +388,13 @@ fn ingest_all(
     runs
 }
 
-/// High watermarks of each partition of `topic`, or None while the broker does not answer
-/// (it may still be loading its logs after a restart).
-fn ends(brokers: &str, topic: &str) -> Option<Vec<i64>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .ok()?;
-    (0..PARTITIONS)
-        .map(|p| {
-            consumer
-                .fetch_watermarks(topic, p, Duration::from_secs(5))
-                .ok()
-                .map(|(_, high)| high)
-        })
-        .collect()
-}
-
 /// Where the pipeline is: offsets of the topics and what each group committed.
 fn progress(lane: &Lane, groups: &[&str]) -> String {
     let sum = |offsets: Vec<i64>| offsets.iter().filter(|&&o| o > 0).sum::<i64>();
-    let total = |topic: &str| ends(&lane.brokers, topic).map_or("?".into(), |e| sum(e).to_string());
+    let total = |topic: &str| {
+        try_high_watermarks_on(&lane.brokers, topic, PARTITIONS)
+            .map_or("?".into(), |e| sum(e).to_string())
+    };
     let mut line = format!(
         "raw {}, enriched topic {} offsets",
         total(&lane.raw),
@@ -502,20 +487,6 @@ impl Envelope {
                 "{what}: {name} is {value}, outside [{low}, {high}]"
             );
         }
-    }
-}
-
-/// The tally of a speed-layer window, as the batch layer keeps one.
-fn tally_of(minutes: &MinuteStats) -> Tally {
-    let label = |name: &str| minutes.labels.get(name).copied().unwrap_or(0);
-    Tally {
-        posts: minutes.count,
-        negative: label("negative"),
-        neutral: label("neutral"),
-        positive: label("positive"),
-        scored: minutes.scored,
-        score_micros: minutes.score_micros,
-        emotion_micros: minutes.emotion_micros.clone(),
     }
 }
 
@@ -648,16 +619,12 @@ fn every_store_ends_exact_after_random_kills_of_roles_and_servers() {
     // speed layer holds every post (a Redis that lost its data is refilled by the sink).
     let patience = Duration::from_secs(300 + plan.posts as u64 / 100);
     fleet.wait_for("enrich to commit every raw record", patience, || {
-        ends(&lane.brokers, &lane.raw).is_some_and(|ends| {
+        try_high_watermarks_on(&lane.brokers, &lane.raw, PARTITIONS).is_some_and(|ends| {
             committed_on(&lane.brokers, &lane.group, &lane.raw, PARTITIONS) == ends
         })
     });
     let enriched = read_all_on(&lane.brokers, &lane.enriched, PARTITIONS);
-    let mut ends = vec![0i64; PARTITIONS as usize];
-    for record in &enriched {
-        let end = &mut ends[record.partition as usize];
-        *end = (*end).max(record.offset + 1);
-    }
+    let ends = common::ends_of(&enriched, PARTITIONS);
     for group in [&batch_group, &speed_group] {
         fleet.wait_for(&format!("{group} to commit every post"), patience, || {
             committed_on(&lane.brokers, group, &lane.enriched, PARTITIONS)
@@ -820,7 +787,7 @@ fn every_store_ends_exact_after_random_kills_of_roles_and_servers() {
         let to = minute_of(Utc::now()) + 1;
         runtime
             .block_on(speed.window(channel, minute_of(truth.start), to, 10))
-            .map(|window| tally_of(&window.totals))
+            .map(|window| window.totals.tally())
     };
     for channel in &channels {
         let want = &want_channel[channel];
@@ -840,26 +807,23 @@ fn every_store_ends_exact_after_random_kills_of_roles_and_servers() {
     fleet.wait_for("the api to answer", patience, || {
         http_get(api_port, "/healthz").is_some()
     });
+    let api = |path: &str| -> serde_json::Value {
+        let (status, body) = http_get(api_port, path).expect("the api answers");
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).expect("json")
+    };
     for channel in &channels {
-        let (status, body) = http_get(
-            api_port,
-            &format!("/api/v1/live?channel={channel}&window=24h&series=none"),
-        )
-        .expect("the api answers");
-        assert_eq!(status, 200, "{body}");
-        let live: serde_json::Value = serde_json::from_str(&body).expect("json");
+        let live = api(&format!(
+            "/api/v1/live?channel={channel}&window=24h&series=none"
+        ));
         assert_eq!(
             live["totals"]["count"].as_u64(),
             Some(want_channel[channel].posts()),
-            "{channel}: {body}"
+            "{channel}: {live}"
         );
-        let (status, body) = http_get(
-            api_port,
-            &format!("/api/v1/history?channel={channel}&from={from}&to={to}"),
-        )
-        .expect("the api answers");
-        assert_eq!(status, 200, "{body}");
-        let history: serde_json::Value = serde_json::from_str(&body).expect("json");
+        let history = api(&format!(
+            "/api/v1/history?channel={channel}&from={from}&to={to}"
+        ));
         let posts: Vec<(String, u64)> = history["buckets"]
             .as_array()
             .expect("buckets")

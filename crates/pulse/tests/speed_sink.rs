@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use chrono::Utc;
-use common::{committed, free_port, high_watermarks, wait_for, Lane};
+use common::{committed, free_port, high_watermarks, wait_for, Lane, Role};
 use pulse_core::config::SpeedConfig;
 use pulse_core::{EnrichedPost, Enrichment, Keyword, Post};
 use pulse_speed::{minute_of, SpeedLayer};
@@ -161,37 +161,65 @@ fn counted(url: &str, prefix: &str) -> (u64, u64) {
         .unwrap_or((0, 0))
 }
 
+/// A test's topics, the port of its private Redis, its key prefix and the sink's group.
+struct SpeedLane {
+    lane: Lane,
+    port: u16,
+    prefix: String,
+    group: String,
+    url: String,
+}
+
+impl SpeedLane {
+    fn new(test: &str) -> SpeedLane {
+        let lane = Lane::new(test, 2);
+        let port = free_port();
+        SpeedLane {
+            prefix: format!("pulse-test:{test}:{}", lane.group),
+            group: format!("{}.speed", lane.group),
+            url: format!("redis://127.0.0.1:{port}"),
+            port,
+            lane,
+        }
+    }
+
+    /// Starts `pulse sink speed` on this lane, with `extra` settings.
+    fn spawn_sink(&self, name: &str, extra: &[(&str, &str)]) -> Role {
+        let mut env = vec![
+            ("PULSE_SPEED__REDIS_URL", self.url.as_str()),
+            ("PULSE_SPEED__KEY_PREFIX", self.prefix.as_str()),
+            ("PULSE_SPEED__GROUP", self.group.as_str()),
+        ];
+        env.extend_from_slice(extra);
+        self.lane.spawn(name, &["sink", "speed"], &env)
+    }
+
+    /// Whether the sink committed every record of the enriched topic.
+    fn all_committed(&self) -> bool {
+        committed(&self.group, &self.lane.enriched, 2) == high_watermarks(&self.lane.enriched, 2)
+    }
+
+    /// Posts and keyword hits in the test channel's 24-hour window.
+    fn counted(&self) -> (u64, u64) {
+        counted(&self.url, &self.prefix)
+    }
+}
+
 #[test]
 fn the_speed_sink_survives_redis_going_down_and_counts_every_post_once() {
-    let lane = Lane::new("speedsink", 2);
-    let port = free_port();
-    let redis = Redis::start(port, tempfile::tempdir().expect("redis dir"));
-    let prefix = format!("pulse-test:sink:{}", lane.group);
-    let group = format!("{}.speed", lane.group);
-    let url = format!("redis://127.0.0.1:{port}");
-
-    let spawn_sink = |name: &str| {
-        lane.spawn(
-            name,
-            &["sink", "speed"],
-            &[
-                ("PULSE_SPEED__REDIS_URL", &url),
-                ("PULSE_SPEED__KEY_PREFIX", &prefix),
-                ("PULSE_SPEED__GROUP", &group),
-                ("PULSE_PIPELINE__DRAIN_TIMEOUT_MS", "2000"),
-            ],
-        )
-    };
+    let speed = SpeedLane::new("speedsink");
+    let redis = Redis::start(speed.port, tempfile::tempdir().expect("redis dir"));
+    let spawn_sink =
+        |name: &str| speed.spawn_sink(name, &[("PULSE_PIPELINE__DRAIN_TIMEOUT_MS", "2000")]);
     let mut sink = spawn_sink("sink-1");
     let producer = producer();
-    let all_committed =
-        || committed(&group, &lane.enriched, 2) == high_watermarks(&lane.enriched, 2);
+    let all_committed = || speed.all_committed();
 
-    produce(&producer, &lane.enriched, 0..1_000);
+    produce(&producer, &speed.lane.enriched, 0..1_000);
     wait_for("the first 1,000 posts committed", all_committed);
 
     let dir = redis.stop();
-    produce(&producer, &lane.enriched, 1_000..2_000);
+    produce(&producer, &speed.lane.enriched, 1_000..2_000);
     wait_for("the sink to retry against the stopped redis", || {
         !sink.log_events("batch failed; retrying").is_empty()
     });
@@ -220,54 +248,41 @@ fn the_speed_sink_survives_redis_going_down_and_counts_every_post_once() {
         1
     );
 
-    let redis = Redis::start(port, dir);
+    let redis = Redis::start(speed.port, dir);
     let mut sink = spawn_sink("sink-2");
     wait_for("every post committed after redis came back", all_committed);
     assert!(sink.terminate().success());
 
     // Every post counted once, with its keyword.
-    assert_eq!(counted(&url, &prefix), (2_000, 2_000));
+    assert_eq!(speed.counted(), (2_000, 2_000));
     drop(redis);
 }
 
 #[test]
 fn a_redis_that_lost_unsaved_writes_is_caught_up_by_the_running_sink() {
-    let lane = Lane::new("speedloss", 2);
-    let port = free_port();
-    let redis = Redis::snapshots_only(port, tempfile::tempdir().expect("redis dir"));
-    let prefix = format!("pulse-test:loss:{}", lane.group);
-    let group = format!("{}.speed", lane.group);
-    let url = format!("redis://127.0.0.1:{port}");
-    let mut sink = lane.spawn(
-        "sink",
-        &["sink", "speed"],
-        &[
-            ("PULSE_SPEED__REDIS_URL", &url),
-            ("PULSE_SPEED__KEY_PREFIX", &prefix),
-            ("PULSE_SPEED__GROUP", &group),
-        ],
-    );
+    let speed = SpeedLane::new("speedloss");
+    let redis = Redis::snapshots_only(speed.port, tempfile::tempdir().expect("redis dir"));
+    let mut sink = speed.spawn_sink("sink", &[]);
     let producer = producer();
-    let all_committed =
-        || committed(&group, &lane.enriched, 2) == high_watermarks(&lane.enriched, 2);
+    let all_committed = || speed.all_committed();
 
-    produce(&producer, &lane.enriched, 0..3_000);
+    produce(&producer, &speed.lane.enriched, 0..3_000);
     wait_for("3,000 posts committed", all_committed);
-    let mut connection = redis::Client::open(url.as_str())
+    let mut connection = redis::Client::open(speed.url.as_str())
         .and_then(|client| client.get_connection())
         .expect("redis connection");
     redis::cmd("SAVE")
         .query::<()>(&mut connection)
         .expect("snapshot saved");
     // Applied and committed after the snapshot: what a crash now loses.
-    produce(&producer, &lane.enriched, 3_000..6_000);
+    produce(&producer, &speed.lane.enriched, 3_000..6_000);
     wait_for("6,000 posts committed", all_committed);
-    assert_eq!(counted(&url, &prefix), (6_000, 6_000));
+    assert_eq!(speed.counted(), (6_000, 6_000));
 
-    let redis = Redis::snapshots_only(port, redis.kill());
+    let redis = Redis::snapshots_only(speed.port, redis.kill());
     // No new post arrives: the idle sink notices the new Redis process by itself.
     wait_for("the lost posts re-applied", || {
-        counted(&url, &prefix) == (6_000, 6_000)
+        speed.counted() == (6_000, 6_000)
     });
     let repairs = sink.log_events(
         "speed layer lacks records its group passed (redis lost writes); re-applying them",
@@ -276,51 +291,35 @@ fn a_redis_that_lost_unsaved_writes_is_caught_up_by_the_running_sink() {
     assert_eq!(repairs[0]["fields"]["offsets"], 3_000, "{}", sink.logs());
 
     // The sink goes on counting new posts, each once.
-    produce(&producer, &lane.enriched, 6_000..7_000);
+    produce(&producer, &speed.lane.enriched, 6_000..7_000);
     wait_for("7,000 posts committed", all_committed);
-    wait_for("7,000 posts counted", || {
-        counted(&url, &prefix) == (7_000, 7_000)
-    });
+    wait_for("7,000 posts counted", || speed.counted() == (7_000, 7_000));
     assert!(sink.terminate().success(), "{}", sink.logs());
-    assert_eq!(counted(&url, &prefix), (7_000, 7_000));
+    assert_eq!(speed.counted(), (7_000, 7_000));
     drop(redis);
 }
 
 #[test]
 fn a_redis_replaced_during_a_catch_up_is_caught_up_whole() {
-    let lane = Lane::new("speedtwice", 2);
-    let port = free_port();
-    let redis = Redis::snapshots_only(port, tempfile::tempdir().expect("redis dir"));
-    let prefix = format!("pulse-test:twice:{}", lane.group);
-    let group = format!("{}.speed", lane.group);
-    let url = format!("redis://127.0.0.1:{port}");
+    let speed = SpeedLane::new("speedtwice");
+    let redis = Redis::snapshots_only(speed.port, tempfile::tempdir().expect("redis dir"));
     // Small batches: the catch-up of 20,000 posts takes long enough to be interrupted.
-    let mut sink = lane.spawn(
-        "sink",
-        &["sink", "speed"],
-        &[
-            ("PULSE_SPEED__REDIS_URL", &url),
-            ("PULSE_SPEED__KEY_PREFIX", &prefix),
-            ("PULSE_SPEED__GROUP", &group),
-            ("PULSE_PIPELINE__BATCH_SIZE", "20"),
-        ],
-    );
+    let mut sink = speed.spawn_sink("sink", &[("PULSE_PIPELINE__BATCH_SIZE", "20")]);
     let producer = producer();
-    let all_committed =
-        || committed(&group, &lane.enriched, 2) == high_watermarks(&lane.enriched, 2);
-    produce(&producer, &lane.enriched, 0..20_000);
+    let all_committed = || speed.all_committed();
+    produce(&producer, &speed.lane.enriched, 0..20_000);
     wait_for("20,000 posts committed", all_committed);
-    assert_eq!(counted(&url, &prefix), (20_000, 20_000));
+    assert_eq!(speed.counted(), (20_000, 20_000));
 
     // Redis loses everything; while the sink replays it back, the new process is lost too,
     // and the one after it takes the rest of that replay.
-    let redis = Redis::snapshots_only(port, redis.kill());
+    let redis = Redis::snapshots_only(speed.port, redis.kill());
     let replaying =
         "speed layer lacks records its group passed (redis lost writes); re-applying them";
     wait_for("the catch-up to be under way", || {
-        counted(&url, &prefix).0 >= 4_000
+        speed.counted().0 >= 4_000
     });
-    let redis = Redis::snapshots_only(port, redis.kill());
+    let redis = Redis::snapshots_only(speed.port, redis.kill());
     assert!(
         sink.log_events("speed layer caught up with its group")
             .is_empty(),
@@ -329,12 +328,12 @@ fn a_redis_replaced_during_a_catch_up_is_caught_up_whole() {
     );
 
     wait_for("every post counted again", || {
-        counted(&url, &prefix) == (20_000, 20_000)
+        speed.counted() == (20_000, 20_000)
     });
     let catch_ups = sink.log_events(replaying);
     let last = catch_ups.last().expect("a catch-up");
     assert_eq!(last["fields"]["trust_positions"], false, "{}", sink.logs());
     assert!(sink.terminate().success(), "{}", sink.logs());
-    assert_eq!(counted(&url, &prefix), (20_000, 20_000));
+    assert_eq!(speed.counted(), (20_000, 20_000));
     drop(redis);
 }

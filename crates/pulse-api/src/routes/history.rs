@@ -13,7 +13,7 @@ use futures::{StreamExt, TryStreamExt};
 use pulse_batch::TermKind;
 use pulse_core::bucket::Granularity;
 use pulse_core::Tally;
-use pulse_speed::{minute_of, MinuteStats, Series};
+use pulse_speed::{minute_of, Series};
 use serde::{Deserialize, Serialize};
 use utoipa::IntoParams;
 
@@ -100,19 +100,6 @@ impl Bucket {
     }
 }
 
-fn tally_of(minutes: &MinuteStats) -> Tally {
-    let label = |name: &str| minutes.labels.get(name).copied().unwrap_or(0);
-    Tally {
-        posts: minutes.count,
-        negative: label("negative"),
-        neutral: label("neutral"),
-        positive: label("positive"),
-        scored: minutes.scored,
-        score_micros: minutes.score_micros,
-        emotion_micros: minutes.emotion_micros.clone(),
-    }
-}
-
 /// A channel's buckets over a range: batch rollups up to the watermark, speed-layer minutes
 /// after it, each bucket labelled by its `source` (`batch`, `speed` or `none`).
 #[utoipa::path(get, path = "/api/v1/history", tag = "history", params(HistoryParams), responses(
@@ -188,7 +175,7 @@ pub async fn buckets(
                 .window_with(&params.channel, first_minute, end_minute, top, Series::None)
                 .await?;
             let complete = start >= speed_horizon;
-            let mut bucket = Bucket::new(start, Source::Speed, complete, &tally_of(&window.totals));
+            let mut bucket = Bucket::new(start, Source::Speed, complete, &window.totals.tally());
             bucket.keywords = terms(window.keywords);
             bucket.entities = terms(window.entities);
             buckets.push(bucket);

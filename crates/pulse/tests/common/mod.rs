@@ -286,13 +286,19 @@ pub fn high_watermarks(topic: &str, partitions: i32) -> Vec<i64> {
 
 /// [`high_watermarks`] on the broker at `brokers`.
 pub fn high_watermarks_on(brokers: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    try_high_watermarks_on(brokers, topic, partitions).expect("watermarks")
+}
+
+/// [`high_watermarks_on`], or None while the broker does not answer (it may still be
+/// loading its logs after a restart).
+pub fn try_high_watermarks_on(brokers: &str, topic: &str, partitions: i32) -> Option<Vec<i64>> {
     let consumer = reader(brokers);
     (0..partitions)
         .map(|p| {
             consumer
                 .fetch_watermarks(topic, p, Duration::from_secs(10))
-                .expect("watermarks")
-                .1
+                .ok()
+                .map(|(_, high)| high)
         })
         .collect()
 }
@@ -621,8 +627,13 @@ impl Drop for PrivateStack {
 /// where a consumer group that handled everything has committed, transaction markers
 /// after the last record aside.
 pub fn record_ends(topic: &str, partitions: i32) -> Vec<i64> {
+    ends_of(&read_all(topic, partitions), partitions)
+}
+
+/// Per partition, the offset after the last of `records` (0 when none).
+pub fn ends_of(records: &[Record], partitions: i32) -> Vec<i64> {
     let mut ends = vec![0i64; partitions as usize];
-    for record in read_all(topic, partitions) {
+    for record in records {
         let end = &mut ends[record.partition as usize];
         *end = (*end).max(record.offset + 1);
     }
