@@ -98,6 +98,9 @@ pub struct ReplayReader {
     spans: Vec<PartitionSpan>,
     /// Next offset to read, per partition not finished yet.
     next: BTreeMap<i32, i64>,
+    /// An error met after records of a batch were read: returned by the next call, once
+    /// those records are handed out.
+    deferred: Option<ReplayError>,
 }
 
 impl ReplayReader {
@@ -133,6 +136,7 @@ impl ReplayReader {
                 topic: range.topic,
                 spans,
                 next,
+                deferred: None,
             })
         })
         .await?
@@ -172,7 +176,33 @@ impl ReplayReader {
         max: usize,
         wait: Duration,
     ) -> Result<Option<Vec<ReplayRecord>>, ReplayError> {
+        if let Some(error) = self.deferred.take() {
+            return Err(error);
+        }
         let mut batch = Vec::new();
+        if let Err(error) = self.read_into(&mut batch, max, wait).await {
+            if batch.is_empty() {
+                return Err(error);
+            }
+            // The records read before the error count as read: dropped with it, they would
+            // never be replayed.
+            self.deferred = Some(error);
+        }
+        Ok(if batch.is_empty() && self.next.is_empty() {
+            None
+        } else {
+            Some(batch)
+        })
+    }
+
+    /// Reads into `batch` as [`ReplayReader::next_batch`] describes; on an error, `batch`
+    /// keeps what was read before it.
+    async fn read_into(
+        &mut self,
+        batch: &mut Vec<ReplayRecord>,
+        max: usize,
+        wait: Duration,
+    ) -> Result<(), ReplayError> {
         let mut deadline = None;
         while !self.next.is_empty() && batch.len() < max.max(1) {
             let timeout = deadline
@@ -214,11 +244,7 @@ impl ReplayReader {
             }
             deadline.get_or_insert_with(|| tokio::time::Instant::now() + wait);
         }
-        Ok(if batch.is_empty() && self.next.is_empty() {
-            None
-        } else {
-            Some(batch)
-        })
+        Ok(())
     }
 
     /// Stops fetching `partition`: its span is read.
