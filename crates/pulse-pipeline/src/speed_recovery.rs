@@ -14,6 +14,11 @@
 //! predecessors it never got. The server is therefore checked again after each batch and
 //! each catch-up, under the same lock as the check before it; a change in between means the
 //! new process's positions cannot be trusted, and it is caught up over the whole retention.
+//! So does a change found after writes that could not be confirmed (the check after them
+//! timed out, or the catch-up failed after retrying onto a new process). A batch whose
+//! apply failed needs no such care: the connection moves to a new process only after a
+//! command fails, and every Redis call of this sink is serialized by the lock, so a single
+//! attempt's commands all went to the process checked just before them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +49,10 @@ struct Known {
     /// The `run_id` of the process last found holding what was committed; `None` until the
     /// first check.
     server: Option<String>,
+    /// A process writes went to without it being confirmed after them (a catch-up that
+    /// failed, a batch whose confirmation could not ask): if another one answers next, it
+    /// may have taken them instead.
+    unconfirmed: Option<String>,
     /// Whether a process that replaced it may have taken part of a batch or a catch-up
     /// without its predecessors: its positions are then not to be trusted.
     tainted: bool,
@@ -61,7 +70,13 @@ impl Current<'_> {
     /// meanwhile, the new process may hold the batch (or part of it) without what came
     /// before: the batch fails, to be retried after a catch-up that ignores positions.
     pub async fn confirm(mut self) -> Result<(), StageError> {
-        let server = self.layer.server_id().await.map_err(unavailable)?;
+        let server = match self.layer.server_id().await {
+            Ok(server) => server,
+            Err(error) => {
+                self.known.unconfirmed = self.known.server.clone();
+                return Err(unavailable(error));
+            }
+        };
         if self.known.server.as_deref() == Some(server.as_str()) {
             return Ok(());
         }
@@ -125,6 +140,13 @@ impl SpeedRecovery {
         Box::pin(async move {
             let mut known = self.known.lock().await;
             let server = self.layer.server_id().await.map_err(unavailable)?;
+            if known
+                .unconfirmed
+                .take()
+                .is_some_and(|wrote| wrote != server)
+            {
+                known.tainted = true;
+            }
             if known.server.as_deref() == Some(server.as_str()) && !known.tainted {
                 return Ok(Current {
                     known,
@@ -135,6 +157,7 @@ impl SpeedRecovery {
                 None => Moment::Start,
                 Some(_) => Moment::Restart,
             };
+            known.unconfirmed = Some(server.clone());
             self.catch_up(moment, &server, !known.tainted).await?;
             // The replay went to whichever process answered: if Redis was replaced during
             // it, the new one holds the replay's end without its beginning.
@@ -146,6 +169,7 @@ impl SpeedRecovery {
                 )));
             }
             known.server = Some(server);
+            known.unconfirmed = None;
             known.tainted = false;
             Ok(Current {
                 known,
