@@ -501,7 +501,10 @@ fn every_store_ends_exact_after_random_kills_of_roles_and_servers() {
     );
     let began = Instant::now();
     let stack = PrivateStack::start(&["kafka", "cql", "redis"]);
-    let lane = Lane::on(&stack.brokers(), "chaos", PARTITIONS);
+    let mut lane = Lane::on(&stack.brokers(), "chaos", PARTITIONS);
+    // Kept when the run fails: the roles' logs are what explains it.
+    lane.dir.disable_cleanup(true);
+    println!("roles log to {}", lane.dir.path().display());
     let truth = Truth::new(plan.posts);
     let chunks = truth.write_chunks(lane.dir.path());
     let keyspace = format!(
@@ -846,6 +849,7 @@ fn every_store_ends_exact_after_random_kills_of_roles_and_servers() {
     }
 
     let unprompted = fleet.stop();
+    lane.dir.disable_cleanup(false);
     println!(
         "chaos ended exact in {:.1} s: {} posts ({duplicates} ingested twice, {differing} \
          enriched differently), {BAD} dead letters, {} faults, {} roles exited by themselves",
