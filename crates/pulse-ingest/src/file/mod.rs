@@ -31,10 +31,20 @@ pub enum FileFormat {
 }
 
 impl FileFormat {
-    /// Guesses the format from the file name, ignoring a `.gz`/`.zst` suffix.
+    /// Guesses the format from the file name, ignoring a `.gz`/`.zst` suffix. Reddit
+    /// archives are JSON lines under names without an extension: the monthly `RC_2024-01`
+    /// and `RS_2024-01`, and the per-subreddit `<sub>_comments` and `<sub>_submissions`.
     pub fn detect(path: &Path) -> FileFormat {
         let name = uncompressed_name(path).to_ascii_lowercase();
-        if name.ends_with(".jsonl") || name.ends_with(".ndjson") || name.ends_with(".json") {
+        let reddit_archive = name.starts_with("rc_")
+            || name.starts_with("rs_")
+            || name.ends_with("_comments")
+            || name.ends_with("_submissions");
+        if reddit_archive
+            || name.ends_with(".jsonl")
+            || name.ends_with(".ndjson")
+            || name.ends_with(".json")
+        {
             FileFormat::JsonLines
         } else if name.ends_with(".csv") {
             FileFormat::Csv
@@ -161,6 +171,20 @@ impl Iterator for FileSource {
     }
 }
 
+/// The largest zstd window accepted, as a power of two: 2 GiB. The Reddit archives
+/// (Pushshift and Arctic Shift RC_/RS_ files) are made with `zstd --long=31`, whose frames
+/// the decoder's default limit (128 MiB) refuses at the first byte. Decoding such a frame
+/// takes up to the window in memory, as `zstd -d --long=31` does.
+const ZSTD_WINDOW_LOG_MAX: u32 = 31;
+
+fn zstd_decoder(
+    file: CountingReader,
+) -> std::io::Result<zstd::stream::read::Decoder<'static, BufReader<CountingReader>>> {
+    let mut decoder = zstd::stream::read::Decoder::new(file)?;
+    decoder.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
+    Ok(decoder)
+}
+
 /// The file name without directories and without a compression suffix.
 fn uncompressed_name(path: &Path) -> String {
     let name = path
@@ -196,7 +220,7 @@ fn decompress(path: &Path, file: CountingReader) -> Box<dyn BufRead + Send> {
     let raw: Box<dyn Read + Send> = if name.ends_with(".gz") {
         Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(file)))
     } else if name.ends_with(".zst") || name.ends_with(".zstd") {
-        match zstd::stream::read::Decoder::new(file) {
+        match zstd_decoder(file) {
             Ok(decoder) => Box::new(decoder),
             // Reported as a read error on the first line by the reader.
             Err(error) => Box::new(FailingReader(Some(error))),

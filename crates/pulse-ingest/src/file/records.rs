@@ -180,6 +180,20 @@ fn is_dump_record(object: &Map<String, Value>) -> bool {
         && (object.contains_key("body") || object.contains_key("title"))
 }
 
+/// Whether an archive marks the record as deleted or removed after it was captured
+/// (Arctic Shift's `_meta`: `removal_type`, `was_deleted_later`). Reddit's terms require
+/// deleted content to be removed, so such a record is not ingested.
+fn removed_later(record: &Map<String, Value>) -> bool {
+    let Some(Value::Object(meta)) = record.get("_meta") else {
+        return false;
+    };
+    let removal = meta
+        .get("removal_type")
+        .and_then(Value::as_str)
+        .is_some_and(|kind| !kind.trim().is_empty());
+    removal || meta.get("was_deleted_later") == Some(&Value::Bool(true))
+}
+
 fn dump_post(
     context: &FileContext,
     line: u64,
@@ -204,7 +218,7 @@ fn dump_post(
             _ => title,
         }
     };
-    if removed(&text) {
+    if removed(&text) || removed_later(&record) {
         return Err(Rejection::Deleted);
     }
     let name = string("name").or_else(|| {
@@ -247,6 +261,10 @@ fn dump_post(
                 "parent_id".into(),
                 Value::String(format!("reddit:{parent}")),
             );
+        }
+        // The submission a comment belongs to, however deep its parent.
+        if let Some(link) = string("link_id") {
+            fields.insert("link_id".into(), Value::String(format!("reddit:{link}")));
         }
         let meta: Map<String, Value> = [
             "score",

@@ -1,4 +1,4 @@
-use std::io::Write;
+use std::io::{Read, Write};
 
 use super::*;
 
@@ -272,10 +272,25 @@ fn pushshift_comments_and_submissions() {
         br#"{"id":"abc","subreddit":"rust","author":"ferris","body":"Borrow checker wins","created_utc":1704067200,"score":5,"parent_id":"t3_p1","permalink":"/r/rust/comments/p1/x/abc/"}
 {"id":"p1","subreddit":"rust","title":"Rust 2024","selftext":"[removed]","created_utc":"1704067100","num_comments":3}
 {"id":"gone","subreddit":"rust","body":"[deleted]","created_utc":1704067300}
+{"id":"late","subreddit":"rust","body":"said, then deleted","created_utc":1704067400,"_meta":{"was_deleted_later":true}}
+{"id":"mod","subreddit":"rust","body":"taken down","created_utc":1704067500,"_meta":{"removal_type":"removed"}}
+{"id":"kept","subreddit":"rust","body":"still here","created_utc":1704067600,"link_id":"t3_p1","parent_id":"t1_abc","_meta":{"removal_type":null,"was_deleted_later":false}}
 "#,
     );
     let items = read(&path);
-    assert_eq!(ids(&items), vec!["reddit:t1_abc", "reddit:t3_p1"]);
+    assert_eq!(
+        ids(&items),
+        vec!["reddit:t1_abc", "reddit:t3_p1", "reddit:t1_kept"]
+    );
+    let deleted: Vec<(String, String)> = ["3", "4", "5"]
+        .map(|line| (format!("{}:{line}", path.display()), "deleted_post".into()))
+        .into();
+    assert_eq!(kinds(&items), deleted);
+    let SourceItem::Post { post, .. } = &items[5] else {
+        panic!("{:?}", items[5])
+    };
+    assert_eq!(post.parent_id.as_deref(), Some("reddit:t1_abc"));
+    assert_eq!(post.extra["link_id"], "reddit:t3_p1");
     let SourceItem::Post { post, .. } = &items[0] else {
         panic!()
     };
@@ -287,7 +302,45 @@ fn pushshift_comments_and_submissions() {
         panic!()
     };
     assert_eq!(post.text, "Rust 2024");
-    assert_eq!(kinds(&items).len(), 1);
+}
+
+/// The Reddit archives are zstd frames with a 2 GiB window (`zstd --long=31`). Built here
+/// by streaming, as the archives were: compressing a file of known size would shrink the
+/// window to that size and hide the decoder's limit.
+#[test]
+fn reddit_dumps_with_a_two_gib_window_decode_whole() {
+    let mut body = Vec::new();
+    for i in 0..3_000 {
+        writeln!(
+            body,
+            r#"{{"id":"c{i}","subreddit":"rust","body":"comment {i}","created_utc":{},"link_id":"t3_p{}","parent_id":"t3_p{}"}}"#,
+            1_704_067_200 + i,
+            i % 10,
+            i % 10
+        )
+        .unwrap();
+    }
+    let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+    encoder.long_distance_matching(true).unwrap();
+    encoder.window_log(31).unwrap();
+    encoder.write_all(&body).unwrap();
+    let frame = encoder.finish().unwrap();
+    let mut plain = Vec::new();
+    let refused = zstd::stream::read::Decoder::new(&frame[..])
+        .unwrap()
+        .read_to_end(&mut plain);
+    assert!(
+        refused.is_err_and(|e| e.to_string().contains("too much memory")),
+        "the frame must need more than the default window"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let items = read(&write(&dir, "RC_2024-01.zst", &frame));
+    assert_eq!(items.len(), 3_000);
+    assert!(kinds(&items).is_empty(), "{:?}", kinds(&items).first());
+    let want: Vec<String> = (0..3_000).map(|i| format!("reddit:t1_c{i}")).collect();
+    assert_eq!(ids(&items), want);
+    assert!(kinds(&items).is_empty());
 }
 
 #[test]
@@ -303,4 +356,28 @@ fn overlong_lines_are_reported_not_read_whole() {
     };
     assert_eq!(kind.as_str(), "line_too_long");
     assert!(raw.len() <= 256);
+}
+
+#[test]
+fn reddit_archive_names_are_json_lines() {
+    for name in [
+        "RC_2024-01.zst",
+        "RS_2023-12.zst",
+        "rust_comments.zst",
+        "rust_submissions",
+        "posts.ndjson.gz",
+    ] {
+        assert_eq!(
+            FileFormat::detect(Path::new(name)),
+            FileFormat::JsonLines,
+            "{name}"
+        );
+    }
+    for (name, format) in [
+        ("notes.txt", FileFormat::Text),
+        ("RCA.txt", FileFormat::Text),
+        ("survey.csv.zst", FileFormat::Csv),
+    ] {
+        assert_eq!(FileFormat::detect(Path::new(name)), format, "{name}");
+    }
 }

@@ -1,0 +1,103 @@
+//! Acceptance: a Reddit archive as published (an `RC_` file of comments in one zstd frame
+//! with a 2 GiB window, as `zstd --long=31` makes them) ingests whole through
+//! `pulse ingest file`: every comment in the raw topic once with its exact id, and the
+//! comments the archive marks as deleted in the DLQ, not in the topic.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use common::{read_all, Lane};
+use pulse_kafka::dlq::header;
+
+const COMMENTS: usize = 3_000;
+
+/// The archive's lines: `COMMENTS` comments, each 500th followed by one deleted after
+/// capture; and the line numbers of the deleted ones.
+fn archive() -> (Vec<u8>, Vec<u64>) {
+    let mut body = Vec::new();
+    let mut deleted = Vec::new();
+    let mut line = 0;
+    for i in 0..COMMENTS {
+        line += 1;
+        writeln!(
+            body,
+            r#"{{"id":"c{i}","subreddit":"rust","author":"a{i}","body":"comment {i} about lifetimes","created_utc":{},"link_id":"t3_p{}","parent_id":"t3_p{}","score":{}}}"#,
+            1_704_067_200 + i,
+            i % 25,
+            i % 25,
+            i % 7
+        )
+        .expect("line");
+        if i % 500 == 0 {
+            line += 1;
+            writeln!(
+                body,
+                r#"{{"id":"d{i}","subreddit":"rust","body":"regretted","created_utc":"{}","_meta":{{"was_deleted_later":true}}}}"#,
+                1_704_067_200 + i
+            )
+            .expect("line");
+            deleted.push(line);
+        }
+    }
+    (body, deleted)
+}
+
+#[test]
+fn a_reddit_archive_with_a_two_gib_zstd_window_ingests_whole() {
+    let lane = Lane::new("redditarchive", 2);
+    let (body, deleted) = archive();
+    // Streamed, as the archives were: a known size would shrink the window to it.
+    let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 3).expect("encoder");
+    encoder.long_distance_matching(true).expect("long mode");
+    encoder.window_log(31).expect("2 GiB window");
+    encoder.write_all(&body).expect("compressed");
+    let frame = encoder.finish().expect("frame");
+    let path = lane.dir.path().join("RC_2024-01.zst");
+    std::fs::write(&path, frame).expect("archive written");
+
+    lane.ingest_file(&path);
+
+    let raw = read_all(&lane.raw, 2);
+    let posts: BTreeMap<String, serde_json::Value> = raw
+        .iter()
+        .map(|record| {
+            let post: serde_json::Value = serde_json::from_slice(&record.payload).expect("json");
+            (post["id"].as_str().expect("id").to_string(), post)
+        })
+        .collect();
+    assert_eq!(raw.len(), COMMENTS, "each comment once");
+    let want: Vec<String> = (0..COMMENTS).map(|i| format!("reddit:t1_c{i}")).collect();
+    let mut got: Vec<String> = posts.keys().cloned().collect();
+    got.sort_by_key(|id| {
+        id["reddit:t1_c".len()..]
+            .parse::<usize>()
+            .unwrap_or(usize::MAX)
+    });
+    assert_eq!(got, want);
+    let post = &posts["reddit:t1_c1234"];
+    assert_eq!(post["channel"], "reddit/r/rust");
+    assert_eq!(post["text"], "comment 1234 about lifetimes");
+    assert_eq!(post["created_at"], "2024-01-01T00:20:34Z");
+    assert_eq!(post["link_id"], "reddit:t3_p9");
+    assert_eq!(post["parent_id"], "reddit:t3_p9");
+
+    let letters = read_all(&lane.dlq, 2);
+    let mut dead: Vec<(String, String)> = letters
+        .iter()
+        .map(|l| {
+            (
+                l.headers[header::LOCATION].clone(),
+                l.headers[header::ERROR_KIND].clone(),
+            )
+        })
+        .collect();
+    dead.sort();
+    let mut want: Vec<(String, String)> = deleted
+        .iter()
+        .map(|line| (format!("{}:{line}", path.display()), "deleted_post".into()))
+        .collect();
+    want.sort();
+    assert_eq!(dead, want);
+}
