@@ -100,6 +100,12 @@ pub fn publisher(config: &PulseConfig, metrics: StageMetrics) -> anyhow::Result<
 /// Runs an ingest command to completion (or Ctrl-C).
 pub async fn run(command: IngestCommand, config: PulseConfig) -> anyhow::Result<ExitCode> {
     let abort = shutdown::on_signal()?;
+    // As `pulse up` does: on a fresh stack producing to a missing topic only retries
+    // ("unknown topic") until someone creates it.
+    match super::topics::ensure(&config).await {
+        Ok(statuses) => tracing::debug!(topics = statuses.len(), "topics ready"),
+        Err(error) => tracing::warn!(%error, "cannot ensure topics; producing anyway"),
+    }
     let mut registry = Registry::default();
     let metrics = PipelineMetrics::register(&mut registry);
     let publisher = publisher(&config, metrics.for_stage("ingest"))?;

@@ -1,12 +1,15 @@
-//! Acceptance: a Reddit archive as published (an `RC_` file of comments in one zstd frame
-//! with a 2 GiB window, as `zstd --long=31` makes them) ingests whole through
-//! `pulse ingest file`: every comment in the raw topic once with its exact id, and the
-//! comments the archive marks as deleted in the DLQ, not in the topic.
+//! Acceptance of `pulse ingest file` against the stack: a Reddit archive as published (an
+//! `RC_` file of comments in one zstd frame with a 2 GiB window, as `zstd --long=31` makes
+//! them) ingests whole, every comment in the raw topic once with its exact id and the
+//! comments the archive marks as deleted in the DLQ; and topics that do not exist yet are
+//! created rather than waited for.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use common::{read_all, Lane};
 use pulse_kafka::dlq::header;
@@ -100,4 +103,43 @@ fn a_reddit_archive_with_a_two_gib_zstd_window_ingests_whole() {
         .collect();
     want.sort();
     assert_eq!(dead, want);
+}
+
+#[test]
+fn missing_topics_are_created_not_waited_for() {
+    let lane = Lane::new("ingestfresh", 2);
+    let raw = format!("{}.fresh", lane.raw);
+    let dlq = format!("{}.fresh", lane.dlq);
+    let path = lane.dir.path().join("posts.txt");
+    std::fs::write(&path, "first\nsecond\nthird\n").expect("file written");
+    let mut ingest = lane
+        .pulse(&["ingest", "file", path.to_str().expect("utf-8 path")])
+        .env("PULSE_KAFKA__TOPICS__RAW", &raw)
+        .env("PULSE_KAFKA__TOPICS__DLQ", &dlq)
+        .env("PULSE_KAFKA__PARTITIONS", "2")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("pulse ingest runs");
+    // Producing to a missing topic retries for ever: a run still going after a minute failed.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ingest.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = ingest.kill();
+            panic!("pulse ingest still waiting for its topics after 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let output = ingest.wait_with_output().expect("ingest output");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("ingested 3 posts"), "{stderr}");
+    let mut texts: Vec<String> = read_all(&raw, 2)
+        .iter()
+        .map(|record| {
+            let post: serde_json::Value = serde_json::from_slice(&record.payload).expect("json");
+            post["text"].as_str().expect("text").to_string()
+        })
+        .collect();
+    texts.sort();
+    assert_eq!(texts, ["first", "second", "third"]);
 }
