@@ -24,7 +24,20 @@ pub struct PulseConfig {
     pub api: ApiConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
+    pub sources: SourcesConfig,
 }
+
+/// The live sources `pulse up` runs, by kind and instance name
+/// (`[sources.reddit.rust]`). Each section is read by its source in pulse-ingest, which
+/// rejects unknown keys there; credentials may come from `PULSE_SOURCES__...` variables.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SourcesConfig {
+    pub reddit: BTreeMap<String, SourceSection>,
+}
+
+/// The keys of one source instance's section, as written.
+pub type SourceSection = serde_json::Map<String, serde_json::Value>;
 
 /// How to reach Kafka and which topics Pulse uses.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,6 +80,8 @@ pub struct TopicsConfig {
     pub raw: String,
     pub enriched: String,
     pub dlq: String,
+    /// Where live sources keep their checkpoints: compacted, keyed by source instance.
+    pub checkpoints: String,
 }
 
 /// The consume -> process -> produce loop shared by every stage.
@@ -351,6 +366,7 @@ impl Default for TopicsConfig {
             raw: "pulse.posts.raw".into(),
             enriched: "pulse.posts.enriched".into(),
             dlq: "pulse.posts.dlq".into(),
+            checkpoints: "pulse.sources.checkpoints".into(),
         }
     }
 }
@@ -377,7 +393,7 @@ impl Default for EnrichConfig {
             delivery: Delivery::default(),
             transactional_id: String::new(),
             max_text_bytes: 40_000,
-            sources: ["reddit", "twitter", "file", "http", "synthetic"]
+            sources: ["reddit", "twitter", "bluesky", "file", "http", "synthetic"]
                 .into_iter()
                 .map(String::from)
                 .collect(),

@@ -10,6 +10,7 @@ pub mod dead_letter;
 pub mod post;
 pub mod rollup;
 pub mod time;
+pub mod tombstone;
 pub mod validate;
 
 pub use bucket::Granularity;
@@ -19,4 +20,5 @@ pub use post::{
     EnrichedPost, Enrichment, Entity, EntityKind, Keyword, Post, Sentiment, SentimentLabel,
 };
 pub use rollup::{entity_member, micros, Tally};
-pub use validate::{decode_post, PostLimits, Rejection};
+pub use tombstone::Tombstone;
+pub use validate::{decode_post, decode_record, PostLimits, RawRecord, Rejection};

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::dead_letter::DeadLetterKind;
 use crate::post::Post;
+use crate::tombstone::Tombstone;
 
 /// Limits a post must respect to be enriched.
 #[derive(Debug, Clone)]
@@ -65,14 +66,52 @@ impl Rejection {
 /// Fields without which a record is not a post; each must be a JSON string.
 const REQUIRED_STRINGS: [&str; 5] = ["id", "source", "channel", "text", "created_at"];
 
-/// Decodes and validates the bytes of one raw record.
+/// Decodes and validates the bytes of one raw record that must be a post.
 pub fn decode_post(bytes: &[u8], limits: &PostLimits) -> Result<Post, Rejection> {
+    post_from_value(decode_json(bytes)?, limits)
+}
+
+/// A record of the raw topic: a post, or the tombstone of a post deleted at its source.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawRecord {
+    Post(Post),
+    Tombstone(Tombstone),
+}
+
+/// Decodes and validates the bytes of one raw record, a post or a tombstone.
+pub fn decode_record(bytes: &[u8], limits: &PostLimits) -> Result<RawRecord, Rejection> {
+    let value = decode_json(bytes)?;
+    if Tombstone::is_claimed_by(&value) {
+        return tombstone_from_value(value, limits).map(RawRecord::Tombstone);
+    }
+    post_from_value(value, limits).map(RawRecord::Post)
+}
+
+fn decode_json(bytes: &[u8]) -> Result<Value, Rejection> {
     if bytes.is_empty() {
         return Err(Rejection::EmptyRecord);
     }
     let text = std::str::from_utf8(bytes).map_err(|e| Rejection::InvalidUtf8(e.to_string()))?;
-    let value: Value = serde_json::from_str(text).map_err(|e| Rejection::NotJson(e.to_string()))?;
-    post_from_value(value, limits)
+    serde_json::from_str(text).map_err(|e| Rejection::NotJson(e.to_string()))
+}
+
+fn tombstone_from_value(value: Value, limits: &PostLimits) -> Result<Tombstone, Rejection> {
+    let tombstone: Tombstone =
+        serde_json::from_value(value).map_err(|e| Rejection::InvalidField {
+            field: "tombstone",
+            reason: e.to_string(),
+        })?;
+    check_tombstone(&tombstone, limits)?;
+    Ok(tombstone)
+}
+
+/// Checks the rules that apply to an already-typed tombstone.
+pub fn check_tombstone(tombstone: &Tombstone, limits: &PostLimits) -> Result<(), Rejection> {
+    check_keys(&tombstone.id, &tombstone.channel)?;
+    if !limits.sources.contains(&tombstone.source) {
+        return Err(Rejection::UnknownSource(tombstone.source.clone()));
+    }
+    Ok(())
 }
 
 /// Validates a JSON value that should be a post (used by ingest paths that parse JSON
@@ -120,7 +159,25 @@ pub const MAX_KEY_BYTES: usize = 512;
 
 /// Checks the rules that apply to an already-typed post.
 pub fn check_post(post: &Post, limits: &PostLimits) -> Result<(), Rejection> {
-    for (field, value) in [("id", &post.id), ("channel", &post.channel)] {
+    check_keys(&post.id, &post.channel)?;
+    if post.text.trim().is_empty() {
+        return Err(Rejection::EmptyText);
+    }
+    if post.text.len() > limits.max_text_bytes {
+        return Err(Rejection::TextTooLong {
+            bytes: post.text.len(),
+            limit: limits.max_text_bytes,
+        });
+    }
+    if !limits.sources.contains(&post.source) {
+        return Err(Rejection::UnknownSource(post.source.clone()));
+    }
+    Ok(())
+}
+
+/// Checks an id and a channel, keys in both stores.
+fn check_keys(id: &str, channel: &str) -> Result<(), Rejection> {
+    for (field, value) in [("id", id), ("channel", channel)] {
         if value.is_empty() {
             return Err(Rejection::InvalidField {
                 field,
@@ -136,18 +193,6 @@ pub fn check_post(post: &Post, limits: &PostLimits) -> Result<(), Rejection> {
                 ),
             });
         }
-    }
-    if post.text.trim().is_empty() {
-        return Err(Rejection::EmptyText);
-    }
-    if post.text.len() > limits.max_text_bytes {
-        return Err(Rejection::TextTooLong {
-            bytes: post.text.len(),
-            limit: limits.max_text_bytes,
-        });
-    }
-    if !limits.sources.contains(&post.source) {
-        return Err(Rejection::UnknownSource(post.source.clone()));
     }
     Ok(())
 }
@@ -278,5 +323,34 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn tombstones_are_records_and_bad_ones_are_named() {
+        let tombstone = r#"{"kind":"tombstone","id":"reddit:t3_a","source":"reddit","channel":"reddit/r/rust","created_at":"2026-01-01T00:00:00Z","deleted_at":"2026-01-01T01:00:00Z","reason":"deleted by its author"}"#;
+        let Ok(RawRecord::Tombstone(decoded)) = decode_record(tombstone.as_bytes(), &limits())
+        else {
+            panic!("not a tombstone");
+        };
+        assert_eq!(decoded.id, "reddit:t3_a");
+        assert!(matches!(
+            decode_record(GOOD.as_bytes(), &limits()),
+            Ok(RawRecord::Post(_))
+        ));
+        let no_channel = tombstone.replace(r#""channel":"reddit/r/rust","#, "");
+        assert!(matches!(
+            decode_record(no_channel.as_bytes(), &limits()),
+            Err(Rejection::InvalidField {
+                field: "tombstone",
+                ..
+            })
+        ));
+        let unknown = tombstone.replace(r#""source":"reddit""#, r#""source":"myspace""#);
+        assert_eq!(
+            decode_record(unknown.as_bytes(), &limits()),
+            Err(Rejection::UnknownSource("myspace".into()))
+        );
+        // A tombstone is not a post for a caller that wants only posts.
+        assert!(decode_post(tombstone.as_bytes(), &limits()).is_err());
     }
 }
