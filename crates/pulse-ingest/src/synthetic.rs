@@ -174,7 +174,7 @@ mod tests {
             SyntheticSource::new(seed, vec!["a".into(), "b".into()], Some(50))
                 .map(|item| match item {
                     SourceItem::Post { post, .. } => (post.id, post.channel, post.text),
-                    SourceItem::Malformed { .. } => panic!("generator made a malformed item"),
+                    other => panic!("generator made {other:?}"),
                 })
                 .collect::<Vec<_>>()
         };
@@ -192,7 +192,7 @@ mod tests {
             .backfill_since(since)
             .map(|item| match item {
                 SourceItem::Post { post, .. } => post.created_at,
-                SourceItem::Malformed { .. } => panic!("generator made a malformed item"),
+                other => panic!("generator made {other:?}"),
             })
             .collect();
         assert_eq!(times.len(), 8);

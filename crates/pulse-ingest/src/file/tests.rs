@@ -33,7 +33,7 @@ fn ids(items: &[SourceItem]) -> Vec<String> {
         .iter()
         .filter_map(|i| match i {
             SourceItem::Post { post, .. } => Some(post.id.clone()),
-            SourceItem::Malformed { .. } => None,
+            _ => None,
         })
         .collect()
 }
@@ -45,7 +45,7 @@ fn kinds(items: &[SourceItem]) -> Vec<(String, String)> {
             SourceItem::Malformed { location, kind, .. } => {
                 Some((location.clone(), kind.to_string()))
             }
-            SourceItem::Post { .. } => None,
+            _ => None,
         })
         .collect()
 }
