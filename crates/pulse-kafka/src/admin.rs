@@ -35,6 +35,30 @@ pub async fn create_topics(
     config: &KafkaConfig,
     topics: &[&str],
 ) -> Result<Vec<(String, TopicStatus)>, AdminError> {
+    create(config, topics, &[]).await
+}
+
+/// Creates `topic` compacted (only the last record of each key is kept for good), with one
+/// partition: it holds a few small records (checkpoints), read whole at every start.
+pub async fn create_compacted_topic(
+    config: &KafkaConfig,
+    topic: &str,
+) -> Result<TopicStatus, AdminError> {
+    let compacted = KafkaConfig {
+        partitions: 1,
+        ..config.clone()
+    };
+    let mut statuses = create(&compacted, &[topic], &[("cleanup.policy", "compact")]).await?;
+    Ok(statuses
+        .pop()
+        .map_or(TopicStatus::AlreadyExists, |(_, status)| status))
+}
+
+async fn create(
+    config: &KafkaConfig,
+    topics: &[&str],
+    settings: &[(&str, &str)],
+) -> Result<Vec<(String, TopicStatus)>, AdminError> {
     let mut client = ClientConfig::new();
     client
         .set("bootstrap.servers", &config.brokers)
@@ -43,10 +67,13 @@ pub async fn create_topics(
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|name| {
-            NewTopic::new(
-                name,
-                config.partitions,
-                TopicReplication::Fixed(config.replication_factor),
+            settings.iter().fold(
+                NewTopic::new(
+                    name,
+                    config.partitions,
+                    TopicReplication::Fixed(config.replication_factor),
+                ),
+                |topic, (key, value)| topic.set(key, value),
             )
         })
         .collect();

@@ -11,6 +11,7 @@
 pub mod batch_sink;
 mod delivery;
 pub mod enrich;
+pub mod live;
 pub mod metrics;
 pub mod publish;
 pub mod replay;

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use pulse_core::validate::check_post;
+use pulse_core::validate::{check_post, check_tombstone};
 use pulse_core::{DeadLetterKind, PostLimits};
 use pulse_ingest::SourceItem;
 use pulse_kafka::{DeadLetter, Origin};
@@ -53,7 +53,8 @@ pub struct Interrupted {
     pub unconfirmed: usize,
 }
 
-enum Destination {
+/// Where a published record goes.
+pub(crate) enum Destination {
     Raw,
     Dlq,
 }
@@ -148,8 +149,41 @@ impl Publisher {
         true
     }
 
-    fn outgoing(&self, item: SourceItem) -> (Destination, OutgoingRecord) {
+    /// The record an item becomes: a post or a tombstone for the raw topic (keyed by post
+    /// id, with its dead letter as fallback), or a dead letter.
+    pub(crate) fn outgoing(&self, item: SourceItem) -> (Destination, OutgoingRecord) {
         match item {
+            SourceItem::Tombstone {
+                tombstone,
+                location,
+            } => {
+                let payload = serde_json::to_vec(&tombstone).unwrap_or_default();
+                let key = Some(tombstone.id.clone().into_bytes());
+                match check_tombstone(&tombstone, &self.limits) {
+                    Ok(()) => {
+                        let record =
+                            OutgoingRecord::new(&self.raw_topic, key.clone(), payload.clone());
+                        let (_, instead) = self.dead_letter(
+                            location,
+                            DeadLetterKind::RefusedByBroker,
+                            "the broker refused the tombstone as a record".into(),
+                            key,
+                            payload,
+                        );
+                        (Destination::Raw, record.or_else(instead))
+                    }
+                    Err(rejection) => {
+                        tracing::warn!(%location, reason = %rejection, "tombstone rejected");
+                        self.dead_letter(
+                            location,
+                            rejection.kind(),
+                            rejection.to_string(),
+                            key,
+                            payload,
+                        )
+                    }
+                }
+            }
             SourceItem::Post { post, location } => {
                 let payload = serde_json::to_vec(&post).unwrap_or_default();
                 match check_post(&post, &self.limits) {

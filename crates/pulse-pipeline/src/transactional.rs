@@ -46,7 +46,7 @@ pub(crate) async fn run<S: Stage>(
         transactional_id: io.transactional_id.clone(),
         dlq_topic: io.dlq_topic.clone(),
         producer: io.producer.clone(),
-        consumer: io.consumer.clone(),
+        consumer: Some(io.consumer.clone()),
         call_timeout: io.transaction_call_timeout,
     };
     if !transaction.init(&shutdown).await? {
@@ -275,7 +275,7 @@ fn fall_back(slot: &mut Option<OutgoingRecord>, error: &KafkaError, metrics: &St
 }
 
 /// Why a transaction did not commit.
-enum Failure {
+pub(crate) enum Failure {
     /// Another producer with the same transactional id exists: this one must stop.
     Fenced(String),
     /// Abort and run again.
@@ -308,21 +308,22 @@ fn classify(error: KafkaError) -> Failure {
     }
 }
 
-/// The transactional producer of one stage and the consumer whose offsets it commits.
-struct Transaction {
-    stage: &'static str,
-    transactional_id: String,
-    dlq_topic: String,
-    producer: FutureProducer,
-    consumer: Arc<PulseConsumer>,
-    call_timeout: Duration,
+/// The transactional producer of one stage and the consumer whose offsets it commits
+/// (none for a source, whose position travels as a record of the transaction).
+pub(crate) struct Transaction {
+    pub stage: &'static str,
+    pub transactional_id: String,
+    pub dlq_topic: String,
+    pub producer: FutureProducer,
+    pub consumer: Option<Arc<PulseConsumer>>,
+    pub call_timeout: Duration,
 }
 
 impl Transaction {
     /// Initialises transactions (fencing any older instance with the same id and aborting
     /// what it left open), retrying while the broker cannot be reached. `false` when
     /// shut down first.
-    async fn init(&self, shutdown: &CancellationToken) -> Result<bool, RunError> {
+    pub async fn init(&self, shutdown: &CancellationToken) -> Result<bool, RunError> {
         let mut attempt = 0;
         loop {
             let producer = self.producer.clone();
@@ -370,7 +371,7 @@ impl Transaction {
     /// One transaction: `records` produced (a record refused for good is replaced by its
     /// fallback in `records`, then the transaction is retried), `offsets` sent, committed.
     /// Returns how many records reached an output topic other than the DLQ.
-    async fn run(
+    pub async fn run(
         &self,
         records: &mut [Option<OutgoingRecord>],
         offsets: &[((String, i32), i64)],
@@ -429,19 +430,20 @@ impl Transaction {
             // the fallbacks.
             return Err(Failure::Retry(error));
         }
-        let tpl = offsets_list(offsets).map_err(Failure::Retry)?;
-        let metadata = self
-            .consumer
-            .group_metadata()
-            .ok_or(Failure::Membership(KafkaError::Canceled))?;
-        let producer = self.producer.clone();
-        let timeout = self.call_timeout;
-        tokio::task::spawn_blocking(move || {
-            producer.send_offsets_to_transaction(&tpl, &metadata, timeout)
-        })
-        .await
-        .map_err(|_| Failure::Retry(KafkaError::Canceled))?
-        .map_err(classify)?;
+        if let Some(consumer) = &self.consumer {
+            let tpl = offsets_list(offsets).map_err(Failure::Retry)?;
+            let metadata = consumer
+                .group_metadata()
+                .ok_or(Failure::Membership(KafkaError::Canceled))?;
+            let producer = self.producer.clone();
+            let timeout = self.call_timeout;
+            tokio::task::spawn_blocking(move || {
+                producer.send_offsets_to_transaction(&tpl, &metadata, timeout)
+            })
+            .await
+            .map_err(|_| Failure::Retry(KafkaError::Canceled))?
+            .map_err(classify)?;
+        }
         self.commit(abort).await?;
         Ok(emitted)
     }
@@ -477,7 +479,7 @@ impl Transaction {
 
     /// Aborts the open transaction, retrying while the broker cannot be reached. `false`
     /// when this cannot be known (the run is over anyway).
-    async fn abort(&self) -> Result<bool, RunError> {
+    pub async fn abort(&self) -> Result<bool, RunError> {
         for attempt in 1..=10 {
             let producer = self.producer.clone();
             let timeout = self.call_timeout;

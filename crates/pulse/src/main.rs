@@ -75,8 +75,9 @@ enum SchemaCommand {
 
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
-    /// Print the effective configuration (defaults, file, environment) as TOML; API tokens
-    /// and the CQL password are redacted.
+    /// Print the effective configuration (defaults, file, environment) as TOML; API
+    /// tokens, the CQL password and the sources' secrets, passwords and tokens are
+    /// redacted.
     Show,
 }
 
@@ -139,6 +140,16 @@ async fn run(command: Command, config: PulseConfig) -> anyhow::Result<ExitCode> 
             }
             if !shown.batch.password.is_empty() {
                 shown.batch.password = "<redacted>".into();
+            }
+            for section in shown.sources.reddit.values_mut() {
+                for (key, value) in section.iter_mut() {
+                    let secret = ["secret", "password", "token"]
+                        .iter()
+                        .any(|word| key.contains(word));
+                    if secret {
+                        *value = "<redacted>".into();
+                    }
+                }
             }
             print!("{}", toml::to_string_pretty(&shown)?);
             Ok(ExitCode::SUCCESS)

@@ -11,16 +11,20 @@ use chrono::{DateTime, Utc};
 use clap::{Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use prometheus_client::registry::Registry;
+use pulse_core::config::SourceSection;
 use pulse_core::PulseConfig;
 use pulse_ingest::file::{FileOptions, FileSource};
+use pulse_ingest::live::LiveSource;
 use pulse_ingest::{FileFormat, SourceItem, SyntheticSource};
 use pulse_kafka::create_producer;
+use pulse_pipeline::live::LiveRun;
 use pulse_pipeline::metrics::StageMetrics;
 use pulse_pipeline::publish::{PublishTally, Publisher};
 use pulse_pipeline::PipelineMetrics;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::sources;
 use crate::shutdown;
 use crate::telemetry;
 
@@ -65,6 +69,28 @@ pub enum IngestCommand {
         )]
         channels: Vec<String>,
     },
+    /// Live posts and comments from Reddit, with edits and deletions, as configured under
+    /// `[sources.reddit.<instance>]` (credentials there or in `PULSE_SOURCES__REDDIT__...`
+    /// variables). Runs until interrupted; a restart resumes from the checkpoint in Kafka.
+    Reddit {
+        /// The instance: its configuration section and its checkpoint's name.
+        #[arg(long, default_value = "default")]
+        instance: String,
+        /// Subreddits to follow instead of the configured ones (names without `r/`).
+        #[arg(long, value_delimiter = ',')]
+        subreddits: Vec<String>,
+        /// Listings to follow instead of the configured ones.
+        #[arg(long, value_delimiter = ',', value_enum)]
+        listings: Vec<ListingArg>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ListingArg {
+    /// New submissions.
+    Submissions,
+    /// New comments.
+    Comments,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -108,6 +134,41 @@ pub async fn run(command: IngestCommand, config: PulseConfig) -> anyhow::Result<
     }
     let mut registry = Registry::default();
     let metrics = PipelineMetrics::register(&mut registry);
+    if let IngestCommand::Reddit {
+        instance,
+        subreddits,
+        listings,
+    } = command
+    {
+        let mut overrides = SourceSection::new();
+        if !subreddits.is_empty() {
+            overrides.insert("subreddits".into(), serde_json::json!(subreddits));
+        }
+        if !listings.is_empty() {
+            let names: Vec<&str> = listings
+                .iter()
+                .map(|l| match l {
+                    ListingArg::Submissions => "submissions",
+                    ListingArg::Comments => "comments",
+                })
+                .collect();
+            overrides.insert("listings".into(), serde_json::json!(names));
+        }
+        let source = sources::reddit(&config, &instance, overrides, &mut registry)?;
+        let run = sources::live_run(&config, "reddit", &instance, metrics.for_stage("ingest"))?;
+        return run_live(run, source, registry, &config, abort).await;
+    }
+    read_items(command, config, registry, metrics, abort).await
+}
+
+/// Runs a file or synthetic ingest: a blocking reader feeding the publisher.
+async fn read_items(
+    command: IngestCommand,
+    config: PulseConfig,
+    registry: Registry,
+    metrics: PipelineMetrics,
+    abort: CancellationToken,
+) -> anyhow::Result<ExitCode> {
     let publisher = publisher(&config, metrics.for_stage("ingest"))?;
     // `/metrics` lets an alert see a long-running source stop producing. A producer started
     // next to `pulse up` on one machine finds the default address taken: it then ingests
@@ -156,6 +217,7 @@ pub async fn run(command: IngestCommand, config: PulseConfig) -> anyhow::Result<
             let reader = tokio::task::spawn_blocking(move || generate(source, rate, &items_tx));
             (reader, None, "synthetic generator".to_string())
         }
+        IngestCommand::Reddit { .. } => anyhow::bail!("a live source is not read as items"),
     };
 
     let tally = Arc::new(PublishTally::default());
@@ -189,6 +251,32 @@ pub async fn run(command: IngestCommand, config: PulseConfig) -> anyhow::Result<
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Runs a live source until interrupted; prints what it published.
+async fn run_live<S: LiveSource>(
+    run: LiveRun,
+    mut source: S,
+    registry: Registry,
+    config: &PulseConfig,
+    stop: CancellationToken,
+) -> anyhow::Result<ExitCode> {
+    match telemetry::serve_metrics(&config.metrics, Arc::new(registry), stop.clone()).await {
+        Ok(endpoint) => endpoint.ready(),
+        Err(error) => tracing::warn!(error = format!("{error:#}"), "ingesting without /metrics"),
+    }
+    let tally = PublishTally::default();
+    let started = Instant::now();
+    let ran = run.run(&mut source, &tally, &stop).await;
+    eprintln!(
+        "published {} posts and tombstones and {} dead letters in {:.1} s; {}",
+        tally.posts.load(Ordering::Relaxed),
+        tally.dead_letters.load(Ordering::Relaxed),
+        started.elapsed().as_secs_f64(),
+        source.status()
+    );
+    ran?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Reads every file in order into `items`; returns how many files could not be read whole.

@@ -10,5 +10,6 @@ pub mod replay;
 pub mod role;
 pub mod schema;
 pub mod sink;
+pub mod sources;
 pub mod topics;
 pub mod up;

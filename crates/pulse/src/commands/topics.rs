@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use pulse_core::PulseConfig;
-use pulse_kafka::admin::{create_topics, TopicStatus};
+use pulse_kafka::admin::{create_compacted_topic, create_topics, TopicStatus};
 
 /// Creates the raw, enriched and DLQ topics and prints what happened to each.
 pub async fn create(config: &PulseConfig) -> anyhow::Result<ExitCode> {
@@ -17,8 +17,13 @@ pub async fn create(config: &PulseConfig) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Creates whichever of Pulse's topics are missing.
+/// Creates whichever of Pulse's topics are missing (the sources' checkpoints topic is
+/// compacted).
 pub async fn ensure(config: &PulseConfig) -> anyhow::Result<Vec<(String, TopicStatus)>> {
     let topics = &config.kafka.topics;
-    Ok(create_topics(&config.kafka, &[&topics.raw, &topics.enriched, &topics.dlq]).await?)
+    let mut statuses =
+        create_topics(&config.kafka, &[&topics.raw, &topics.enriched, &topics.dlq]).await?;
+    let checkpoints = create_compacted_topic(&config.kafka, &topics.checkpoints).await?;
+    statuses.push((topics.checkpoints.clone(), checkpoints));
+    Ok(statuses)
 }

@@ -1,5 +1,6 @@
-//! `pulse up`: every role in one process (enrich, both sinks, the API), for a laptop and the
-//! demo, with a status line of live counts.
+//! `pulse up`: every role in one process (enrich, both sinks, the API, the sources
+//! configured under `[sources.*]`), for a laptop and the demo, with a status line of live
+//! counts.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -8,14 +9,17 @@ use std::time::{Duration, Instant};
 use prometheus_client::registry::Registry;
 use pulse_api::{ApiMetrics, ApiState, Telemetry};
 use pulse_core::PulseConfig;
+use pulse_ingest::live::LiveSource;
 use pulse_pipeline::metrics::StageMetrics;
+use pulse_pipeline::publish::PublishTally;
 use pulse_pipeline::replay::Replayer;
 use pulse_pipeline::PipelineMetrics;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use pulse_speed::SpeedLayer;
 
-use super::{api, enrich, ingest, sink, topics};
+use super::{api, enrich, ingest, sink, sources, topics};
 use crate::{console, shutdown, telemetry};
 
 /// Ensures the topics, runs every role, prints counts every few seconds.
@@ -44,6 +48,7 @@ pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
     let speed = sink::build_speed(&config, &metrics, &shutdown)?;
     let batch = sink::build_batch(&config, &metrics, store.clone())?;
     let api_metrics = ApiMetrics::register(&mut registry);
+    let live_sources = start_sources(&config, &mut registry, &metrics, &shutdown)?;
     let registry = Arc::new(registry);
     let speed_layer = SpeedLayer::connect(&config.speed)?;
     let replayer = Replayer::new(&config, metrics.clone())?
@@ -91,12 +96,38 @@ pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
     );
     shutdown.cancel();
     let _ = status.await;
+    live_sources.join_all().await;
     enriched?;
     applied?;
     written?;
     served?;
     console::out("pulse up: stopped cleanly");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts every source configured under `[sources.*]`. A source that stops with an error
+/// (credentials rejected, fenced by another process) is reported; the other roles go on.
+fn start_sources(
+    config: &PulseConfig,
+    registry: &mut Registry,
+    metrics: &PipelineMetrics,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<JoinSet<()>> {
+    let mut running = JoinSet::new();
+    for mut source in sources::configured_reddit(config, registry)? {
+        let instance = source.instance().to_string();
+        let run = sources::live_run(config, "reddit", &instance, metrics.for_stage("ingest"))?;
+        let stop = shutdown.clone();
+        console::out(format_args!("source reddit/{instance}: starting"));
+        running.spawn(async move {
+            let tally = PublishTally::default();
+            if let Err(error) = run.run(&mut source, &tally, &stop).await {
+                tracing::error!(%error, "source stopped");
+                console::out(format_args!("source reddit/{instance} stopped: {error}"));
+            }
+        });
+    }
+    Ok(running)
 }
 
 async fn print_status(stages: [StageMetrics; 3], shutdown: CancellationToken) {
