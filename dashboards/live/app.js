@@ -371,6 +371,16 @@ function follow() {
     showPost(post);
     refreshLive();
   });
+  // A post deleted at its source is no longer shown.
+  events.addEventListener("deleted", (event) => {
+    let deleted;
+    try {
+      deleted = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    $("stream").querySelector(`[data-post-id="${CSS.escape(String(deleted.id))}"]`)?.remove();
+  });
 }
 
 function showPost(post) {

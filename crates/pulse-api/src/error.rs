@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// Stable code: `bad_parameter`, `bad_body`, `invalid_posts`, `unauthorized`,
-    /// `not_found`, `conflict`, `payload_too_large`, `unsupported_media_type`,
+    /// `not_found`, `gone`, `conflict`, `payload_too_large`, `unsupported_media_type`,
     /// `rate_limited`, `unavailable`, `analysis_failed`, `internal`.
     pub error: String,
     /// What was wrong, for people.
@@ -48,6 +48,11 @@ impl ApiError {
     /// 404.
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", detail)
+    }
+
+    /// 410: the thing existed and was removed for good (a post deleted at its source).
+    pub fn gone(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::GONE, "gone", detail)
     }
 
     /// 503: a store cannot answer now; worth retrying.

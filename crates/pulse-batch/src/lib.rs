@@ -3,14 +3,16 @@
 //!
 //! It owns the schema (`schema.cql`, applied by [`schema::apply`]), the idempotent writer the
 //! batch sink uses, the historical reads (a channel's posts in a time range with filters and
-//! cursor paging, a post by id, posts mentioning a term), and `recompute`: exact hour and day
-//! rollups and top terms rebuilt from the stored posts, then the batch watermark advanced.
+//! cursor paging, a post by id, posts mentioning a term), the deletion of posts deleted at
+//! their source, and `recompute`: exact hour and day rollups and top terms rebuilt from the
+//! stored posts, then the batch watermark advanced.
 //!
 //! Partitions are bounded by time buckets; a range read enumerates the buckets it spans,
 //! newest first, reads only the rows of the range from each (clustering order and range
 //! predicates do the work on the server) and pages with the driver's paging state.
 
 mod cursor;
+mod delete;
 mod read;
 mod recompute;
 pub mod schema;
@@ -18,6 +20,7 @@ mod session;
 mod write;
 
 pub use cursor::Cursor;
+pub use delete::Deletion;
 pub use read::{MentionQuery, PostPage, PostQuery, TermKind};
 pub use recompute::{RecomputeProgress, RecomputeReport, Rollup, TermCount, ROLLUPS_VIEW};
 pub use session::BatchStore;

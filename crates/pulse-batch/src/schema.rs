@@ -183,6 +183,7 @@ mod tests {
             [
                 "posts_by_channel",
                 "posts_by_id",
+                "deleted_posts",
                 "mentions",
                 "channel_days",
                 "history_months",

@@ -42,6 +42,11 @@ pub(crate) struct Statements {
     pub select_hour: PreparedStatement,
     pub select_hour_range: PreparedStatement,
     pub select_post: PreparedStatement,
+    pub delete_post_by_channel: PreparedStatement,
+    pub delete_post_by_id: PreparedStatement,
+    pub delete_mention: PreparedStatement,
+    pub insert_deletion: PreparedStatement,
+    pub select_deletion: PreparedStatement,
     pub select_mentions_range: PreparedStatement,
     pub select_channel_days: PreparedStatement,
     pub select_months: PreparedStatement,
@@ -257,6 +262,27 @@ impl Statements {
             ))
             .await?,
             select_post: prepare(format!("SELECT post FROM {ks}.posts_by_id WHERE id = ?")).await?,
+            delete_post_by_channel: prepare(format!(
+                "DELETE FROM {ks}.posts_by_channel WHERE channel = ? AND hour = ? \
+                 AND created_at = ? AND id = ?"
+            ))
+            .await?,
+            delete_post_by_id: prepare(format!("DELETE FROM {ks}.posts_by_id WHERE id = ?"))
+                .await?,
+            delete_mention: prepare(format!(
+                "DELETE FROM {ks}.mentions WHERE kind = ? AND term = ? AND day = ? \
+                 AND created_at = ? AND post_id = ?"
+            ))
+            .await?,
+            insert_deletion: prepare(format!(
+                "INSERT INTO {ks}.deleted_posts (id, channel, created_at, deleted_at, reason) \
+                 VALUES (?, ?, ?, ?, ?)"
+            ))
+            .await?,
+            select_deletion: prepare(format!(
+                "SELECT deleted_at, reason FROM {ks}.deleted_posts WHERE id = ?"
+            ))
+            .await?,
             select_mentions_range: prepare(format!(
                 "SELECT created_at, post_id FROM {ks}.mentions WHERE kind = ? AND term = ? \
                  AND day = ? AND created_at >= ? AND created_at < ?"

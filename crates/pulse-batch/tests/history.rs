@@ -499,7 +499,7 @@ async fn the_schema_applies_idempotently() {
     let config = config("schema");
     let first = schema::apply(&config).await.expect("first apply");
     assert!(first.keyspace_created);
-    assert_eq!(first.tables_created.len(), 8);
+    assert_eq!(first.tables_created.len(), 9);
     let store = BatchStore::connect(&config).await.expect("connected");
     let post = &posts(3, 1, &CHANNELS, at("2026-01-01T00:00:00Z"), 1)[0];
     write_all(&store, std::slice::from_ref(post)).await;
@@ -507,7 +507,7 @@ async fn the_schema_applies_idempotently() {
     let second = schema::apply(&config).await.expect("second apply");
     assert!(!second.keyspace_created);
     assert!(second.tables_created.is_empty());
-    assert_eq!(second.tables_present.len(), 8);
+    assert_eq!(second.tables_present.len(), 9);
     assert_eq!(
         store.post(&post.post.id).await.expect("read"),
         Some(post.clone()),

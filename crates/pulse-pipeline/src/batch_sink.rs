@@ -1,14 +1,14 @@
-//! The batch sink: enriched posts into the Cassandra/ScyllaDB history. A record that is not
-//! an enriched post goes to the DLQ, and so does a post the store refuses for good (a key
+//! The batch sink: enriched posts into the Cassandra/ScyllaDB history, and the deletion of
+//! posts whose tombstones arrive. A record that is neither goes to the DLQ, and so does a post the store refuses for good (a key
 //! over 64 KiB, checked before writing; a refusal no check foresaw makes the batch be
 //! written post by post to find it). Any other CQL error
 //! fails the batch, which the stage loop retries with backoff (nothing past it is
 //! committed). Writes are upserts by key, so a retried or redelivered batch changes nothing.
 
 use pulse_batch::{BatchError, BatchStore};
-use pulse_core::{DeadLetterKind, EnrichedPost};
+use pulse_core::{DeadLetterKind, EnrichedPost, Tombstone};
 
-use crate::stage::{enriched_posts, Outcome, SourceRecord, Stage, StageError};
+use crate::stage::{enriched_records, Outcome, ReceivedPost, SourceRecord, Stage, StageError};
 
 /// Writes enriched posts to the batch layer.
 pub struct BatchSinkStage {
@@ -31,12 +31,30 @@ impl Stage for BatchSinkStage {
     }
 
     async fn process(&self, batch: &[SourceRecord]) -> Result<Vec<Outcome>, StageError> {
-        let (posts, mut outcomes) = enriched_posts(batch);
+        let received = enriched_records(batch);
+        let outcomes = self.write(&received.posts, received.outcomes).await?;
+        // After the posts: a post and its tombstone can share a batch.
+        let tombstones: Vec<&Tombstone> = received.tombstones.iter().map(|(t, _)| t).collect();
+        self.store
+            .delete(&tombstones)
+            .await
+            .map_err(|e| StageError(format!("cannot delete from the batch layer: {e}")))?;
+        Ok(outcomes)
+    }
+}
+
+impl BatchSinkStage {
+    /// Writes `posts`; a post the store refuses gets its `Reject` in `outcomes`.
+    async fn write(
+        &self,
+        posts: &[ReceivedPost<'_>],
+        mut outcomes: Vec<Outcome>,
+    ) -> Result<Vec<Outcome>, StageError> {
         // The history keeps each post's JSON as it arrived. Posts the store would refuse
         // are dead-lettered before anything of them is written.
         let mut pairs: Vec<(&EnrichedPost, &str)> = Vec::with_capacity(posts.len());
         let mut indexes = Vec::with_capacity(posts.len());
-        for (post, json, index) in &posts {
+        for (post, json, index) in posts {
             match BatchStore::refuses(post) {
                 Some(refused) => {
                     outcomes[*index] = Outcome::Reject {

@@ -1,10 +1,10 @@
-//! The enrich stage: raw post bytes in, enriched post JSON out (keyed by post id), every
-//! unusable record to the DLQ with its reason.
+//! The enrich stage: raw post bytes in, enriched post JSON out (keyed by post id),
+//! tombstones passed on as they are, every unusable record to the DLQ with its reason.
 
 use std::sync::Arc;
 
 use chrono::Utc;
-use pulse_core::{decode_post, DeadLetterKind, EnrichedPost, PostLimits};
+use pulse_core::{decode_record, DeadLetterKind, EnrichedPost, PostLimits, RawRecord};
 use pulse_nlp::Enricher;
 
 use crate::stage::{Outcome, SourceRecord, Stage, StageError};
@@ -54,11 +54,14 @@ fn enrich_batch(
 ) -> Result<Vec<Outcome>, StageError> {
     let decoded: Vec<_> = payloads
         .iter()
-        .map(|payload| decode_post(payload.as_deref().unwrap_or_default(), limits))
+        .map(|payload| decode_record(payload.as_deref().unwrap_or_default(), limits))
         .collect();
     let texts: Vec<&str> = decoded
         .iter()
-        .filter_map(|post| post.as_ref().ok().map(|p| p.text.as_str()))
+        .filter_map(|record| match record {
+            Ok(RawRecord::Post(post)) => Some(post.text.as_str()),
+            _ => None,
+        })
         .collect();
     // An inference failure is not the posts' fault: the batch is retried, never
     // dead-lettered.
@@ -70,12 +73,23 @@ fn enrich_batch(
     let now = Utc::now();
     let outcomes = decoded
         .into_iter()
-        .map(|post| match post {
+        .map(|record| match record {
             Err(rejection) => Outcome::Reject {
                 kind: rejection.kind(),
                 error: rejection.to_string(),
             },
-            Ok(post) => {
+            // A deletion goes on to the sinks as it is: there is nothing to enrich.
+            Ok(RawRecord::Tombstone(tombstone)) => match serde_json::to_vec(&tombstone) {
+                Ok(payload) => Outcome::Emit {
+                    key: tombstone.id,
+                    payload,
+                },
+                Err(error) => Outcome::Reject {
+                    kind: DeadLetterKind::Unserializable,
+                    error: format!("tombstone cannot be serialized: {error}"),
+                },
+            },
+            Ok(RawRecord::Post(post)) => {
                 let enrichment = enrichments.next().unwrap_or_default();
                 let key = post.id.clone();
                 let enriched = EnrichedPost::new(post, enrichment, model.to_string(), now);
@@ -104,9 +118,16 @@ mod tests {
         let good = |id: &str| {
             Some(format!(r#"{{"id":"{id}","source":"file","channel":"c","text":"Rust async runtimes compared","created_at":"2026-01-01T00:00:00Z"}}"#).into_bytes())
         };
-        let payloads = vec![good("a"), Some(b"{".to_vec()), None, good("b")];
+        let tombstone = br#"{"kind":"tombstone","id":"a","source":"file","channel":"c","created_at":"2026-01-01T00:00:00Z","deleted_at":"2026-01-01T01:00:00Z","reason":"gone"}"#;
+        let payloads = vec![
+            good("a"),
+            Some(b"{".to_vec()),
+            None,
+            good("b"),
+            Some(tombstone.to_vec()),
+        ];
         let outcomes = enrich_batch(&enricher, &config.post_limits(), &payloads).unwrap();
-        assert_eq!(outcomes.len(), 4);
+        assert_eq!(outcomes.len(), 5);
         let Outcome::Emit { key, payload } = &outcomes[0] else {
             panic!("{:?}", outcomes[0])
         };
@@ -121,5 +142,12 @@ mod tests {
             matches!(&outcomes[2], Outcome::Reject { kind, .. } if *kind == DeadLetterKind::EmptyRecord)
         );
         assert!(matches!(&outcomes[3], Outcome::Emit { key, .. } if key == "b"));
+        let Outcome::Emit { key, payload } = &outcomes[4] else {
+            panic!("{:?}", outcomes[4])
+        };
+        assert_eq!(key, "a");
+        let passed: serde_json::Value = serde_json::from_slice(payload).unwrap();
+        let sent: serde_json::Value = serde_json::from_slice(tombstone).unwrap();
+        assert_eq!(passed, sent);
     }
 }

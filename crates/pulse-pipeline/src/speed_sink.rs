@@ -1,5 +1,5 @@
-//! The speed sink: enriched posts into the Redis speed layer, each with its log position.
-//! A record that is not an enriched post goes to the DLQ; Redis errors fail the batch,
+//! The speed sink: enriched posts into the Redis speed layer, each with its log position;
+//! tombstones take their posts out of the feed. A record that is neither goes to the DLQ; Redis errors fail the batch,
 //! which the stage loop retries with backoff (nothing past it is committed). As a role, it
 //! first makes sure Redis still holds what was committed, and afterwards that the batch
 //! went to that same Redis process ([`SpeedRecovery`]).
@@ -9,7 +9,7 @@ use std::sync::Arc;
 use pulse_speed::{LogPosition, PostToApply, SpeedLayer};
 
 use crate::speed_recovery::SpeedRecovery;
-use crate::stage::{enriched_posts, Outcome, SourceRecord, Stage, StageError};
+use crate::stage::{enriched_records, Outcome, SourceRecord, Stage, StageError};
 
 /// Applies enriched posts to the speed layer.
 pub struct SpeedSinkStage {
@@ -47,9 +47,10 @@ impl Stage for SpeedSinkStage {
             Some(recovery) => Some(recovery.ensure_current().await?),
             None => None,
         };
-        let (posts, outcomes) = enriched_posts(batch);
+        let received = enriched_records(batch);
         // The feed keeps each post's JSON as it arrived: no second serialization.
-        let posts: Vec<PostToApply> = posts
+        let posts: Vec<PostToApply> = received
+            .posts
             .iter()
             .map(|(post, json, index)| {
                 let record = &batch[*index];
@@ -66,6 +67,16 @@ impl Stage for SpeedSinkStage {
             .apply_json(&posts)
             .await
             .map_err(|e| StageError(format!("cannot apply to the speed layer: {e}")))?;
+        // After the posts: a post and its tombstone can share a batch.
+        let deleted: Vec<(&str, &str)> = received
+            .tombstones
+            .iter()
+            .map(|(t, _)| (t.channel.as_str(), t.id.as_str()))
+            .collect();
+        self.layer
+            .forget(&deleted)
+            .await
+            .map_err(|e| StageError(format!("cannot forget deleted posts: {e}")))?;
         if let Some(current) = current {
             current.confirm().await?;
         }
@@ -75,6 +86,6 @@ impl Stage for SpeedSinkStage {
                 "already applied posts skipped"
             );
         }
-        Ok(outcomes)
+        Ok(received.outcomes)
     }
 }

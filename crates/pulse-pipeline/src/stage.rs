@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-use pulse_core::{DeadLetterKind, EnrichedPost};
+use pulse_core::{DeadLetterKind, EnrichedPost, Tombstone};
 use pulse_kafka::Origin;
 
 /// A record consumed from a topic, as handed to a stage.
@@ -25,43 +25,75 @@ impl SourceRecord {
         }
     }
 
-    /// The enriched post this record carries, with its JSON as received, or why it is not
-    /// one (for the DLQ; the sinks' rejection kind is [`DeadLetterKind::NotEnrichedPost`]).
-    pub fn enriched_post(&self) -> Result<(EnrichedPost, &str), String> {
+    /// The enriched post or tombstone this record carries (a post with its JSON as
+    /// received), or why it is neither (for the DLQ; the sinks' rejection kind is
+    /// [`DeadLetterKind::NotEnrichedPost`]).
+    pub fn enriched(&self) -> Result<Enriched<'_>, String> {
         let bytes = self
             .payload
             .as_deref()
             .ok_or_else(|| "record has no payload".to_string())?;
         let json =
             std::str::from_utf8(bytes).map_err(|e| format!("payload is not valid utf-8: {e}"))?;
-        let post = serde_json::from_str::<EnrichedPost>(json)
+        let value: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| format!("not an enriched post: {e}"))?;
+        if Tombstone::is_claimed_by(&value) {
+            return serde_json::from_value(value)
+                .map(Enriched::Tombstone)
+                .map_err(|e| format!("not a tombstone: {e}"));
+        }
+        let post = serde_json::from_value::<EnrichedPost>(value)
             .map_err(|e| format!("not an enriched post: {e}"))?;
-        Ok((post, json))
+        Ok(Enriched::Post(Box::new(post), json))
     }
+}
+
+/// What a record of the enriched topic carries.
+#[derive(Debug)]
+pub enum Enriched<'a> {
+    /// An enriched post and its JSON as received.
+    Post(Box<EnrichedPost>, &'a str),
+    /// A post deleted at its source.
+    Tombstone(Tombstone),
 }
 
 /// The enriched post of a record, with the JSON it arrived as and the index of its record
 /// (and outcome) in the batch.
 pub type ReceivedPost<'a> = (EnrichedPost, &'a str, usize);
 
-/// What a sink does with a batch from the enriched topic: the enriched posts, and one
-/// outcome per record, `Done` for posts, `Reject` for the rest.
-pub fn enriched_posts(batch: &[SourceRecord]) -> (Vec<ReceivedPost<'_>>, Vec<Outcome>) {
-    let mut outcomes = Vec::with_capacity(batch.len());
-    let mut posts = Vec::with_capacity(batch.len());
+/// A batch from the enriched topic as a sink sees it.
+pub struct Received<'a> {
+    pub posts: Vec<ReceivedPost<'a>>,
+    /// Tombstones, with the index of their record.
+    pub tombstones: Vec<(Tombstone, usize)>,
+    /// One per record: `Done` for posts and tombstones, `Reject` for the rest.
+    pub outcomes: Vec<Outcome>,
+}
+
+/// Sorts a batch from the enriched topic into posts, tombstones and rejected records.
+pub fn enriched_records(batch: &[SourceRecord]) -> Received<'_> {
+    let mut received = Received {
+        posts: Vec::with_capacity(batch.len()),
+        tombstones: Vec::new(),
+        outcomes: Vec::with_capacity(batch.len()),
+    };
     for (index, record) in batch.iter().enumerate() {
-        match record.enriched_post() {
-            Ok((post, json)) => {
-                posts.push((post, json, index));
-                outcomes.push(Outcome::Done);
+        match record.enriched() {
+            Ok(Enriched::Post(post, json)) => {
+                received.posts.push((*post, json, index));
+                received.outcomes.push(Outcome::Done);
             }
-            Err(error) => outcomes.push(Outcome::Reject {
+            Ok(Enriched::Tombstone(tombstone)) => {
+                received.tombstones.push((tombstone, index));
+                received.outcomes.push(Outcome::Done);
+            }
+            Err(error) => received.outcomes.push(Outcome::Reject {
                 kind: DeadLetterKind::NotEnrichedPost,
                 error,
             }),
         }
     }
-    (posts, outcomes)
+    received
 }
 
 /// What became of one record.

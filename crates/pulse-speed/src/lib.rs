@@ -6,14 +6,17 @@
 //! shares the hash tag `{channel}`, so the layer works on Redis Cluster. Applying a post is
 //! one atomic script that first marks the post id as seen: redelivery never double-counts.
 //! Windows are folded from the buckets at read time. The script also records each post's
-//! log position in the channel's slot, so a sink can tell what a Redis crash lost.
+//! log position in the channel's slot, so a sink can tell what a Redis crash lost. A post
+//! deleted at its source leaves the feed, and a `deleted` entry tells live readers.
 
 mod apply;
+mod forget;
 mod keys;
 mod position;
 mod window;
 
 pub use apply::{ApplyReport, LogPosition, PostToApply};
+pub use forget::FeedEntry;
 pub use keys::{minute_of, Keys};
 pub use pulse_core::{entity_member, micros};
 pub use window::{MinuteStats, Series, TermCount, WindowStats};

@@ -9,7 +9,7 @@ use pulse_core::Tally;
 use redis::{AsyncCommands, Script};
 use serde::Serialize;
 
-use crate::{SpeedError, SpeedLayer};
+use crate::{FeedEntry, SpeedError, SpeedLayer};
 
 /// Merges term sets into a scratch key and returns every member scoring at least the k-th
 /// score (so ties at the cut are all there to be ordered by the caller).
@@ -311,14 +311,14 @@ impl SpeedLayer {
     }
 
     /// Feed entries of `channel` after stream id `after` (`0` for all), oldest first, at
-    /// most `count`. Does not block: a blocking read would stall the shared connection, so
-    /// live readers (SSE) poll.
+    /// most `count`: posts, and the deletions of posts shown before. Does not block: a
+    /// blocking read would stall the shared connection, so live readers (SSE) poll.
     pub async fn feed_after(
         &self,
         channel: &str,
         after: &str,
         count: usize,
-    ) -> Result<Vec<(String, String)>, SpeedError> {
+    ) -> Result<Vec<(String, FeedEntry)>, SpeedError> {
         let mut connection = self.connection.clone();
         let options = redis::streams::StreamReadOptions::default().count(count);
         let reply: Option<redis::streams::StreamReadReply> = connection
@@ -328,7 +328,16 @@ impl SpeedLayer {
             .map(|r| {
                 r.keys
                     .into_iter()
-                    .flat_map(|k| feed_entries(k.ids))
+                    .flat_map(|k| k.ids)
+                    .filter_map(|entry| {
+                        let post: Option<String> = entry.get("post");
+                        let deleted: Option<String> = entry.get("deleted");
+                        match (post, deleted) {
+                            (Some(post), _) => Some((entry.id, FeedEntry::Post(post))),
+                            (None, Some(id)) => Some((entry.id, FeedEntry::Deleted(id))),
+                            (None, None) => None,
+                        }
+                    })
                     .collect()
             })
             .unwrap_or_default())

@@ -11,7 +11,7 @@ use pulse_core::{
     EnrichedPost, Enrichment, Entity, EntityKind, Keyword, Post, Sentiment, SentimentLabel,
 };
 use pulse_speed::{
-    minute_of, LogPosition, MinuteStats, PostToApply, Series, SpeedLayer, TermCount,
+    minute_of, FeedEntry, LogPosition, MinuteStats, PostToApply, Series, SpeedLayer, TermCount,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -359,6 +359,29 @@ async fn windows_equal_the_ground_truth_and_redelivery_changes_nothing() {
         .expect("feed after");
     assert_eq!(after.len(), 1);
     assert_eq!(after[0].0, recent[0].0);
+
+    // A post deleted at its source leaves the feed; readers after it learn of the deletion.
+    let removed = layer
+        .forget(&[(CHANNELS[1], newest.post.id.as_str())])
+        .await
+        .expect("forget");
+    assert_eq!(removed, 1);
+    let now_recent = layer.recent(CHANNELS[1], 5).await.expect("recent");
+    assert_eq!(now_recent.len(), 4, "the deletion entry is not a post");
+    assert_eq!(now_recent[0], recent[1]);
+    let after = layer
+        .feed_after(CHANNELS[1], &recent[1].0, 100)
+        .await
+        .expect("feed after");
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].1, FeedEntry::Deleted(newest.post.id.clone()));
+    assert_eq!(
+        layer
+            .forget(&[(CHANNELS[1], newest.post.id.as_str())])
+            .await
+            .expect("forget again"),
+        0
+    );
 }
 
 async fn futures_windows(layer: &SpeedLayer, end: i64) -> Vec<pulse_speed::WindowStats> {

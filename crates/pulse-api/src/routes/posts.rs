@@ -111,15 +111,22 @@ fn mentioned(
 #[utoipa::path(get, path = "/api/v1/posts/{id}", tag = "posts",
     params(("id" = String, Path, description = "the post's id")), responses(
     (status = 200, description = "the enriched post", content_type = "application/json"),
-    (status = 404, description = "no such post", body = ErrorBody), (status = 429, description = "over the client's rate", body = ErrorBody), (status = 503, description = "a store is down", body = ErrorBody)))]
+    (status = 404, description = "no such post", body = ErrorBody),
+    (status = 410, description = "the post was deleted at its source (`error: gone`; `detail` says when and why); it is no longer served", body = ErrorBody),
+    (status = 429, description = "over the client's rate", body = ErrorBody), (status = 503, description = "a store is down", body = ErrorBody)))]
 pub async fn one(
     State(state): State<ApiState>,
     Segment(id): Segment,
 ) -> Result<Json<EnrichedPost>, ApiError> {
-    state
-        .batch
-        .post(&id)
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("no post with id {id:?}")))
+    if let Some(post) = state.batch.post(&id).await? {
+        return Ok(Json(post));
+    }
+    match state.batch.deletion(&id).await? {
+        Some(deletion) => Err(ApiError::gone(format!(
+            "post {id:?} was deleted at its source ({}) and is no longer served; seen at {}",
+            deletion.reason,
+            deletion.deleted_at.to_rfc3339()
+        ))),
+        None => Err(ApiError::not_found(format!("no post with id {id:?}"))),
+    }
 }

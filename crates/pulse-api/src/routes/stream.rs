@@ -1,6 +1,7 @@
 //! `GET /api/v1/stream[?channel=C][&backlog=N]`: server-sent events of enriched posts as
 //! the speed sink adds them to the channels' feeds (`event: post`, the post as JSON in
-//! `data`). `backlog` sends a channel's N most recent posts first. Without `channel`, every
+//! `data`; `event: deleted` with `{"id": ...}` when a post shown before was deleted at its
+//! source). `backlog` sends a channel's N most recent posts first. Without `channel`, every
 //! channel is followed, including channels that appear later.
 //!
 //! Feeds are polled, not read with a blocking XREAD: a blocking read would hold the shared
@@ -13,7 +14,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
-use pulse_speed::SpeedLayer;
+use pulse_speed::{FeedEntry, SpeedLayer};
 use serde::Deserialize;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
@@ -54,7 +55,8 @@ struct Follow {
 }
 
 /// Server-sent events of enriched posts as they arrive (`event: post`, the post as JSON in
-/// `data`; `event: error` when a read fails and is retried).
+/// `data`; `event: deleted`, `{"id": ...}`, when a post was deleted at its source;
+/// `event: error` when a read fails and is retried).
 #[utoipa::path(get, path = "/api/v1/stream", tag = "live", params(StreamParams), responses(
     (status = 200, description = "an endless event stream", content_type = "text/event-stream"),
     (status = 400, description = "a parameter is missing, malformed or out of range", body = ErrorBody), (status = 429, description = "over the client's rate", body = ErrorBody), (status = 503, description = "a store is down", body = ErrorBody)))]
@@ -132,8 +134,11 @@ impl Follow {
         for (channel, cursor) in self.cursors.iter_mut() {
             match self.speed.feed_after(channel, cursor, READ).await {
                 Ok(entries) => {
-                    for (id, post) in entries {
-                        self.pending.push_back(post_event(&post));
+                    for (id, entry) in entries {
+                        self.pending.push_back(match entry {
+                            FeedEntry::Post(post) => post_event(&post),
+                            FeedEntry::Deleted(post_id) => deleted_event(&post_id),
+                        });
                         *cursor = id;
                     }
                 }
@@ -154,6 +159,12 @@ async fn known_channels(speed: &SpeedLayer) -> Result<Vec<String>, ApiError> {
 
 fn post_event(post: &str) -> Event {
     Event::default().event("post").data(post)
+}
+
+/// A post deleted at its source: clients drop it from what they show.
+fn deleted_event(post_id: &str) -> Event {
+    let body = serde_json::json!({ "id": post_id });
+    Event::default().event("deleted").data(body.to_string())
 }
 
 fn error_event(error: &ApiError) -> Event {
