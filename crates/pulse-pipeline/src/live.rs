@@ -100,6 +100,17 @@ impl LiveRun {
                 continue;
             }
             let checkpoint = source.checkpoint()?;
+            // A checkpoint the broker refuses would leave the source unable to commit
+            // anything: say so rather than retry for ever.
+            if checkpoint.len() > self.publisher.max_record_bytes {
+                return Err(SourceError::Checkpoint(format!(
+                    "{key}: the checkpoint is {} bytes, over kafka.max_record_bytes ({}); \
+                     lower the source's seen_capacity or recheck_max",
+                    checkpoint.len(),
+                    self.publisher.max_record_bytes
+                ))
+                .into());
+            }
             let mut records: Vec<Option<OutgoingRecord>> = Vec::with_capacity(items.len() + 1);
             let mut raw = 0;
             for item in items {

@@ -77,7 +77,8 @@ pub struct RedditConfig {
     pub recheck_age_secs: u64,
     /// Wait between two rechecks of the tracked items.
     pub recheck_interval_ms: u64,
-    /// Most items tracked for rechecks; the oldest are dropped beyond it.
+    /// Most items tracked for rechecks; the oldest are dropped beyond it. Each costs about
+    /// 100 bytes of checkpoint, which must stay under `kafka.max_record_bytes`.
     pub recheck_max: usize,
     /// First wait after a 5xx, a 429 without reset header or a network error; it doubles
     /// up to `backoff_max_ms`, shortened by up to half at random.
@@ -110,7 +111,7 @@ impl Default for RedditConfig {
             seen_capacity: 5_000,
             recheck_age_secs: 36 * 3_600,
             recheck_interval_ms: 300_000,
-            recheck_max: 20_000,
+            recheck_max: 5_000,
             backoff_initial_ms: 1_000,
             backoff_max_ms: 300_000,
             request_timeout_ms: 30_000,
