@@ -34,6 +34,7 @@ pub struct PulseConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct SourcesConfig {
     pub reddit: BTreeMap<String, SourceSection>,
+    pub x: BTreeMap<String, SourceSection>,
 }
 
 /// The keys of one source instance's section, as written.

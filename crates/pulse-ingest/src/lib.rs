@@ -1,6 +1,6 @@
 //! Pulse's sources of posts: files and dumps (JSONL, CSV, plain text, Reddit/Pushshift
 //! NDJSON, each optionally gzip- or zstd-compressed), a synthetic generator, and live APIs
-//! (Reddit) behind the [`live::LiveSource`] trait.
+//! (Reddit, X) behind the [`live::LiveSource`] trait.
 //!
 //! A source hands out [`SourceItem`]s: a post with where it came from, a tombstone of a
 //! post deleted at the source, or a record that is not a post with the reason. File and
@@ -12,6 +12,7 @@ pub mod file;
 pub mod live;
 pub mod reddit;
 pub mod synthetic;
+pub mod x;
 
 pub use file::{FileFormat, FileSource};
 pub use synthetic::SyntheticSource;

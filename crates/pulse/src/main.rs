@@ -141,7 +141,8 @@ async fn run(command: Command, config: PulseConfig) -> anyhow::Result<ExitCode> 
             if !shown.batch.password.is_empty() {
                 shown.batch.password = "<redacted>".into();
             }
-            for section in shown.sources.reddit.values_mut() {
+            let sections = shown.sources.reddit.values_mut();
+            for section in sections.chain(shown.sources.x.values_mut()) {
                 for (key, value) in section.iter_mut() {
                     let secret = ["secret", "password", "token"]
                         .iter()

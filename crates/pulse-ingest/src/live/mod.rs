@@ -9,6 +9,7 @@
 
 pub mod backoff;
 pub mod budget;
+pub mod catalogue;
 pub mod metrics;
 pub mod seen;
 
@@ -18,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use backoff::{Backoff, Schedule};
 pub use budget::RequestBudget;
+pub use catalogue::AnySource;
 pub use metrics::SourceMetrics;
 pub use seen::SeenWindow;
 

@@ -83,6 +83,22 @@ pub enum IngestCommand {
         #[arg(long, value_delimiter = ',', value_enum)]
         listings: Vec<ListingArg>,
     },
+    /// Live posts from X (API v2): the filtered stream with the configured rules, or with
+    /// `--query` recent search polled with since_id; as configured under
+    /// `[sources.x.<instance>]` (the bearer token there or in
+    /// `PULSE_SOURCES__X__<INSTANCE>__BEARER_TOKEN`). Runs until interrupted; a restart
+    /// resumes from the checkpoint in Kafka.
+    X {
+        /// The instance: its configuration section and its checkpoint's name.
+        #[arg(long, default_value = "default")]
+        instance: String,
+        /// Poll recent search for this query instead of following the stream.
+        #[arg(long)]
+        query: Option<String>,
+        /// The tag of `--query`'s posts: their channel is `x/<tag>`.
+        #[arg(long, default_value = "search", requires = "query")]
+        tag: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -134,6 +150,24 @@ pub async fn run(command: IngestCommand, config: PulseConfig) -> anyhow::Result<
     }
     let mut registry = Registry::default();
     let metrics = PipelineMetrics::register(&mut registry);
+    if let IngestCommand::X {
+        instance,
+        query,
+        tag,
+    } = &command
+    {
+        let mut overrides = SourceSection::new();
+        if let Some(query) = query {
+            overrides.insert("mode".into(), serde_json::json!("search"));
+            overrides.insert(
+                "rules".into(),
+                serde_json::json!([{ "tag": tag, "value": query }]),
+            );
+        }
+        let source = sources::build(&config, "x", instance, overrides, &mut registry)?;
+        let run = sources::live_run(&config, "x", instance, metrics.for_stage("ingest"))?;
+        return run_live(run, source, registry, &config, abort).await;
+    }
     if let IngestCommand::Reddit {
         instance,
         subreddits,
@@ -154,7 +188,7 @@ pub async fn run(command: IngestCommand, config: PulseConfig) -> anyhow::Result<
                 .collect();
             overrides.insert("listings".into(), serde_json::json!(names));
         }
-        let source = sources::reddit(&config, &instance, overrides, &mut registry)?;
+        let source = sources::build(&config, "reddit", &instance, overrides, &mut registry)?;
         let run = sources::live_run(&config, "reddit", &instance, metrics.for_stage("ingest"))?;
         return run_live(run, source, registry, &config, abort).await;
     }
@@ -217,7 +251,9 @@ async fn read_items(
             let reader = tokio::task::spawn_blocking(move || generate(source, rate, &items_tx));
             (reader, None, "synthetic generator".to_string())
         }
-        IngestCommand::Reddit { .. } => anyhow::bail!("a live source is not read as items"),
+        IngestCommand::Reddit { .. } | IngestCommand::X { .. } => {
+            anyhow::bail!("a live source is not read as items")
+        }
     };
 
     let tally = Arc::new(PublishTally::default());

@@ -1,54 +1,39 @@
 //! The live sources as configured: each `[sources.<kind>.<instance>]` built into its
-//! source, and run into Kafka with its checkpoint (`pulse ingest reddit`, `pulse up`).
+//! source, and run into Kafka with its checkpoint (`pulse ingest reddit|x`, `pulse up`).
 
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 use pulse_core::config::SourceSection;
 use pulse_core::PulseConfig;
-use pulse_ingest::live::SourceMetrics;
-use pulse_ingest::reddit::{RedditConfig, RedditSource};
+use pulse_ingest::live::AnySource;
 use pulse_kafka::create_transactional_producer;
 use pulse_pipeline::live::{transactional_id, LiveRun};
 use pulse_pipeline::metrics::StageMetrics;
 use pulse_pipeline::publish::Publisher;
 
-/// A Reddit instance: its section of the configuration, `overrides` (command-line keys)
-/// laid over it.
-pub fn reddit(
+/// Instance `instance` of `kind`: its section of the configuration with `overrides`
+/// (command-line keys) laid over it.
+pub fn build(
     config: &PulseConfig,
+    kind: &str,
     instance: &str,
     overrides: SourceSection,
     registry: &mut Registry,
-) -> anyhow::Result<RedditSource> {
-    let mut section = config
-        .sources
-        .reddit
-        .get(instance)
-        .cloned()
-        .unwrap_or_default();
+) -> anyhow::Result<AnySource> {
+    let sections = match kind {
+        "reddit" => &config.sources.reddit,
+        _ => &config.sources.x,
+    };
+    let mut section = sections.get(instance).cloned().unwrap_or_default();
     section.extend(overrides);
-    let reddit = RedditConfig::from_section(instance, &section)?;
-    let metrics = SourceMetrics::register(registry, "reddit", instance);
-    Ok(RedditSource::new(
+    Ok(AnySource::build(
+        kind,
         instance,
-        reddit,
+        &section,
         config.enrich.post_limits(),
-        metrics,
+        registry,
     )?)
-}
-
-/// Every configured Reddit instance, for `pulse up`.
-pub fn configured_reddit(
-    config: &PulseConfig,
-    registry: &mut Registry,
-) -> anyhow::Result<Vec<RedditSource>> {
-    config
-        .sources
-        .reddit
-        .keys()
-        .map(|instance| reddit(config, instance, SourceSection::new(), registry))
-        .collect()
 }
 
 /// The exactly-once run of one source instance into the raw topic.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use prometheus_client::registry::Registry;
 use pulse_api::{ApiMetrics, ApiState, Telemetry};
 use pulse_core::PulseConfig;
-use pulse_ingest::live::LiveSource;
+use pulse_ingest::live::{AnySource, LiveSource};
 use pulse_pipeline::metrics::StageMetrics;
 use pulse_pipeline::publish::PublishTally;
 use pulse_pipeline::replay::Replayer;
@@ -114,16 +114,22 @@ fn start_sources(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<JoinSet<()>> {
     let mut running = JoinSet::new();
-    for mut source in sources::configured_reddit(config, registry)? {
-        let instance = source.instance().to_string();
-        let run = sources::live_run(config, "reddit", &instance, metrics.for_stage("ingest"))?;
+    let limits = config.enrich.post_limits();
+    for mut source in AnySource::configured(&config.sources, &limits, registry)? {
+        let key = format!("{}/{}", source.kind(), source.instance());
+        let run = sources::live_run(
+            config,
+            source.kind(),
+            source.instance(),
+            metrics.for_stage("ingest"),
+        )?;
         let stop = shutdown.clone();
-        console::out(format_args!("source reddit/{instance}: starting"));
+        console::out(format_args!("source {key}: starting"));
         running.spawn(async move {
             let tally = PublishTally::default();
             if let Err(error) = run.run(&mut source, &tally, &stop).await {
                 tracing::error!(%error, "source stopped");
-                console::out(format_args!("source reddit/{instance} stopped: {error}"));
+                console::out(format_args!("source {key} stopped: {error}"));
             }
         });
     }

@@ -1,0 +1,738 @@
+//! The X (Twitter) source: API v2's filtered stream, its rules synced from the
+//! configuration, with gaps after a reconnect filled by recent search; or recent search
+//! alone, polled with `since_id`, for access levels without the stream.
+//!
+//! The stream is read line by line: a keep-alive newline comes every 20 s, and no byte for
+//! `read_timeout_ms` is a stall that reconnects. Reconnections wait as X documents: network
+//! errors linearly from 250 ms up to 16 s, HTTP errors from 5 s doubling up to 320 s, 429s
+//! from a minute doubling. An edited post keeps the id of its first version, so the edit
+//! is an update. Channels are `x/<rule tag>`.
+
+pub mod config;
+#[cfg(any(test, feature = "fakes"))]
+pub mod fake;
+#[cfg(test)]
+mod tests;
+pub mod tweet;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use pulse_core::{DeadLetterKind, PostLimits};
+use reqwest::header::{HeaderMap, AUTHORIZATION};
+use reqwest::{Client, Method, Response, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{Mode, Rule, XConfig};
+
+use self::tweet::{tweet_post, TWEET_FIELDS};
+use crate::live::{Backoff, LiveSource, Schedule, SeenWindow, SourceError, SourceMetrics};
+use crate::reddit::client::pause;
+use crate::SourceItem;
+
+/// Posts handed out by one call at most, and how long a call gathers after the first.
+const BATCH_POSTS: usize = 200;
+const BATCH_WAIT: Duration = Duration::from_millis(200);
+/// Twitter's epoch, in Unix milliseconds: ids carry their creation time above bit 22.
+const TWITTER_EPOCH_MS: u64 = 1_288_834_974_657;
+/// Recent search reaches back 7 days; a `since_id` older than that is refused.
+const SEARCH_REACH: chrono::Duration = chrono::Duration::days(7);
+
+/// Why the source waited, for [`XSource::waits`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitReason {
+    Network,
+    Http,
+    RateLimited,
+}
+
+/// Where an X instance stands; committed with the posts it covers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Position {
+    /// The highest tweet id handed out: where a gap fill starts.
+    since_id: Option<u64>,
+    /// Tweet (version) ids handed out most recently.
+    seen: SeenWindow,
+}
+
+struct Connection {
+    response: Response,
+    /// Bytes of a line not complete yet.
+    partial: Vec<u8>,
+    /// Bytes of an overlong line are dropped up to its end.
+    skipping: bool,
+    last_byte: Instant,
+}
+
+/// Why a request did not answer with what was asked.
+enum Failure {
+    Network(String),
+    Status(StatusCode, Option<u64>),
+}
+
+/// An X source instance.
+pub struct XSource {
+    name: String,
+    config: XConfig,
+    http: Client,
+    limits: PostLimits,
+    metrics: SourceMetrics,
+    position: Position,
+    connection: Option<Connection>,
+    rules_synced: bool,
+    network: Backoff,
+    http_errors: Backoff,
+    rate_limited: Backoff,
+    waits: Vec<(WaitReason, Duration)>,
+    next_poll: Instant,
+    handed_out: [u64; 2],
+}
+
+impl XSource {
+    /// A source for instance `name`; its configuration is checked here.
+    pub fn new(
+        name: &str,
+        config: XConfig,
+        limits: PostLimits,
+        metrics: SourceMetrics,
+    ) -> Result<Self, SourceError> {
+        config.check(name)?;
+        let http = Client::builder()
+            .connect_timeout(Duration::from_millis(config.request_timeout_ms.max(1)))
+            .build()
+            .map_err(|e| SourceError::Refused(format!("cannot build the http client: {e}")))?;
+        let scaled = |ms: u64| Duration::from_millis(ms).mul_f64(config.backoff_scale);
+        Ok(Self {
+            name: name.to_string(),
+            network: Backoff::exact(Schedule::Linear {
+                step: scaled(250),
+                max: scaled(16_000),
+            }),
+            http_errors: Backoff::exact(Schedule::Doubling {
+                initial: scaled(5_000),
+                max: scaled(320_000),
+            }),
+            // X documents no ceiling; after 16 minutes a window has surely reset.
+            rate_limited: Backoff::exact(Schedule::Doubling {
+                initial: scaled(60_000),
+                max: scaled(960_000),
+            }),
+            position: Position {
+                seen: SeenWindow::new(config.seen_capacity),
+                ..Position::default()
+            },
+            config,
+            http,
+            limits,
+            metrics,
+            connection: None,
+            rules_synced: false,
+            waits: Vec::new(),
+            next_poll: Instant::now(),
+            handed_out: [0; 2],
+        })
+    }
+
+    /// The waits of this process so far, in order (the last 1,000).
+    pub fn waits(&self) -> &[(WaitReason, Duration)] {
+        &self.waits
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.config.api_url.trim_end_matches('/'))
+    }
+
+    /// Waits before the next attempt after `failure`; `false` if stopped meanwhile.
+    async fn back_off(&mut self, failure: &Failure, stop: &CancellationToken) -> bool {
+        let (reason, mut wait) = match failure {
+            Failure::Network(_) => (WaitReason::Network, self.network.next_delay()),
+            Failure::Status(StatusCode::TOO_MANY_REQUESTS, _) => {
+                (WaitReason::RateLimited, self.rate_limited.next_delay())
+            }
+            Failure::Status(..) => (WaitReason::Http, self.http_errors.next_delay()),
+        };
+        // A 429 that says when its window resets waits for that, if later.
+        if let Failure::Status(StatusCode::TOO_MANY_REQUESTS, Some(reset)) = failure {
+            let until_reset = (*reset as i64 - Utc::now().timestamp()).clamp(0, 3_600);
+            wait = wait
+                .max(Duration::from_secs(until_reset as u64).mul_f64(self.config.backoff_scale));
+        }
+        match failure {
+            Failure::Network(error) => {
+                tracing::warn!(%error, wait_ms = wait.as_millis() as u64, "x request failed, waiting")
+            }
+            Failure::Status(status, _) => {
+                tracing::warn!(%status, wait_ms = wait.as_millis() as u64, "x answered an error, waiting")
+            }
+        }
+        if self.waits.len() >= 1_000 {
+            self.waits.remove(0);
+        }
+        self.waits.push((reason, wait));
+        pause(wait, stop).await
+    }
+
+    fn reset_backoff(&mut self) {
+        self.network.reset();
+        self.http_errors.reset();
+        self.rate_limited.reset();
+    }
+
+    /// Sends a request; a status other than 2xx is a failure, except those that retrying
+    /// cannot mend, which are errors.
+    async fn send(
+        &mut self,
+        method: Method,
+        url: &str,
+        body: Option<&Value>,
+    ) -> Result<Result<Response, Failure>, SourceError> {
+        let mut request = self.http.request(method, url).header(
+            AUTHORIZATION,
+            format!("Bearer {}", self.config.bearer_token),
+        );
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(error) => {
+                self.metrics.request("network");
+                return Ok(Err(Failure::Network(error.to_string())));
+            }
+        };
+        let status = response.status();
+        self.metrics.request(status.as_str());
+        if let Some(remaining) = header_number(response.headers(), "x-rate-limit-remaining") {
+            self.metrics.set_rate_limit_remaining(remaining as f64);
+        }
+        match status {
+            s if s.is_success() => Ok(Ok(response)),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                let detail = response.text().await.unwrap_or_default();
+                Err(SourceError::Credentials {
+                    service: "x".into(),
+                    detail: format!("{status} for {url}: {}", clip(&detail)),
+                })
+            }
+            StatusCode::TOO_MANY_REQUESTS => {
+                let reset = header_number(response.headers(), "x-rate-limit-reset");
+                Ok(Err(Failure::Status(status, reset)))
+            }
+            StatusCode::BAD_REQUEST => {
+                let detail = response.text().await.unwrap_or_default();
+                Err(SourceError::Refused(format!(
+                    "x refused a request (400) to {url}: {}",
+                    clip(&detail)
+                )))
+            }
+            _ => Ok(Err(Failure::Status(status, None))),
+        }
+    }
+
+    /// A JSON answer, retried with the documented backoff; `None` if stopped or if the
+    /// body is unusable (skipped and counted).
+    async fn call(
+        &mut self,
+        method: Method,
+        url: &str,
+        body: Option<&Value>,
+        stop: &CancellationToken,
+    ) -> Result<Option<Value>, SourceError> {
+        loop {
+            if stop.is_cancelled() {
+                return Ok(None);
+            }
+            match self.send(method.clone(), url, body).await? {
+                Ok(response) => return Ok(self.json_body(response).await),
+                Err(failure) => {
+                    if !self.back_off(&failure, stop).await {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn json_body(&mut self, mut response: Response) -> Option<Value> {
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > self.config.max_line_bytes {
+                        self.metrics.skip("body_too_large");
+                        return None;
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    self.metrics.skip("body_cut_short");
+                    return None;
+                }
+            }
+        }
+        match serde_json::from_slice(&body) {
+            Ok(value) => Some(value),
+            Err(_) => {
+                self.metrics.skip("not_json");
+                None
+            }
+        }
+    }
+
+    /// Makes the stream's rules those of the configuration: reads them, deletes the ones
+    /// not configured, adds the missing ones. `false` if stopped first.
+    async fn sync_rules(&mut self, stop: &CancellationToken) -> Result<bool, SourceError> {
+        let url = self.url("/2/tweets/search/stream/rules");
+        let Some(current) = self.call(Method::GET, &url, None, stop).await? else {
+            return Ok(false);
+        };
+        let current: Vec<(String, Rule)> = current
+            .get("data")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|rule| {
+                let field = |name: &str| rule.get(name).and_then(Value::as_str).map(str::to_string);
+                Some((
+                    field("id")?,
+                    Rule {
+                        tag: field("tag").unwrap_or_default(),
+                        value: field("value")?,
+                    },
+                ))
+            })
+            .collect();
+        let stale: Vec<String> = current
+            .iter()
+            .filter(|(_, rule)| !self.config.rules.contains(rule))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let missing: Vec<Rule> = self
+            .config
+            .rules
+            .iter()
+            .filter(|rule| !current.iter().any(|(_, r)| r == *rule))
+            .cloned()
+            .collect();
+        let (deleted, added) = (stale.len(), missing.len());
+        if !stale.is_empty() {
+            let body = json!({"delete": {"ids": stale}});
+            if self
+                .call(Method::POST, &url, Some(&body), stop)
+                .await?
+                .is_none()
+            {
+                return Ok(false);
+            }
+        }
+        if !missing.is_empty() {
+            let body = json!({"add": missing});
+            let Some(answer) = self.call(Method::POST, &url, Some(&body), stop).await? else {
+                return Ok(false);
+            };
+            if let Some(errors) = answer.get("errors") {
+                return Err(SourceError::Refused(format!(
+                    "x refused the rules: {errors}"
+                )));
+            }
+        }
+        tracing::info!(source = %format!("x/{}", self.name), deleted, added, "stream rules synced");
+        Ok(true)
+    }
+
+    /// Opens the stream, retrying with the documented backoff; `false` if stopped first.
+    async fn connect(&mut self, stop: &CancellationToken) -> Result<bool, SourceError> {
+        let url = self.url(&format!("/2/tweets/search/stream?{TWEET_FIELDS}"));
+        loop {
+            if stop.is_cancelled() {
+                return Ok(false);
+            }
+            match self.send(Method::GET, &url, None).await? {
+                Ok(response) => {
+                    self.reset_backoff();
+                    self.connection = Some(Connection {
+                        response,
+                        partial: Vec::new(),
+                        skipping: false,
+                        last_byte: Instant::now(),
+                    });
+                    return Ok(true);
+                }
+                Err(failure) => {
+                    if !self.back_off(&failure, stop).await {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the stream until a batch is gathered, the stream ends or stalls, or `stop`.
+    async fn read_stream(&mut self, stop: &CancellationToken) -> Vec<SourceItem> {
+        let mut events = Vec::new();
+        let mut gathered_by: Option<Instant> = None;
+        let read_timeout = Duration::from_millis(self.config.read_timeout_ms.max(1));
+        loop {
+            let Some(connection) = self.connection.as_mut() else {
+                return events;
+            };
+            let stall_at = connection.last_byte + read_timeout;
+            let until = gathered_by.map_or(stall_at, |at| at.min(stall_at));
+            let read = tokio::select! {
+                _ = stop.cancelled() => return events,
+                read = tokio::time::timeout_at(until, connection.response.chunk()) => read,
+            };
+            let failure = match read {
+                Ok(Ok(Some(bytes))) => {
+                    connection.last_byte = Instant::now();
+                    let lines = split_lines(connection, &bytes, self.config.max_line_bytes);
+                    for line in lines {
+                        match line {
+                            Line::Complete(line) => self.stream_line(&line, &mut events),
+                            Line::Overlong => self.metrics.skip("line_too_long"),
+                        }
+                    }
+                    if !events.is_empty() && gathered_by.is_none() {
+                        gathered_by = Some(Instant::now() + BATCH_WAIT);
+                    }
+                    if events.len() >= BATCH_POSTS {
+                        return events;
+                    }
+                    continue;
+                }
+                Err(_) if gathered_by.is_some_and(|at| Instant::now() >= at) => return events,
+                Err(_) => {
+                    self.metrics.skip("stream_stalled");
+                    Failure::Network(format!(
+                        "no byte for {} ms: stalled",
+                        read_timeout.as_millis()
+                    ))
+                }
+                Ok(Ok(None)) => Failure::Network("the stream ended".into()),
+                Ok(Err(error)) => Failure::Network(format!("the stream broke: {error}")),
+            };
+            // A line cut by the disconnection is dropped: the gap fill serves it again.
+            self.connection = None;
+            if events.is_empty() {
+                self.back_off(&failure, stop).await;
+            } else if let Failure::Network(error) = &failure {
+                tracing::warn!(%error, "x stream disconnected; reconnecting after this batch");
+            }
+            return events;
+        }
+    }
+
+    /// One line of the stream: a tweet, a keep-alive, or a message without data.
+    fn stream_line(&mut self, line: &[u8], events: &mut Vec<SourceItem>) {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
+        let location = format!("x/{}/stream", self.name);
+        let value: Value = match serde_json::from_slice(line) {
+            Ok(value) => value,
+            Err(error) => {
+                self.metrics.event("malformed");
+                events.push(SourceItem::Malformed {
+                    location,
+                    kind: DeadLetterKind::NotJson,
+                    error: format!("stream line is not json: {error}"),
+                    raw: line.to_vec(),
+                });
+                return;
+            }
+        };
+        let Some(tweet) = value.get("data").and_then(Value::as_object) else {
+            // Operational messages (`errors`: a disconnect notice, ...).
+            tracing::warn!(message = %clip(&String::from_utf8_lossy(line)), "x stream message without data");
+            self.metrics.skip("message_without_data");
+            return;
+        };
+        let tag = value
+            .pointer("/matching_rules/0/tag")
+            .and_then(Value::as_str)
+            .unwrap_or("untagged");
+        let users = users(&value);
+        if let Some(event) = self.item(tweet, &users, tag, line) {
+            events.push(event);
+        }
+    }
+
+    /// The item of a tweet not handed out before.
+    fn item(
+        &mut self,
+        tweet: &Map<String, Value>,
+        users: &[Value],
+        tag: &str,
+        raw: &[u8],
+    ) -> Option<SourceItem> {
+        let version = tweet.get("id").and_then(Value::as_str).unwrap_or_default();
+        if !version.is_empty() && !self.position.seen.insert(version) {
+            return None;
+        }
+        let location = format!("x/{}/{version}", self.name);
+        match tweet_post(tweet, users, tag, &self.limits) {
+            Ok(post) => {
+                if let Ok(id) = version.parse::<u64>() {
+                    self.position.since_id = Some(self.position.since_id.unwrap_or(0).max(id));
+                    let created = (id >> 22) + TWITTER_EPOCH_MS;
+                    let lag = Utc::now().timestamp_millis() - created as i64;
+                    self.metrics.set_lag_seconds(lag / 1_000);
+                }
+                let update = post.extra.contains_key("x_version_id");
+                self.metrics.event(if update { "update" } else { "post" });
+                self.handed_out[usize::from(update)] += 1;
+                Some(SourceItem::Post {
+                    post: Box::new(post),
+                    location,
+                })
+            }
+            Err(rejection) => {
+                self.metrics.event("malformed");
+                Some(SourceItem::Malformed {
+                    location,
+                    kind: rejection.kind(),
+                    error: rejection.to_string(),
+                    raw: raw.to_vec(),
+                })
+            }
+        }
+    }
+
+    /// Recent search of every rule since the last tweet handed out, oldest first.
+    async fn search(&mut self, stop: &CancellationToken) -> Result<Vec<SourceItem>, SourceError> {
+        let mut found: Vec<Found> = Vec::new();
+        for rule in self.config.rules.clone() {
+            let mut next_token: Option<String> = None;
+            for _ in 0..self.config.max_search_pages.max(1) {
+                let base = self.url(&format!("/2/tweets/search/recent?{TWEET_FIELDS}"));
+                let mut url = reqwest::Url::parse(&base).map_err(|e| SourceError::Config {
+                    key: format!("sources.x.{}.api_url", self.name),
+                    reason: e.to_string(),
+                })?;
+                {
+                    let mut query = url.query_pairs_mut();
+                    query.append_pair("query", &rule.value);
+                    query.append_pair("max_results", "100");
+                    match self.search_start() {
+                        SearchStart::SinceId(id) => query.append_pair("since_id", &id.to_string()),
+                        SearchStart::Time(time) => query.append_pair("start_time", &time),
+                        SearchStart::Recent => &mut query,
+                    };
+                    if let Some(token) = &next_token {
+                        query.append_pair("next_token", token);
+                    }
+                }
+                let Some(page) = self.call(Method::GET, url.as_str(), None, stop).await? else {
+                    break;
+                };
+                let users = users(&page);
+                for tweet in page
+                    .get("data")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_object)
+                {
+                    let id = tweet
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .and_then(|id| id.parse().ok());
+                    found.push(Found {
+                        id: id.unwrap_or(0),
+                        tweet: tweet.clone(),
+                        users: users.clone(),
+                        tag: rule.tag.clone(),
+                    });
+                }
+                next_token = page
+                    .pointer("/meta/next_token")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                if next_token.is_none() {
+                    break;
+                }
+            }
+        }
+        found.sort_by_key(|found| found.id);
+        let mut events = Vec::new();
+        for Found {
+            tweet, users, tag, ..
+        } in found
+        {
+            let raw = serde_json::to_vec(&tweet).unwrap_or_default();
+            if let Some(event) = self.item(&tweet, &users, &tag, &raw) {
+                events.push(event);
+            }
+        }
+        Ok(events)
+    }
+
+    /// Where a search starts: after the last id handed out, or as far back as search
+    /// reaches when that id is older.
+    fn search_start(&self) -> SearchStart {
+        let Some(since) = self.position.since_id else {
+            return SearchStart::Recent;
+        };
+        let created_ms = (since >> 22) + TWITTER_EPOCH_MS;
+        let reach = Utc::now() - SEARCH_REACH + chrono::Duration::minutes(1);
+        if (created_ms as i64) < reach.timestamp_millis() {
+            self.metrics.skip("gap_older_than_search");
+            return SearchStart::Time(reach.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+        }
+        SearchStart::SinceId(since)
+    }
+}
+
+impl LiveSource for XSource {
+    fn kind(&self) -> &'static str {
+        "x"
+    }
+
+    fn instance(&self) -> &str {
+        &self.name
+    }
+
+    fn restore(&mut self, checkpoint: Option<&[u8]>) -> Result<(), SourceError> {
+        let mut position = match checkpoint {
+            Some(bytes) => serde_json::from_slice::<Position>(bytes)
+                .map_err(|e| SourceError::Checkpoint(format!("x/{}: {e}", self.name)))?,
+            None => Position::default(),
+        };
+        position.seen = position.seen.with_capacity(self.config.seen_capacity);
+        self.position = position;
+        // What the stream delivered after that checkpoint is served again by the gap fill
+        // of the next connection.
+        self.connection = None;
+        self.next_poll = Instant::now();
+        Ok(())
+    }
+
+    fn checkpoint(&self) -> Result<Vec<u8>, SourceError> {
+        serde_json::to_vec(&self.position)
+            .map_err(|e| SourceError::Checkpoint(format!("x/{}: {e}", self.name)))
+    }
+
+    async fn next_events(
+        &mut self,
+        stop: &CancellationToken,
+    ) -> Result<Vec<SourceItem>, SourceError> {
+        if self.config.mode == Mode::Search {
+            pause(
+                self.next_poll.saturating_duration_since(Instant::now()),
+                stop,
+            )
+            .await;
+            if stop.is_cancelled() {
+                return Ok(Vec::new());
+            }
+            self.next_poll = Instant::now() + Duration::from_millis(self.config.poll_interval_ms);
+            return self.search(stop).await;
+        }
+        if !self.rules_synced {
+            if !self.sync_rules(stop).await? {
+                return Ok(Vec::new());
+            }
+            self.rules_synced = true;
+        }
+        if self.connection.is_none() {
+            if !self.connect(stop).await? {
+                return Ok(Vec::new());
+            }
+            // What was posted while disconnected: from recent search, since the last id.
+            if self.position.since_id.is_some() {
+                let filled = self.search(stop).await?;
+                if !filled.is_empty() {
+                    return Ok(filled);
+                }
+            }
+        }
+        Ok(self.read_stream(stop).await)
+    }
+
+    fn status(&self) -> String {
+        let [posts, updates] = self.handed_out;
+        format!(
+            "x/{}: {posts} posts, {updates} updates; stream {}; last id {}",
+            self.name,
+            if self.connection.is_some() {
+                "connected"
+            } else {
+                "disconnected"
+            },
+            self.position
+                .since_id
+                .map_or_else(|| "none".into(), |id| id.to_string())
+        )
+    }
+}
+
+/// A post found by recent search, with the users of its page and its rule's tag.
+struct Found {
+    id: u64,
+    tweet: Map<String, Value>,
+    users: Vec<Value>,
+    tag: String,
+}
+
+/// Where a recent search starts.
+enum SearchStart {
+    /// Nothing handed out yet: the most recent posts.
+    Recent,
+    SinceId(u64),
+    /// `start_time`, RFC 3339.
+    Time(String),
+}
+
+/// A piece of the stream split at newlines.
+enum Line {
+    Complete(Vec<u8>),
+    Overlong,
+}
+
+fn split_lines(connection: &mut Connection, bytes: &[u8], max: usize) -> Vec<Line> {
+    let mut lines = Vec::new();
+    let mut rest = bytes;
+    while let Some(end) = rest.iter().position(|b| *b == b'\n') {
+        let (head, tail) = rest.split_at(end);
+        rest = &tail[1..];
+        if connection.skipping {
+            connection.skipping = false;
+            connection.partial.clear();
+            continue;
+        }
+        connection.partial.extend_from_slice(head);
+        lines.push(Line::Complete(std::mem::take(&mut connection.partial)));
+    }
+    if !connection.skipping {
+        connection.partial.extend_from_slice(rest);
+        if connection.partial.len() > max {
+            connection.partial.clear();
+            connection.skipping = true;
+            lines.push(Line::Overlong);
+        }
+    }
+    lines
+}
+
+fn users(answer: &Value) -> Vec<Value> {
+    answer
+        .pointer("/includes/users")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn header_number(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn clip(text: &str) -> String {
+    text.chars().take(200).collect()
+}

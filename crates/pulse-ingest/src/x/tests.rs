@@ -1,0 +1,372 @@
+//! Tests of the X source against the in-process fake.
+
+use std::time::Duration;
+
+use pulse_core::config::EnrichConfig;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::fake::FakeX;
+use super::*;
+
+const TOKEN: &str = "fake-bearer";
+
+fn config(fake: &FakeX) -> XConfig {
+    XConfig {
+        bearer_token: TOKEN.into(),
+        rules: vec![
+            Rule {
+                tag: "rust".into(),
+                value: "#rustlang".into(),
+            },
+            Rule {
+                tag: "go".into(),
+                value: "#golang".into(),
+            },
+        ],
+        api_url: fake.url(),
+        read_timeout_ms: 2_000,
+        poll_interval_ms: 50,
+        backoff_scale: 0.001,
+        ..XConfig::default()
+    }
+}
+
+fn source(config: XConfig) -> XSource {
+    let limits = EnrichConfig::default().post_limits();
+    XSource::new(
+        "test",
+        config,
+        limits,
+        SourceMetrics::unregistered("x", "test"),
+    )
+    .unwrap()
+}
+
+/// Runs `source` in a task, handing its events out one by one.
+struct Running {
+    events: mpsc::UnboundedReceiver<SourceItem>,
+    stop: CancellationToken,
+    task: JoinHandle<XSource>,
+}
+
+fn run(mut source: XSource) -> Running {
+    let (sender, events) = mpsc::unbounded_channel();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            while !stop.is_cancelled() {
+                for event in source.next_events(&stop).await.unwrap() {
+                    let _ = sender.send(event);
+                }
+            }
+            source
+        }
+    });
+    Running { events, stop, task }
+}
+
+impl Running {
+    /// The next `n` events, failing after 10 s.
+    async fn take(&mut self, n: usize) -> Vec<SourceItem> {
+        let mut taken = Vec::new();
+        while taken.len() < n {
+            match tokio::time::timeout(Duration::from_secs(10), self.events.recv()).await {
+                Ok(Some(event)) => taken.push(event),
+                _ => panic!(
+                    "{} of {n} events came: {}",
+                    taken.len(),
+                    describe(&taken).join(", ")
+                ),
+            }
+        }
+        taken
+    }
+
+    async fn finish(self) -> XSource {
+        self.stop.cancel();
+        self.task.await.unwrap()
+    }
+}
+
+fn describe(events: &[SourceItem]) -> Vec<String> {
+    events
+        .iter()
+        .map(|event| match event {
+            SourceItem::Post { post, .. } => format!("{} {} {}", post.id, post.channel, post.text),
+            SourceItem::Tombstone { tombstone, .. } => format!("tombstone {}", tombstone.id),
+            SourceItem::Malformed { kind, .. } => format!("malformed {kind}"),
+        })
+        .collect()
+}
+
+async fn until_connected(fake: &FakeX, streams: usize) {
+    for _ in 0..500 {
+        if fake.open_streams() == streams {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the source did not connect");
+}
+
+#[tokio::test]
+async fn rules_are_synced_and_posts_stream_in() {
+    let fake = FakeX::start(TOKEN).await.unwrap();
+    fake.preset_rule("cats", "cats has:images");
+    fake.preset_rule("rust", "#rustlang");
+    let mut running = run(source(config(&fake)));
+    until_connected(&fake, 1).await;
+    let mut tags: Vec<(String, String)> =
+        fake.rules().into_iter().map(|r| (r.tag, r.value)).collect();
+    tags.sort();
+    assert_eq!(
+        tags,
+        [
+            ("go".into(), "#golang".into()),
+            ("rust".into(), "#rustlang".into())
+        ]
+    );
+    let stats = fake.stats();
+    assert_eq!((stats.rules_added, stats.rules_deleted), (1, 1));
+    let ids: Vec<String> = (0..5)
+        .map(|i| fake.post(if i % 2 == 0 { "rust" } else { "go" }, &format!("post {i}")))
+        .collect();
+    let events = running.take(5).await;
+    let want: Vec<String> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let tag = if i % 2 == 0 { "rust" } else { "go" };
+            format!("twitter:{id} x/{tag} post {i}")
+        })
+        .collect();
+    assert_eq!(describe(&events), want);
+    let SourceItem::Post { post, .. } = &events[0] else {
+        panic!()
+    };
+    assert_eq!(post.author.as_deref(), Some("fake_user"));
+    assert_eq!(post.lang.as_deref(), Some("en"));
+    running.finish().await;
+}
+
+#[tokio::test]
+async fn a_cut_stream_reconnects_and_search_fills_the_gap() {
+    let fake = FakeX::start(TOKEN).await.unwrap();
+    let mut running = run(source(config(&fake)));
+    until_connected(&fake, 1).await;
+    let first = fake.post("rust", "before the cut");
+    assert_eq!(running.take(1).await.len(), 1);
+    let cut = fake.post_and_cut("rust", "cut in the middle of its line");
+    let missed = fake.post("go", "posted while disconnected");
+    let events = running.take(2).await;
+    assert_eq!(
+        describe(&events),
+        [
+            format!("twitter:{cut} x/rust cut in the middle of its line"),
+            format!("twitter:{missed} x/go posted while disconnected"),
+        ]
+    );
+    until_connected(&fake, 1).await;
+    let after = fake.post("rust", "after the reconnection");
+    assert_eq!(
+        describe(&running.take(1).await),
+        [format!("twitter:{after} x/rust after the reconnection")]
+    );
+    let source = running.finish().await;
+    // One network wait: the first step of the linear schedule, scaled.
+    assert_eq!(
+        source.waits(),
+        [(WaitReason::Network, Duration::from_micros(250))]
+    );
+    assert_ne!(first, after);
+    assert_eq!(fake.stats().connects, 2);
+}
+
+#[tokio::test]
+async fn a_silent_stall_reconnects_but_keep_alives_do_not() {
+    let fake = FakeX::start(TOKEN).await.unwrap();
+    let mut running = run(source(XConfig {
+        read_timeout_ms: 600,
+        ..config(&fake)
+    }));
+    until_connected(&fake, 1).await;
+    for _ in 0..6 {
+        fake.keep_alive();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(fake.stats().connects, 1, "keep-alives hold the stream");
+    let seen = fake.post("rust", "seen on the stream");
+    assert_eq!(running.take(1).await.len(), 1);
+    fake.stall();
+    let stalled = fake.post("rust", "never sent by the stalled stream");
+    assert_eq!(
+        describe(&running.take(1).await),
+        [format!(
+            "twitter:{stalled} x/rust never sent by the stalled stream"
+        )]
+    );
+    let source = running.finish().await;
+    assert_eq!(fake.stats().connects, 2);
+    assert_eq!(source.metrics.skipped("stream_stalled"), 1);
+    assert_ne!(seen, stalled);
+}
+
+#[tokio::test]
+async fn refused_connections_wait_as_documented() {
+    let fake = FakeX::start(TOKEN).await.unwrap();
+    fake.refuse_connections(&[503, 500, 503, 429, 429, 502]);
+    let mut running = run(source(config(&fake)));
+    until_connected(&fake, 1).await;
+    fake.post("rust", "finally");
+    running.take(1).await;
+    let source = running.finish().await;
+    let ms = Duration::from_micros;
+    // X's schedules scaled by 1/1000: HTTP errors 5 s doubling, 429s 60 s doubling (each
+    // schedule keeps its own step), reset by the connection that succeeds.
+    assert_eq!(
+        source.waits(),
+        [
+            (WaitReason::Http, ms(5_000)),
+            (WaitReason::Http, ms(10_000)),
+            (WaitReason::Http, ms(20_000)),
+            (WaitReason::RateLimited, ms(60_000)),
+            (WaitReason::RateLimited, ms(120_000)),
+            (WaitReason::Http, ms(40_000)),
+        ]
+    );
+    let times = fake.connect_times();
+    assert_eq!(times.len(), 7);
+    for (pair, (_, wait)) in times.windows(2).zip(source.waits()) {
+        assert!(
+            pair[1] - pair[0] >= *wait,
+            "{:?} < {wait:?}",
+            pair[1] - pair[0]
+        );
+    }
+
+    // Network errors: linear from 250 ms (here 250 µs), capped at 16 s (16 ms).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let mut unreachable = source_with_url(&fake, dead);
+    let stop = CancellationToken::new();
+    let stopper = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(1_000)).await;
+            stop.cancel();
+        })
+    };
+    assert!(unreachable.next_events(&stop).await.unwrap().is_empty());
+    stopper.await.unwrap();
+    let waits = unreachable.waits();
+    // The 64th wait reaches the cap: the schedule was walked to its end.
+    assert!(waits.len() > 66, "{}", waits.len());
+    for (n, (reason, wait)) in waits.iter().enumerate() {
+        assert_eq!(*reason, WaitReason::Network);
+        assert_eq!(*wait, ms((250 * (n as u64 + 1)).min(16_000)));
+    }
+}
+
+fn source_with_url(fake: &FakeX, url: String) -> XSource {
+    source(XConfig {
+        api_url: url,
+        ..config(fake)
+    })
+}
+
+#[tokio::test]
+async fn edits_update_the_first_id_and_bad_lines_are_counted() {
+    let fake = FakeX::start(TOKEN).await.unwrap();
+    let mut running = run(source(XConfig {
+        max_line_bytes: 4_096,
+        ..config(&fake)
+    }));
+    until_connected(&fake, 1).await;
+    let id = fake.post("rust", "first words");
+    running.take(1).await;
+    fake.edit(&id, "second words");
+    let SourceItem::Post { post, .. } = &running.take(1).await[0] else {
+        panic!()
+    };
+    assert_eq!(
+        (post.id.as_str(), post.text.as_str()),
+        (format!("twitter:{id}").as_str(), "second words")
+    );
+
+    fake.send_raw(b"<html>busy</html>\r\n");
+    fake.send_raw(br#"{"data": {"id": "77", "created_at": "2026-01-01T00:00:00Z"}, "matching_rules": [{"tag": "rust"}]}"#);
+    fake.send_raw(b"\r\n");
+    fake.send_raw(br#"{"errors": [{"title": "operational-disconnect"}]}"#);
+    fake.send_raw(b"\r\n");
+    fake.send_raw(format!("{{\"data\": \"{}\"}}\r\n", "x".repeat(10_000)).as_bytes());
+    let after = fake.post("go", "still streaming");
+    let events = running.take(3).await;
+    assert_eq!(
+        describe(&events),
+        [
+            "malformed not_json".to_string(),
+            "malformed missing_field".to_string(),
+            format!("twitter:{after} x/go still streaming"),
+        ]
+    );
+    let source = running.finish().await;
+    assert_eq!(source.metrics.skipped("line_too_long"), 1);
+    assert_eq!(source.metrics.skipped("message_without_data"), 1);
+    assert_eq!(fake.stats().connects, 1);
+}
+
+#[tokio::test]
+async fn a_rejected_token_is_an_error() {
+    let fake = FakeX::start(TOKEN).await.unwrap();
+    let mut refused = source(XConfig {
+        bearer_token: "wrong".into(),
+        ..config(&fake)
+    });
+    let error = refused
+        .next_events(&CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, SourceError::Credentials { .. }), "{error}");
+}
+
+#[tokio::test]
+async fn search_mode_pages_and_then_reads_only_what_is_new() {
+    let fake = FakeX::start(TOKEN).await.unwrap();
+    fake.preset_rule("rust", "#rustlang");
+    fake.preset_rule("go", "#golang");
+    let ids: Vec<String> = (0..150)
+        .map(|i| fake.post("rust", &format!("r{i}")))
+        .collect();
+    let mut searching = source(XConfig {
+        mode: Mode::Search,
+        ..config(&fake)
+    });
+    let stop = CancellationToken::new();
+    let events = searching.next_events(&stop).await.unwrap();
+    let want: Vec<String> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| format!("twitter:{id} x/rust r{i}"))
+        .collect();
+    assert_eq!(describe(&events), want);
+    let checkpoint = searching.checkpoint().unwrap();
+    let newer = fake.post("go", "newer");
+    assert_eq!(
+        describe(&searching.next_events(&stop).await.unwrap()),
+        [format!("twitter:{newer} x/go newer")]
+    );
+    // A restored checkpoint searches from where it was taken.
+    let mut restored = source(XConfig {
+        mode: Mode::Search,
+        ..config(&fake)
+    });
+    restored.restore(Some(&checkpoint)).unwrap();
+    assert_eq!(
+        describe(&restored.next_events(&stop).await.unwrap()),
+        [format!("twitter:{newer} x/go newer")]
+    );
+}
