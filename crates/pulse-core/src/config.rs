@@ -35,6 +35,7 @@ pub struct PulseConfig {
 pub struct SourcesConfig {
     pub reddit: BTreeMap<String, SourceSection>,
     pub x: BTreeMap<String, SourceSection>,
+    pub bluesky: BTreeMap<String, SourceSection>,
 }
 
 /// The keys of one source instance's section, as written.

@@ -1,6 +1,6 @@
 //! Pulse's sources of posts: files and dumps (JSONL, CSV, plain text, Reddit/Pushshift
 //! NDJSON, each optionally gzip- or zstd-compressed), a synthetic generator, and live APIs
-//! (Reddit, X) behind the [`live::LiveSource`] trait.
+//! (Reddit, X, Bluesky) behind the [`live::LiveSource`] trait.
 //!
 //! A source hands out [`SourceItem`]s: a post with where it came from, a tombstone of a
 //! post deleted at the source, or a record that is not a post with the reason. File and
@@ -8,6 +8,7 @@
 //! stand as a checkpoint. None knows Kafka: the pipeline's publisher takes their items (and
 //! checkpoints) to the topics.
 
+pub mod bluesky;
 pub mod file;
 pub mod live;
 pub mod reddit;

@@ -50,6 +50,8 @@ pub struct LiveRun {
     pub drain: Duration,
     /// How often the source's status line is logged.
     pub status_every: Duration,
+    /// A position that moved without events is committed at most this often.
+    pub checkpoint_every: Duration,
 }
 
 /// The transactional id of a source instance, stable across restarts so that a restart
@@ -90,22 +92,29 @@ impl LiveRun {
         source.restore(committed.as_deref())?;
         tracing::info!(source = %key, resumed = committed.is_some(), "source started");
         let mut status_at = tokio::time::Instant::now() + self.status_every;
+        let mut last_commit = tokio::time::Instant::now();
         while !stop.is_cancelled() {
             if tokio::time::Instant::now() >= status_at {
                 tracing::info!(source = %key, status = %source.status(), "source status");
                 status_at += self.status_every;
             }
             let items = source.next_events(stop).await?;
-            if items.is_empty() {
-                continue;
-            }
             let checkpoint = source.checkpoint()?;
+            if items.is_empty() {
+                // Nothing to publish, but the position can have moved (events that matched
+                // no channel): committed now and then, so that a restart does not read
+                // them all again.
+                let due = last_commit.elapsed() >= self.checkpoint_every;
+                if !due || committed.as_deref() == Some(checkpoint.as_slice()) {
+                    continue;
+                }
+            }
             // A checkpoint the broker refuses would leave the source unable to commit
             // anything: say so rather than retry for ever.
             if checkpoint.len() > self.publisher.max_record_bytes {
                 return Err(SourceError::Checkpoint(format!(
                     "{key}: the checkpoint is {} bytes, over kafka.max_record_bytes ({}); \
-                     lower the source's seen_capacity or recheck_max",
+                     lower the source's seen_capacity (or recheck_max, tracked_capacity)",
                     checkpoint.len(),
                     self.publisher.max_record_bytes
                 ))
@@ -127,6 +136,7 @@ impl LiveRun {
             match self.commit(&transaction, &mut records, stop).await {
                 Ok(true) => {
                     committed = Some(checkpoint);
+                    last_commit = tokio::time::Instant::now();
                     tally.posts.fetch_add(raw, Ordering::Relaxed);
                     tally
                         .dead_letters

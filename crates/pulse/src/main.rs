@@ -142,7 +142,10 @@ async fn run(command: Command, config: PulseConfig) -> anyhow::Result<ExitCode> 
                 shown.batch.password = "<redacted>".into();
             }
             let sections = shown.sources.reddit.values_mut();
-            for section in sections.chain(shown.sources.x.values_mut()) {
+            let sections = sections
+                .chain(shown.sources.x.values_mut())
+                .chain(shown.sources.bluesky.values_mut());
+            for section in sections {
                 for (key, value) in section.iter_mut() {
                     let secret = ["secret", "password", "token"]
                         .iter()

@@ -7,6 +7,7 @@ use pulse_core::PostLimits;
 use tokio_util::sync::CancellationToken;
 
 use super::{LiveSource, SourceError, SourceMetrics};
+use crate::bluesky::{BlueskyConfig, BlueskySource};
 use crate::reddit::{RedditConfig, RedditSource};
 use crate::x::{XConfig, XSource};
 use crate::SourceItem;
@@ -15,10 +16,11 @@ use crate::SourceItem;
 pub enum AnySource {
     Reddit(Box<RedditSource>),
     X(Box<XSource>),
+    Bluesky(Box<BlueskySource>),
 }
 
 /// The kinds of live source, as named in the configuration and on the command line.
-pub const KINDS: [&str; 2] = ["reddit", "x"];
+pub const KINDS: [&str; 3] = ["reddit", "x", "bluesky"];
 
 impl AnySource {
     /// Builds instance `name` of `kind` from its section, its metrics registered in
@@ -45,6 +47,13 @@ impl AnySource {
                     name, config, limits, metrics,
                 )?)))
             }
+            "bluesky" => {
+                let config = BlueskyConfig::from_section(name, section)?;
+                let metrics = SourceMetrics::register(registry, kind, name);
+                Ok(Self::Bluesky(Box::new(BlueskySource::new(
+                    name, config, limits, metrics,
+                )?)))
+            }
             other => Err(SourceError::Config {
                 key: format!("sources.{other}"),
                 reason: format!("unknown kind of source; known: {}", KINDS.join(", ")),
@@ -62,7 +71,13 @@ impl AnySource {
             .reddit
             .iter()
             .map(|(name, section)| ("reddit", name, section))
-            .chain(sources.x.iter().map(|(name, section)| ("x", name, section)));
+            .chain(sources.x.iter().map(|(name, section)| ("x", name, section)))
+            .chain(
+                sources
+                    .bluesky
+                    .iter()
+                    .map(|(name, section)| ("bluesky", name, section)),
+            );
         sections
             .map(|(kind, name, section)| Self::build(kind, name, section, limits.clone(), registry))
             .collect()
@@ -72,6 +87,7 @@ impl AnySource {
         match self {
             Self::Reddit(source) => source.as_ref(),
             Self::X(source) => source.as_ref(),
+            Self::Bluesky(source) => source.as_ref(),
         }
     }
 }
@@ -108,6 +124,7 @@ impl LiveSource for AnySource {
         match self {
             Self::Reddit(source) => source.restore(checkpoint),
             Self::X(source) => source.restore(checkpoint),
+            Self::Bluesky(source) => source.restore(checkpoint),
         }
     }
 
@@ -115,6 +132,7 @@ impl LiveSource for AnySource {
         match self {
             Self::Reddit(source) => source.checkpoint(),
             Self::X(source) => source.checkpoint(),
+            Self::Bluesky(source) => source.checkpoint(),
         }
     }
 
@@ -125,6 +143,7 @@ impl LiveSource for AnySource {
         match self {
             Self::Reddit(source) => source.next_events(stop).await,
             Self::X(source) => source.next_events(stop).await,
+            Self::Bluesky(source) => source.next_events(stop).await,
         }
     }
 

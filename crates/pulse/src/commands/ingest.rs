@@ -99,6 +99,14 @@ pub enum IngestCommand {
         #[arg(long, default_value = "search", requires = "query")]
         tag: String,
     },
+    /// Live posts from Bluesky's public Jetstream (no credentials), as configured under
+    /// `[sources.bluesky.<instance>]`; deletions become tombstones. Runs until interrupted;
+    /// a restart resumes from the cursor in Kafka.
+    Bluesky {
+        /// The instance: its configuration section and its checkpoint's name.
+        #[arg(long, default_value = "default")]
+        instance: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -150,6 +158,12 @@ pub async fn run(command: IngestCommand, config: PulseConfig) -> anyhow::Result<
     }
     let mut registry = Registry::default();
     let metrics = PipelineMetrics::register(&mut registry);
+    if let IngestCommand::Bluesky { instance } = &command {
+        let overrides = SourceSection::new();
+        let source = sources::build(&config, "bluesky", instance, overrides, &mut registry)?;
+        let run = sources::live_run(&config, "bluesky", instance, metrics.for_stage("ingest"))?;
+        return run_live(run, source, registry, &config, abort).await;
+    }
     if let IngestCommand::X {
         instance,
         query,
@@ -251,7 +265,7 @@ async fn read_items(
             let reader = tokio::task::spawn_blocking(move || generate(source, rate, &items_tx));
             (reader, None, "synthetic generator".to_string())
         }
-        IngestCommand::Reddit { .. } | IngestCommand::X { .. } => {
+        IngestCommand::Reddit { .. } | IngestCommand::X { .. } | IngestCommand::Bluesky { .. } => {
             anyhow::bail!("a live source is not read as items")
         }
     };

@@ -23,7 +23,8 @@ pub fn build(
 ) -> anyhow::Result<AnySource> {
     let sections = match kind {
         "reddit" => &config.sources.reddit,
-        _ => &config.sources.x,
+        "x" => &config.sources.x,
+        _ => &config.sources.bluesky,
     };
     let mut section = sections.get(instance).cloned().unwrap_or_default();
     section.extend(overrides);
@@ -61,5 +62,6 @@ pub fn live_run(
         call_timeout: Duration::from_millis(config.kafka.transaction_timeout_ms.min(30_000)),
         drain: Duration::from_millis(config.pipeline.drain_timeout_ms),
         status_every: Duration::from_secs(30),
+        checkpoint_every: Duration::from_secs(10),
     })
 }
