@@ -22,10 +22,7 @@ fn every_channel_post_once_across_two_sigkills_then_deletions() {
         .expect("fake jetstream");
     let lane = Lane::new("bluesky", 2);
     let checkpoints = format!("{}.checkpoints", lane.raw);
-    let config = lane.dir.path().join("pulse.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let config = lane.write_config(&format!(
             r##"[sources.bluesky.fake]
 jetstream_url = "{url}"
 channels = [{{ name = "rust", terms = ["#rust", "rustlang"] }}, {{ name = "go", terms = ["golang"] }}]
@@ -33,10 +30,7 @@ backoff_initial_ms = 50
 backoff_max_ms = 500
 "##,
             url = fake.url()
-        ),
-    )
-    .expect("config written");
-    let config = config.to_str().expect("utf-8 path").to_string();
+        ));
     let args = [
         "--config",
         config.as_str(),
@@ -66,10 +60,8 @@ backoff_max_ms = 500
             fake.cut();
         }
         if i == POSTS / 3 || i == 2 * POSTS / 3 {
-            source.kill();
-            std::thread::sleep(Duration::from_secs(1));
             restarts += 1;
-            source = lane.spawn(&format!("bluesky.{restarts}"), &args, &env);
+            lane.kill_and_restart(&mut source, &format!("bluesky.{restarts}"), &args, &env);
         }
         std::thread::sleep(Duration::from_millis(15));
     }

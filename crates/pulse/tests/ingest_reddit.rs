@@ -51,11 +51,8 @@ fn every_item_once_across_two_sigkills_then_edits_and_deletions() {
     let settings = FakeSettings::default();
     let lane = Lane::new("reddit", 2);
     let checkpoints = format!("{}.checkpoints", lane.raw);
-    let config = lane.dir.path().join("pulse.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[sources.reddit.fake]
+    let config = lane.write_config(&format!(
+        r#"[sources.reddit.fake]
 subreddits = ["rust", "golang"]
 listings = ["submissions", "comments"]
 client_id = "{}"
@@ -68,13 +65,10 @@ recheck_interval_ms = 4000
 backoff_initial_ms = 50
 backoff_max_ms = 1000
 "#,
-            settings.client_id,
-            settings.client_secret,
-            url = fake.url()
-        ),
-    )
-    .expect("config written");
-    let config = config.to_str().expect("utf-8 path").to_string();
+        settings.client_id,
+        settings.client_secret,
+        url = fake.url()
+    ));
     let args = [
         "--config",
         config.as_str(),
@@ -115,10 +109,8 @@ backoff_max_ms = 1000
         }
         // Two SIGKILLs, a third and two thirds of the way, each restarted a second later.
         if i == ITEMS / 3 || i == 2 * ITEMS / 3 {
-            source.kill();
-            std::thread::sleep(Duration::from_secs(1));
             restarts += 1;
-            source = lane.spawn(&format!("reddit.{restarts}"), &args, &env);
+            lane.kill_and_restart(&mut source, &format!("reddit.{restarts}"), &args, &env);
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -21,22 +21,16 @@ fn every_post_once_across_two_sigkills_and_a_cut_stream() {
     let fake = runtime.block_on(FakeX::start(TOKEN)).expect("fake x");
     let lane = Lane::new("x", 2);
     let checkpoints = format!("{}.checkpoints", lane.raw);
-    let config = lane.dir.path().join("pulse.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r##"[sources.x.fake]
+    let config = lane.write_config(&format!(
+        r##"[sources.x.fake]
 bearer_token = "{TOKEN}"
 api_url = "{url}"
 rules = [{{ tag = "rust", value = "#rustlang" }}, {{ tag = "go", value = "#golang" }}]
 read_timeout_ms = 3000
 backoff_scale = 0.01
 "##,
-            url = fake.url()
-        ),
-    )
-    .expect("config written");
-    let config = config.to_str().expect("utf-8 path").to_string();
+        url = fake.url()
+    ));
     let args = [
         "--config",
         config.as_str(),
@@ -60,10 +54,8 @@ backoff_scale = 0.01
             fake.post(tag, &text)
         });
         if i == POSTS / 3 || i == 2 * POSTS / 3 {
-            source.kill();
-            std::thread::sleep(Duration::from_secs(1));
             restarts += 1;
-            source = lane.spawn(&format!("x.{restarts}"), &args, &env);
+            lane.kill_and_restart(&mut source, &format!("x.{restarts}"), &args, &env);
         }
         std::thread::sleep(Duration::from_millis(15));
     }

@@ -68,11 +68,8 @@ fn posts_deleted_at_reddit_leave_every_store() {
     let keyspace = format!("t_deletions_{unique}");
     let prefix = format!("pulse-test:deletions:{unique}");
     let port = free_port();
-    let config = lane.dir.path().join("pulse.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[sources.reddit.fake]
+    let config = lane.write_config(&format!(
+        r#"[sources.reddit.fake]
 subreddits = ["rust"]
 listings = ["submissions"]
 client_id = "{}"
@@ -83,13 +80,10 @@ api_url = "{url}"
 poll_interval_ms = 1000
 recheck_interval_ms = 2000
 "#,
-            settings.client_id,
-            settings.client_secret,
-            url = fake.url()
-        ),
-    )
-    .expect("config written");
-    let config = config.to_str().expect("utf-8 path").to_string();
+        settings.client_id,
+        settings.client_secret,
+        url = fake.url()
+    ));
     let listen = format!("127.0.0.1:{port}");
     let batch_group = format!("{}.batch", lane.group);
     let speed_group = format!("{}.speed", lane.group);

@@ -3,7 +3,6 @@
 //! are made; posts, updates, deletes, other collections and kinds, raw messages; dropped
 //! connections and silent stalls on demand. It records the cursor of every connection.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -12,6 +11,8 @@ use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::Message;
+
+use crate::live::fake_server::FakeServer;
 
 #[derive(Default)]
 struct Inner {
@@ -31,33 +32,25 @@ type Shared = Arc<Mutex<Inner>>;
 /// A running fake Jetstream.
 pub struct FakeJetstream {
     state: Shared,
-    addr: SocketAddr,
-    server: tokio::task::JoinHandle<()>,
+    server: FakeServer,
 }
 
 impl FakeJetstream {
     pub async fn start() -> std::io::Result<Self> {
         let state: Shared = Arc::default();
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let server = tokio::spawn({
-            let state = state.clone();
-            async move {
-                while let Ok((stream, _)) = listener.accept().await {
-                    tokio::spawn(serve(stream, state.clone()));
-                }
+        let accepting = state.clone();
+        let server = FakeServer::start(|listener: TcpListener| async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(serve(stream, accepting.clone()));
             }
-        });
-        Ok(Self {
-            state,
-            addr,
-            server,
         })
+        .await?;
+        Ok(Self { state, server })
     }
 
     /// The `ws://` base URL (the source adds `/subscribe`).
     pub fn url(&self) -> String {
-        format!("ws://{}", self.addr)
+        self.server.url("ws")
     }
 
     fn inner(&self) -> MutexGuard<'_, Inner> {
@@ -126,12 +119,6 @@ impl FakeJetstream {
     /// The cursor each connection asked for, in order.
     pub fn cursors(&self) -> Vec<Option<i64>> {
         self.inner().cursors.clone()
-    }
-}
-
-impl Drop for FakeJetstream {
-    fn drop(&mut self) {
-        self.server.abort();
     }
 }
 

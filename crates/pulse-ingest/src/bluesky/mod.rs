@@ -29,7 +29,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{BlueskyConfig, Channel};
 
-use crate::live::{Backoff, LiveSource, Schedule, SeenWindow, SourceError, SourceMetrics};
+use crate::live::{
+    decode_position, encode_position, Backoff, LiveSource, SeenWindow, SourceError, SourceMetrics,
+};
 use crate::reddit::client::pause;
 use crate::SourceItem;
 
@@ -78,12 +80,9 @@ impl BlueskySource {
         metrics: SourceMetrics,
     ) -> Result<Self, SourceError> {
         config.check(name)?;
-        let backoff = Backoff::jittered(
-            Schedule::Doubling {
-                initial: Duration::from_millis(config.backoff_initial_ms.max(1)),
-                max: Duration::from_millis(config.backoff_max_ms.max(config.backoff_initial_ms)),
-            },
-            0.5,
+        let backoff = Backoff::doubling_jittered(
+            Duration::from_millis(config.backoff_initial_ms),
+            Duration::from_millis(config.backoff_max_ms),
         );
         Ok(Self {
             name: name.to_string(),
@@ -426,11 +425,8 @@ impl LiveSource for BlueskySource {
     }
 
     fn restore(&mut self, checkpoint: Option<&[u8]>) -> Result<(), SourceError> {
-        let mut position = match checkpoint {
-            Some(bytes) => serde_json::from_slice::<Position>(bytes)
-                .map_err(|e| SourceError::Checkpoint(format!("bluesky/{}: {e}", self.name)))?,
-            None => Position::default(),
-        };
+        let key = format!("bluesky/{}", self.name);
+        let mut position: Position = decode_position(&key, checkpoint)?;
         position.seen = position.seen.with_capacity(self.config.seen_capacity);
         self.position = position;
         // Reconnect from the restored cursor.
@@ -439,8 +435,7 @@ impl LiveSource for BlueskySource {
     }
 
     fn checkpoint(&self) -> Result<Vec<u8>, SourceError> {
-        serde_json::to_vec(&self.position)
-            .map_err(|e| SourceError::Checkpoint(format!("bluesky/{}: {e}", self.name)))
+        encode_position(&format!("bluesky/{}", self.name), &self.position)
     }
 
     async fn next_events(

@@ -3,12 +3,10 @@
 use std::time::Duration;
 
 use pulse_core::config::EnrichConfig;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use super::fake::FakeJetstream;
 use super::*;
+use crate::live::testing::run;
 
 const DID: &str = "did:plc:abcdefghijklmnop";
 
@@ -43,55 +41,8 @@ fn source(config: BlueskyConfig) -> BlueskySource {
     .unwrap()
 }
 
-struct Running {
-    events: mpsc::UnboundedReceiver<SourceItem>,
-    stop: CancellationToken,
-    task: JoinHandle<BlueskySource>,
-}
-
-fn run(mut source: BlueskySource) -> Running {
-    let (sender, events) = mpsc::unbounded_channel();
-    let stop = CancellationToken::new();
-    let task = tokio::spawn({
-        let stop = stop.clone();
-        async move {
-            while !stop.is_cancelled() {
-                for event in source.next_events(&stop).await.unwrap() {
-                    let _ = sender.send(event);
-                }
-            }
-            source
-        }
-    });
-    Running { events, stop, task }
-}
-
-impl Running {
-    async fn take(&mut self, n: usize) -> Vec<String> {
-        let mut taken = Vec::new();
-        while taken.len() < n {
-            match tokio::time::timeout(Duration::from_secs(10), self.events.recv()).await {
-                Ok(Some(event)) => taken.push(describe(&event)),
-                _ => panic!("{} of {n} events came: {taken:?}", taken.len()),
-            }
-        }
-        taken
-    }
-
-    /// Nothing more arrives within a little while.
-    async fn nothing_more(&mut self) {
-        let more = tokio::time::timeout(Duration::from_millis(300), self.events.recv()).await;
-        assert!(
-            more.is_err(),
-            "unexpected {:?}",
-            more.map(|e| e.map(|e| describe(&e)))
-        );
-    }
-
-    async fn finish(self) -> BlueskySource {
-        self.stop.cancel();
-        self.task.await.unwrap()
-    }
+fn names(events: &[SourceItem]) -> Vec<String> {
+    events.iter().map(describe).collect()
 }
 
 fn describe(event: &SourceItem) -> String {
@@ -129,14 +80,14 @@ async fn posts_go_to_the_channel_of_their_terms_and_hashtags() {
     let go = fake.post(DID, "golang generics", &["de"]);
     fake.post(DID, "nothing to see", &["en"]);
     assert_eq!(
-        running.take(3).await,
+        names(&running.take(3, describe).await),
         [
             format!("{tagged} bluesky/rust Loving #Rust today"),
             format!("{phrase} bluesky/rust Is RustLang worth it?"),
             format!("{go} bluesky/go golang generics"),
         ]
     );
-    running.nothing_more().await;
+    running.nothing_more(describe).await;
     let source = running.finish().await;
     assert_eq!(source.metrics.skipped("no_matching_channel"), 2);
     assert_eq!(source.metrics.skipped("no_text"), 1);
@@ -155,10 +106,10 @@ async fn every_post_without_channels_and_languages_filtered() {
     fake.post(DID, "hallo", &["de"]);
     fake.post(DID, "no language given", &[]);
     assert_eq!(
-        running.take(1).await,
+        names(&running.take(1, describe).await),
         [format!("{english} bluesky/all hello there")]
     );
-    running.nothing_more().await;
+    running.nothing_more(describe).await;
     running.finish().await;
 }
 
@@ -168,18 +119,18 @@ async fn updates_are_posts_again_and_deletes_are_tombstones() {
     let mut running = run(source(config(&fake)));
     connected(&fake, 1).await;
     let uri = fake.post(DID, "first #rust words", &["en"]);
-    running.take(1).await;
+    running.take(1, describe).await;
     fake.update(&uri, "second #rust words");
     fake.delete(&uri);
     fake.delete(&format!("at://{DID}/app.bsky.feed.post/unknown"));
     assert_eq!(
-        running.take(2).await,
+        names(&running.take(2, describe).await),
         [
             format!("{uri} bluesky/rust second #rust words"),
             format!("tombstone {uri} bluesky/rust"),
         ]
     );
-    running.nothing_more().await;
+    running.nothing_more(describe).await;
     let source = running.finish().await;
     assert_eq!(source.metrics.skipped("delete_of_untracked"), 1);
 }
@@ -192,12 +143,12 @@ async fn a_dropped_connection_resumes_from_its_cursor() {
     for i in 0..3 {
         fake.post(DID, &format!("#rust {i}"), &["en"]);
     }
-    running.take(3).await;
+    running.take(3, describe).await;
     fake.cut();
     let missed: Vec<String> = (3..5)
         .map(|i| fake.post(DID, &format!("#rust {i}"), &["en"]))
         .collect();
-    let events = running.take(2).await;
+    let events = names(&running.take(2, describe).await);
     assert_eq!(
         events,
         missed
@@ -206,7 +157,7 @@ async fn a_dropped_connection_resumes_from_its_cursor() {
             .map(|(uri, i)| format!("{uri} bluesky/rust #rust {i}"))
             .collect::<Vec<_>>()
     );
-    running.nothing_more().await;
+    running.nothing_more(describe).await;
     let source = running.finish().await;
     let cursors = fake.cursors();
     assert_eq!(cursors.len(), 2);
@@ -226,11 +177,11 @@ async fn a_silent_stall_reconnects() {
     }));
     connected(&fake, 1).await;
     fake.post(DID, "#rust before", &["en"]);
-    running.take(1).await;
+    running.take(1, describe).await;
     fake.stall();
     let after = fake.post(DID, "#rust during the stall", &["en"]);
     assert_eq!(
-        running.take(1).await,
+        names(&running.take(1, describe).await),
         [format!("{after} bluesky/rust #rust during the stall")]
     );
     let source = running.finish().await;
@@ -256,7 +207,7 @@ async fn bad_messages_are_dead_lettered_or_skipped() {
     ));
     let good = fake.post(DID, "#rust still here", &["en"]);
     assert_eq!(
-        running.take(3).await,
+        names(&running.take(3, describe).await),
         [
             "malformed not_json".to_string(),
             "malformed missing_field".to_string(),
@@ -273,7 +224,7 @@ async fn a_restored_checkpoint_reconnects_at_its_cursor() {
     let mut running = run(source(config(&fake)));
     connected(&fake, 1).await;
     fake.post(DID, "#rust one", &["en"]);
-    running.take(1).await;
+    running.take(1, describe).await;
     let first = running.finish().await;
     let checkpoint = first.checkpoint().unwrap();
     let later = fake.post(DID, "#rust two", &["en"]);
@@ -281,9 +232,9 @@ async fn a_restored_checkpoint_reconnects_at_its_cursor() {
     second.restore(Some(&checkpoint)).unwrap();
     let mut running = run(second);
     assert_eq!(
-        running.take(1).await,
+        names(&running.take(1, describe).await),
         [format!("{later} bluesky/rust #rust two")]
     );
-    running.nothing_more().await;
+    running.nothing_more(describe).await;
     running.finish().await;
 }

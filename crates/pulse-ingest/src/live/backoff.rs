@@ -69,6 +69,20 @@ impl Backoff {
         }
     }
 
+    /// Waits from `initial` doubling up to `max` (at least `initial`, both at least a
+    /// millisecond), each shortened at random by up to half: the retries of a source whose
+    /// API documents no schedule of its own.
+    pub fn doubling_jittered(initial: Duration, max: Duration) -> Self {
+        let initial = initial.max(Duration::from_millis(1));
+        Self::jittered(
+            Schedule::Doubling {
+                initial,
+                max: max.max(initial),
+            },
+            0.5,
+        )
+    }
+
     /// The wait before the next retry.
     pub fn next_delay(&mut self) -> Duration {
         let delay = self.schedule.delay(self.attempt);

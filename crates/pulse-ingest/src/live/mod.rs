@@ -10,11 +10,17 @@
 pub mod backoff;
 pub mod budget;
 pub mod catalogue;
+#[cfg(any(test, feature = "fakes"))]
+pub(crate) mod fake_server;
 pub mod metrics;
 pub mod seen;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::future::Future;
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 pub use backoff::{Backoff, Schedule};
@@ -64,6 +70,24 @@ pub enum SourceError {
     Checkpoint(String),
     #[error("{0}")]
     Refused(String),
+}
+
+/// The position a checkpoint holds (`None`: a fresh one), for [`LiveSource::restore`];
+/// `source` (`x/main`) names it in errors.
+pub fn decode_position<P: DeserializeOwned + Default>(
+    source: &str,
+    checkpoint: Option<&[u8]>,
+) -> Result<P, SourceError> {
+    match checkpoint {
+        Some(bytes) => serde_json::from_slice(bytes)
+            .map_err(|e| SourceError::Checkpoint(format!("{source}: {e}"))),
+        None => Ok(P::default()),
+    }
+}
+
+/// A position as checkpoint bytes, for [`LiveSource::checkpoint`].
+pub fn encode_position<P: Serialize>(source: &str, position: &P) -> Result<Vec<u8>, SourceError> {
+    serde_json::to_vec(position).map_err(|e| SourceError::Checkpoint(format!("{source}: {e}")))
 }
 
 /// The checkpoint key of a source instance in the checkpoints topic.

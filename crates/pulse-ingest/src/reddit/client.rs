@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::config::{Grant, RedditConfig};
-use crate::live::{Backoff, RequestBudget, Schedule, SourceError, SourceMetrics};
+use crate::live::{Backoff, RequestBudget, SourceError, SourceMetrics};
 
 /// Refresh a token this long before Reddit says it expires.
 const REFRESH_MARGIN: Duration = Duration::from_secs(60);
@@ -59,12 +59,9 @@ impl RedditClient {
             .build()
             .map_err(|e| SourceError::Refused(format!("cannot build the http client: {e}")))?;
         let per_minute = config.max_requests_per_minute.clamp(1, 100) as usize;
-        let backoff = Backoff::jittered(
-            Schedule::Doubling {
-                initial: Duration::from_millis(config.backoff_initial_ms.max(1)),
-                max: Duration::from_millis(config.backoff_max_ms.max(config.backoff_initial_ms)),
-            },
-            0.5,
+        let backoff = Backoff::doubling_jittered(
+            Duration::from_millis(config.backoff_initial_ms),
+            Duration::from_millis(config.backoff_max_ms),
         );
         Ok(Self {
             http,

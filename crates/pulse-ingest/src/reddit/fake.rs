@@ -5,7 +5,6 @@
 //! tests can assert that the source kept to the budget.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -18,6 +17,8 @@ use axum::Router;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 use tokio::time::Instant;
+
+use crate::live::fake_server::FakeServer;
 
 /// What the fake accepts and how strict it is.
 #[derive(Debug, Clone)]
@@ -98,8 +99,7 @@ struct Fake {
 /// A running fake Reddit.
 pub struct FakeReddit {
     state: Arc<(Mutex<Fake>, FakeSettings)>,
-    addr: SocketAddr,
-    server: tokio::task::JoinHandle<()>,
+    server: FakeServer,
 }
 
 impl FakeReddit {
@@ -111,21 +111,13 @@ impl FakeReddit {
             .route("/api/info", get(info))
             .route("/r/{subreddits}/{listing}", get(listing))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(Self {
-            state,
-            addr,
-            server,
-        })
+        let server = FakeServer::http(app).await?;
+        Ok(Self { state, server })
     }
 
     /// The base URL of both the token endpoint and the API.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url("http")
     }
 
     fn fake(&self) -> MutexGuard<'_, Fake> {
@@ -218,12 +210,6 @@ impl FakeReddit {
     /// When each API request arrived, with its path and query, in order.
     pub fn log(&self) -> Vec<(Instant, String)> {
         self.fake().log.clone()
-    }
-}
-
-impl Drop for FakeReddit {
-    fn drop(&mut self) {
-        self.server.abort();
     }
 }
 

@@ -32,7 +32,9 @@ pub use config::{Grant, Listing, RedditConfig};
 
 use self::client::{pause, Answer, RedditClient};
 use self::thing::{reddit_post, RedditFallback};
-use crate::live::{LiveSource, SeenWindow, SourceError, SourceMetrics};
+use crate::live::{
+    decode_position, encode_position, LiveSource, SeenWindow, SourceError, SourceMetrics,
+};
 use crate::SourceItem;
 
 /// Most ids in one `/api/info` call.
@@ -364,11 +366,8 @@ impl LiveSource for RedditSource {
     }
 
     fn restore(&mut self, checkpoint: Option<&[u8]>) -> Result<(), SourceError> {
-        let mut position = match checkpoint {
-            Some(bytes) => serde_json::from_slice::<Position>(bytes)
-                .map_err(|e| SourceError::Checkpoint(format!("reddit/{}: {e}", self.name)))?,
-            None => Position::default(),
-        };
+        let key = format!("reddit/{}", self.name);
+        let mut position: Position = decode_position(&key, checkpoint)?;
         position.seen = position.seen.with_capacity(self.config.seen_capacity);
         self.position = position;
         self.next_poll = Instant::now();
@@ -376,8 +375,7 @@ impl LiveSource for RedditSource {
     }
 
     fn checkpoint(&self) -> Result<Vec<u8>, SourceError> {
-        serde_json::to_vec(&self.position)
-            .map_err(|e| SourceError::Checkpoint(format!("reddit/{}: {e}", self.name)))
+        encode_position(&format!("reddit/{}", self.name), &self.position)
     }
 
     async fn next_events(

@@ -6,7 +6,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::body::{Body, Bytes};
@@ -18,6 +17,8 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+
+use crate::live::fake_server::FakeServer;
 
 /// Twitter's epoch, in Unix milliseconds.
 const EPOCH_MS: u64 = 1_288_834_974_657;
@@ -67,8 +68,7 @@ type Shared = Arc<(Mutex<FakeXState>, String)>;
 /// A running fake X.
 pub struct FakeX {
     state: Shared,
-    addr: SocketAddr,
-    server: tokio::task::JoinHandle<()>,
+    server: FakeServer,
 }
 
 impl FakeX {
@@ -83,20 +83,12 @@ impl FakeX {
             .route("/2/tweets/search/stream", get(stream))
             .route("/2/tweets/search/recent", get(search))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(Self {
-            state,
-            addr,
-            server,
-        })
+        let server = FakeServer::http(app).await?;
+        Ok(Self { state, server })
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url("http")
     }
 
     fn fake(&self) -> MutexGuard<'_, FakeXState> {
@@ -203,12 +195,6 @@ impl FakeX {
 
     pub fn stats(&self) -> FakeXStats {
         self.fake().stats.clone()
-    }
-}
-
-impl Drop for FakeX {
-    fn drop(&mut self) {
-        self.server.abort();
     }
 }
 

@@ -29,7 +29,10 @@ use tokio_util::sync::CancellationToken;
 pub use config::{Mode, Rule, XConfig};
 
 use self::tweet::{tweet_post, TWEET_FIELDS};
-use crate::live::{Backoff, LiveSource, Schedule, SeenWindow, SourceError, SourceMetrics};
+use crate::live::{
+    decode_position, encode_position, Backoff, LiveSource, Schedule, SeenWindow, SourceError,
+    SourceMetrics,
+};
 use crate::reddit::client::pause;
 use crate::SourceItem;
 
@@ -597,11 +600,8 @@ impl LiveSource for XSource {
     }
 
     fn restore(&mut self, checkpoint: Option<&[u8]>) -> Result<(), SourceError> {
-        let mut position = match checkpoint {
-            Some(bytes) => serde_json::from_slice::<Position>(bytes)
-                .map_err(|e| SourceError::Checkpoint(format!("x/{}: {e}", self.name)))?,
-            None => Position::default(),
-        };
+        let key = format!("x/{}", self.name);
+        let mut position: Position = decode_position(&key, checkpoint)?;
         position.seen = position.seen.with_capacity(self.config.seen_capacity);
         self.position = position;
         // What the stream delivered after that checkpoint is served again by the gap fill
@@ -612,8 +612,7 @@ impl LiveSource for XSource {
     }
 
     fn checkpoint(&self) -> Result<Vec<u8>, SourceError> {
-        serde_json::to_vec(&self.position)
-            .map_err(|e| SourceError::Checkpoint(format!("x/{}: {e}", self.name)))
+        encode_position(&format!("x/{}", self.name), &self.position)
     }
 
     async fn next_events(

@@ -3,12 +3,11 @@
 use std::time::Duration;
 
 use pulse_core::config::EnrichConfig;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::fake::FakeX;
 use super::*;
+use crate::live::testing::run;
 
 const TOKEN: &str = "fake-bearer";
 
@@ -44,62 +43,16 @@ fn source(config: XConfig) -> XSource {
     .unwrap()
 }
 
-/// Runs `source` in a task, handing its events out one by one.
-struct Running {
-    events: mpsc::UnboundedReceiver<SourceItem>,
-    stop: CancellationToken,
-    task: JoinHandle<XSource>,
-}
-
-fn run(mut source: XSource) -> Running {
-    let (sender, events) = mpsc::unbounded_channel();
-    let stop = CancellationToken::new();
-    let task = tokio::spawn({
-        let stop = stop.clone();
-        async move {
-            while !stop.is_cancelled() {
-                for event in source.next_events(&stop).await.unwrap() {
-                    let _ = sender.send(event);
-                }
-            }
-            source
-        }
-    });
-    Running { events, stop, task }
-}
-
-impl Running {
-    /// The next `n` events, failing after 10 s.
-    async fn take(&mut self, n: usize) -> Vec<SourceItem> {
-        let mut taken = Vec::new();
-        while taken.len() < n {
-            match tokio::time::timeout(Duration::from_secs(10), self.events.recv()).await {
-                Ok(Some(event)) => taken.push(event),
-                _ => panic!(
-                    "{} of {n} events came: {}",
-                    taken.len(),
-                    describe(&taken).join(", ")
-                ),
-            }
-        }
-        taken
-    }
-
-    async fn finish(self) -> XSource {
-        self.stop.cancel();
-        self.task.await.unwrap()
+fn name(event: &SourceItem) -> String {
+    match event {
+        SourceItem::Post { post, .. } => format!("{} {} {}", post.id, post.channel, post.text),
+        SourceItem::Tombstone { tombstone, .. } => format!("tombstone {}", tombstone.id),
+        SourceItem::Malformed { kind, .. } => format!("malformed {kind}"),
     }
 }
 
 fn describe(events: &[SourceItem]) -> Vec<String> {
-    events
-        .iter()
-        .map(|event| match event {
-            SourceItem::Post { post, .. } => format!("{} {} {}", post.id, post.channel, post.text),
-            SourceItem::Tombstone { tombstone, .. } => format!("tombstone {}", tombstone.id),
-            SourceItem::Malformed { kind, .. } => format!("malformed {kind}"),
-        })
-        .collect()
+    events.iter().map(name).collect()
 }
 
 async fn until_connected(fake: &FakeX, streams: usize) {
@@ -134,7 +87,7 @@ async fn rules_are_synced_and_posts_stream_in() {
     let ids: Vec<String> = (0..5)
         .map(|i| fake.post(if i % 2 == 0 { "rust" } else { "go" }, &format!("post {i}")))
         .collect();
-    let events = running.take(5).await;
+    let events = running.take(5, name).await;
     let want: Vec<String> = ids
         .iter()
         .enumerate()
@@ -158,10 +111,10 @@ async fn a_cut_stream_reconnects_and_search_fills_the_gap() {
     let mut running = run(source(config(&fake)));
     until_connected(&fake, 1).await;
     let first = fake.post("rust", "before the cut");
-    assert_eq!(running.take(1).await.len(), 1);
+    assert_eq!(running.take(1, name).await.len(), 1);
     let cut = fake.post_and_cut("rust", "cut in the middle of its line");
     let missed = fake.post("go", "posted while disconnected");
-    let events = running.take(2).await;
+    let events = running.take(2, name).await;
     assert_eq!(
         describe(&events),
         [
@@ -172,7 +125,7 @@ async fn a_cut_stream_reconnects_and_search_fills_the_gap() {
     until_connected(&fake, 1).await;
     let after = fake.post("rust", "after the reconnection");
     assert_eq!(
-        describe(&running.take(1).await),
+        describe(&running.take(1, name).await),
         [format!("twitter:{after} x/rust after the reconnection")]
     );
     let source = running.finish().await;
@@ -199,11 +152,11 @@ async fn a_silent_stall_reconnects_but_keep_alives_do_not() {
     }
     assert_eq!(fake.stats().connects, 1, "keep-alives hold the stream");
     let seen = fake.post("rust", "seen on the stream");
-    assert_eq!(running.take(1).await.len(), 1);
+    assert_eq!(running.take(1, name).await.len(), 1);
     fake.stall();
     let stalled = fake.post("rust", "never sent by the stalled stream");
     assert_eq!(
-        describe(&running.take(1).await),
+        describe(&running.take(1, name).await),
         [format!(
             "twitter:{stalled} x/rust never sent by the stalled stream"
         )]
@@ -221,7 +174,7 @@ async fn refused_connections_wait_as_documented() {
     let mut running = run(source(config(&fake)));
     until_connected(&fake, 1).await;
     fake.post("rust", "finally");
-    running.take(1).await;
+    running.take(1, name).await;
     let source = running.finish().await;
     let ms = Duration::from_micros;
     // X's schedules scaled by 1/1000: HTTP errors 5 s doubling, 429s 60 s doubling (each
@@ -287,9 +240,9 @@ async fn edits_update_the_first_id_and_bad_lines_are_counted() {
     }));
     until_connected(&fake, 1).await;
     let id = fake.post("rust", "first words");
-    running.take(1).await;
+    running.take(1, name).await;
     fake.edit(&id, "second words");
-    let SourceItem::Post { post, .. } = &running.take(1).await[0] else {
+    let SourceItem::Post { post, .. } = &running.take(1, name).await[0] else {
         panic!()
     };
     assert_eq!(
@@ -304,7 +257,7 @@ async fn edits_update_the_first_id_and_bad_lines_are_counted() {
     fake.send_raw(b"\r\n");
     fake.send_raw(format!("{{\"data\": \"{}\"}}\r\n", "x".repeat(10_000)).as_bytes());
     let after = fake.post("go", "still streaming");
-    let events = running.take(3).await;
+    let events = running.take(3, name).await;
     assert_eq!(
         describe(&events),
         [

@@ -21,6 +21,7 @@ use pulse_pipeline::live::LiveRun;
 use pulse_pipeline::metrics::StageMetrics;
 use pulse_pipeline::publish::{PublishTally, Publisher};
 use pulse_pipeline::PipelineMetrics;
+use rdkafka::producer::FutureProducer;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -136,15 +137,28 @@ impl From<FormatArg> for FileFormat {
 
 /// The producers' publisher into the raw topic (and the DLQ), as configured.
 pub fn publisher(config: &PulseConfig, metrics: StageMetrics) -> anyhow::Result<Publisher> {
-    Ok(Publisher {
-        producer: create_producer(&config.kafka)?,
+    Ok(publisher_with(
+        config,
+        create_producer(&config.kafka)?,
+        metrics,
+    ))
+}
+
+/// A publisher into the raw topic (and the DLQ) through `producer`.
+pub fn publisher_with(
+    config: &PulseConfig,
+    producer: FutureProducer,
+    metrics: StageMetrics,
+) -> Publisher {
+    Publisher {
+        producer,
         raw_topic: config.kafka.topics.raw.clone(),
         dlq_topic: config.kafka.topics.dlq.clone(),
         limits: config.enrich.post_limits(),
         max_in_flight: config.ingest.max_in_flight,
         max_record_bytes: config.kafka.max_record_bytes,
         metrics,
-    })
+    }
 }
 
 /// Runs an ingest command to completion (or Ctrl-C).

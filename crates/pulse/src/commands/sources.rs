@@ -10,7 +10,6 @@ use pulse_ingest::live::AnySource;
 use pulse_kafka::create_transactional_producer;
 use pulse_pipeline::live::{transactional_id, LiveRun};
 use pulse_pipeline::metrics::StageMetrics;
-use pulse_pipeline::publish::Publisher;
 
 /// Instance `instance` of `kind`: its section of the configuration with `overrides`
 /// (command-line keys) laid over it.
@@ -47,15 +46,7 @@ pub fn live_run(
     let transactional_id = transactional_id(&config.kafka.client_id, kind, instance);
     let producer = create_transactional_producer(&config.kafka, &transactional_id)?;
     Ok(LiveRun {
-        publisher: Publisher {
-            producer,
-            raw_topic: config.kafka.topics.raw.clone(),
-            dlq_topic: config.kafka.topics.dlq.clone(),
-            limits: config.enrich.post_limits(),
-            max_in_flight: config.ingest.max_in_flight,
-            max_record_bytes: config.kafka.max_record_bytes,
-            metrics,
-        },
+        publisher: super::ingest::publisher_with(config, producer, metrics),
         transactional_id,
         checkpoints_topic: config.kafka.topics.checkpoints.clone(),
         kafka: config.kafka.clone(),

@@ -127,6 +127,27 @@ impl Lane {
         self.spawn(name, &["enrich"], extra_env)
     }
 
+    /// Writes `toml` to `pulse.toml` in the lane's directory; returns its path.
+    pub fn write_config(&self, toml: &str) -> String {
+        let path = self.dir.path().join("pulse.toml");
+        std::fs::write(&path, toml).expect("config written");
+        path.to_str().expect("utf-8 path").to_string()
+    }
+
+    /// SIGKILLs `role`, waits a second, and starts `pulse ARGS...` again in its place,
+    /// logging to `<dir>/<name>.log`.
+    pub fn kill_and_restart(
+        &self,
+        role: &mut Role,
+        name: &str,
+        args: &[&str],
+        extra_env: &[(&str, &str)],
+    ) {
+        role.kill();
+        std::thread::sleep(Duration::from_secs(1));
+        *role = self.spawn(name, args, extra_env);
+    }
+
     /// Starts `pulse ARGS...` with its logs in `<dir>/<name>.log`.
     pub fn spawn(&self, name: &str, args: &[&str], extra_env: &[(&str, &str)]) -> Role {
         let log = self.dir.path().join(format!("{name}.log"));
