@@ -96,7 +96,7 @@ impl LiveRun {
         while !stop.is_cancelled() {
             if tokio::time::Instant::now() >= status_at {
                 tracing::info!(source = %key, status = %source.status(), "source status");
-                status_at += self.status_every;
+                status_at = tokio::time::Instant::now() + self.status_every;
             }
             let items = source.next_events(stop).await?;
             let checkpoint = source.checkpoint()?;

@@ -1,7 +1,8 @@
 //! The replay reader across a broker crash, against Apache Kafka on a private stack: the
 //! records it read before the broker's error are handed out before the error, never dropped
 //! with it (each would count as read and never be replayed: a speed-layer catch-up cut by a
-//! Kafka crash then ended "complete" with holes).
+//! Kafka crash then ended "complete" with holes). Every record of the range is handed out
+//! exactly once, in order, across the crash.
 
 mod common;
 
@@ -67,39 +68,46 @@ async fn records_read_before_a_broker_crash_are_replayed() {
     .await
     .expect("reader");
     assert_eq!(reader.total(), 102, "{:?}", reader.spans());
-    // The first record: the fetch that brought it brought all 100 into the local queue.
+    // The first record: the fetch that brought it usually brought all 100 into the local
+    // queue.
     let first = reader
         .next_batch(1, Duration::ZERO)
         .await
         .expect("read")
         .expect("a batch");
     assert_eq!(first.iter().map(|r| r.offset).collect::<Vec<_>>(), [0]);
+    let mut read: Vec<i64> = vec![0];
 
-    // The broker dies: its error is queued behind the 99 records already fetched.
+    // The broker dies. Whether its error comes behind the records already fetched or
+    // overtakes some of them is librdkafka's timing; either way, every record handed out
+    // before the error is kept, and none is handed out twice.
     stack.kill("kafka");
-    let batch = reader
-        .next_batch(1_000, Duration::from_secs(30))
-        .await
-        .expect("the records read before the error")
-        .expect("a batch");
-    assert_eq!(
-        batch.iter().map(|r| r.offset).collect::<Vec<_>>(),
-        (1..100).collect::<Vec<i64>>()
+    let error = loop {
+        match reader.next_batch(1_000, Duration::from_secs(30)).await {
+            Ok(Some(batch)) => read.extend(batch.iter().map(|r| r.offset)),
+            Ok(None) => panic!("the reader ended while its broker was down"),
+            Err(error) => break error,
+        }
+    };
+    eprintln!(
+        "replay_reader: {} records read before the error: {error}",
+        read.len()
     );
-    let error = reader
-        .next_batch(1_000, Duration::from_secs(30))
-        .await
-        .expect_err("the broker's error, after the records");
-    assert!(error.to_string().contains("AllBrokersDown"), "{error}");
 
-    // Back up, the reader finds nothing more to read (the rest is the aborted transaction).
+    // Back up, the reader reads what it had not handed out, and then reports itself done
+    // (the rest of the span is the aborted transaction).
     stack.run(&["start", "kafka"]);
     let deadline = Instant::now() + PATIENCE;
     loop {
         match reader.next_batch(1_000, Duration::from_millis(200)).await {
             Ok(None) => break,
-            Ok(Some(batch)) => assert!(batch.is_empty(), "read again: {batch:?}"),
+            Ok(Some(batch)) => read.extend(batch.iter().map(|r| r.offset)),
             Err(error) => assert!(Instant::now() < deadline, "still failing: {error}"),
         }
     }
+    assert_eq!(
+        read,
+        (0..100).collect::<Vec<i64>>(),
+        "each record once, in order"
+    );
 }
