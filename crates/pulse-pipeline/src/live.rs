@@ -99,15 +99,16 @@ impl LiveRun {
                 status_at = tokio::time::Instant::now() + self.status_every;
             }
             let items = source.next_events(stop).await?;
+            // Nothing to publish, but the position can have moved (events that matched no
+            // channel): committed now and then, so that a restart does not read them all
+            // again. The checkpoint is serialized only when it may be committed.
+            if items.is_empty() && last_commit.elapsed() < self.checkpoint_every {
+                continue;
+            }
             let checkpoint = source.checkpoint()?;
-            if items.is_empty() {
-                // Nothing to publish, but the position can have moved (events that matched
-                // no channel): committed now and then, so that a restart does not read
-                // them all again.
-                let due = last_commit.elapsed() >= self.checkpoint_every;
-                if !due || committed.as_deref() == Some(checkpoint.as_slice()) {
-                    continue;
-                }
+            if items.is_empty() && committed.as_deref() == Some(checkpoint.as_slice()) {
+                last_commit = tokio::time::Instant::now();
+                continue;
             }
             // A checkpoint the broker refuses would leave the source unable to commit
             // anything: say so rather than retry for ever.

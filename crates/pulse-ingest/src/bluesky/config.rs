@@ -3,7 +3,7 @@
 use pulse_core::config::SourceSection;
 use serde::{Deserialize, Serialize};
 
-use crate::live::SourceError;
+use crate::live::{read_section, SourceError};
 
 /// A channel of Bluesky posts: those matching any of its terms.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,11 +60,7 @@ impl Default for BlueskyConfig {
 impl BlueskyConfig {
     /// Reads the section of instance `name`, rejecting unknown keys with their name.
     pub fn from_section(name: &str, section: &SourceSection) -> Result<Self, SourceError> {
-        let config: BlueskyConfig =
-            serde_json::from_value(section.clone().into()).map_err(|e| SourceError::Config {
-                key: format!("sources.bluesky.{name}"),
-                reason: e.to_string(),
-            })?;
+        let config: BlueskyConfig = read_section("bluesky", name, section)?;
         config.check(name)?;
         Ok(config)
     }

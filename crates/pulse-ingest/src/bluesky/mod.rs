@@ -68,7 +68,6 @@ pub struct BlueskySource {
     position: Position,
     socket: Option<(Socket, Instant)>,
     backoff: Backoff,
-    handed_out: [u64; 3],
 }
 
 impl BlueskySource {
@@ -95,7 +94,6 @@ impl BlueskySource {
             metrics,
             socket: None,
             backoff,
-            handed_out: [0; 3],
         })
     }
 
@@ -264,7 +262,6 @@ impl BlueskySource {
                     return;
                 };
                 self.metrics.event("tombstone");
-                self.handed_out[2] += 1;
                 events.push(SourceItem::Tombstone {
                     tombstone: Tombstone {
                         kind: TombstoneKind::Tombstone,
@@ -362,7 +359,6 @@ impl BlueskySource {
             Ok(post) => {
                 self.track(uri, &post.channel, post.created_at);
                 self.metrics.event(if update { "update" } else { "post" });
-                self.handed_out[usize::from(update)] += 1;
                 Some(SourceItem::Post {
                     post: Box::new(post),
                     location,
@@ -449,7 +445,8 @@ impl LiveSource for BlueskySource {
     }
 
     fn status(&self) -> String {
-        let [posts, updates, tombstones] = self.handed_out;
+        let [posts, updates, tombstones] =
+            ["post", "update", "tombstone"].map(|kind| self.metrics.events(kind));
         format!(
             "bluesky/{}: {posts} posts, {updates} updates, {tombstones} tombstones; {}; cursor {}",
             self.name,

@@ -88,6 +88,11 @@ impl SourceMetrics {
         self.events.get_or_create(&self.with("event", kind)).inc();
     }
 
+    /// Events of `kind` handed out so far.
+    pub fn events(&self, kind: &str) -> u64 {
+        self.events.get_or_create(&self.with("event", kind)).get()
+    }
+
     /// An item skipped for `reason`.
     pub fn skip(&self, reason: &str) {
         self.skipped

@@ -72,6 +72,19 @@ pub enum SourceError {
     Refused(String),
 }
 
+/// The configuration of instance `name` of `kind` from its section; unknown keys and
+/// wrong types are errors naming `sources.<kind>.<name>`.
+pub fn read_section<C: DeserializeOwned>(
+    kind: &str,
+    name: &str,
+    section: &pulse_core::config::SourceSection,
+) -> Result<C, SourceError> {
+    serde_json::from_value(section.clone().into()).map_err(|e| SourceError::Config {
+        key: format!("sources.{kind}.{name}"),
+        reason: e.to_string(),
+    })
+}
+
 /// The position a checkpoint holds (`None`: a fresh one), for [`LiveSource::restore`];
 /// `source` (`x/main`) names it in errors.
 pub fn decode_position<P: DeserializeOwned + Default>(

@@ -3,7 +3,7 @@
 use pulse_core::config::SourceSection;
 use serde::{Deserialize, Serialize};
 
-use crate::live::SourceError;
+use crate::live::{read_section, SourceError};
 
 /// How the source obtains its OAuth2 token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,11 +124,7 @@ impl RedditConfig {
     /// Reads the section of instance `name`, rejecting unknown keys and incomplete
     /// credentials with the key they concern.
     pub fn from_section(name: &str, section: &SourceSection) -> Result<Self, SourceError> {
-        let config: RedditConfig =
-            serde_json::from_value(section.clone().into()).map_err(|e| SourceError::Config {
-                key: format!("sources.reddit.{name}"),
-                reason: e.to_string(),
-            })?;
+        let config: RedditConfig = read_section("reddit", name, section)?;
         config.check(name)?;
         Ok(config)
     }

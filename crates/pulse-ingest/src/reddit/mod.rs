@@ -73,8 +73,6 @@ pub struct RedditSource {
     position: Position,
     next_poll: Instant,
     next_recheck: Instant,
-    /// Posts, updates and tombstones handed out by this process, for the status line.
-    handed_out: [u64; 3],
 }
 
 impl RedditSource {
@@ -100,7 +98,6 @@ impl RedditSource {
             metrics,
             next_poll: now,
             next_recheck: now,
-            handed_out: [0; 3],
         })
     }
 
@@ -228,7 +225,6 @@ impl RedditSource {
             Ok(post) => {
                 self.track(name, &post);
                 self.metrics.event("post");
-                self.handed_out[0] += 1;
                 Some(SourceItem::Post {
                     post: Box::new(post),
                     location,
@@ -320,7 +316,6 @@ impl RedditSource {
         if let Some(reason) = gone(data) {
             let tracked = self.position.tracked.remove(index)?;
             self.metrics.event("tombstone");
-            self.handed_out[2] += 1;
             let created_at = DateTime::from_timestamp(tracked.created_utc, 0).unwrap_or_default();
             return Some(SourceItem::Tombstone {
                 tombstone: Tombstone {
@@ -348,7 +343,6 @@ impl RedditSource {
         }
         self.position.tracked[index].digest = digest(&post.text);
         self.metrics.event("update");
-        self.handed_out[1] += 1;
         Some(SourceItem::Post {
             post: Box::new(post),
             location,
@@ -407,7 +401,8 @@ impl LiveSource for RedditSource {
     }
 
     fn status(&self) -> String {
-        let [posts, updates, tombstones] = self.handed_out;
+        let [posts, updates, tombstones] =
+            ["post", "update", "tombstone"].map(|kind| self.metrics.events(kind));
         let remaining = self
             .client
             .remaining()

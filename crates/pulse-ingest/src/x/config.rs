@@ -3,7 +3,7 @@
 use pulse_core::config::SourceSection;
 use serde::{Deserialize, Serialize};
 
-use crate::live::SourceError;
+use crate::live::{read_section, SourceError};
 
 /// How the source reads X.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,11 +74,7 @@ impl XConfig {
     /// Reads the section of instance `name`, rejecting unknown keys and missing ones with
     /// the key they concern.
     pub fn from_section(name: &str, section: &SourceSection) -> Result<Self, SourceError> {
-        let config: XConfig =
-            serde_json::from_value(section.clone().into()).map_err(|e| SourceError::Config {
-                key: format!("sources.x.{name}"),
-                reason: e.to_string(),
-            })?;
+        let config: XConfig = read_section("x", name, section)?;
         config.check(name)?;
         Ok(config)
     }

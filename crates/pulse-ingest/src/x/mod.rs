@@ -91,7 +91,6 @@ pub struct XSource {
     rate_limited: Backoff,
     waits: Vec<(WaitReason, Duration)>,
     next_poll: Instant,
-    handed_out: [u64; 2],
 }
 
 impl XSource {
@@ -135,7 +134,6 @@ impl XSource {
             rules_synced: false,
             waits: Vec::new(),
             next_poll: Instant::now(),
-            handed_out: [0; 2],
         })
     }
 
@@ -487,7 +485,6 @@ impl XSource {
                 }
                 let update = post.extra.contains_key("x_version_id");
                 self.metrics.event(if update { "update" } else { "post" });
-                self.handed_out[usize::from(update)] += 1;
                 Some(SourceItem::Post {
                     post: Box::new(post),
                     location,
@@ -653,7 +650,7 @@ impl LiveSource for XSource {
     }
 
     fn status(&self) -> String {
-        let [posts, updates] = self.handed_out;
+        let [posts, updates] = ["post", "update"].map(|kind| self.metrics.events(kind));
         format!(
             "x/{}: {posts} posts, {updates} updates; stream {}; last id {}",
             self.name,
