@@ -2,8 +2,10 @@
 //! spans of BIO tags decoded per word and mapped back to characters of the original text.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use pulse_core::{Entity, EntityKind, Sentiment, SentimentLabel};
+use regex::Regex;
 
 /// Softmax of one row of logits.
 pub fn softmax(logits: &[f32]) -> Vec<f32> {
@@ -128,33 +130,96 @@ struct Word {
     probability: f32,
 }
 
+/// What counts as one word of the original text: a link, or letters and digits joined by
+/// apostrophes and hyphens (McDonald's, O'Leary, Coca-Cola, e-mail). The tokenizer's own
+/// words split at every punctuation mark; an entity must not.
+static WHOLE_WORD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)(?:https?://|www\.)\S+|[\p{L}\p{N}\p{M}]+(?:['’‐-][\p{L}\p{N}\p{M}]+)*")
+        .expect("the whole-word pattern is valid")
+});
+
+/// One whole word of the text: its character range, and whether it is a link.
+#[derive(Clone, Copy)]
+struct Unit {
+    start: usize,
+    end: usize,
+    link: bool,
+}
+
+/// The whole words of `text`, in character offsets, in order.
+fn units(text: &str) -> Vec<Unit> {
+    let mut chars = 0;
+    let mut last = 0;
+    let mut units = Vec::new();
+    for found in WHOLE_WORD.find_iter(text) {
+        chars += text[last..found.start()].chars().count();
+        let start = chars;
+        chars += found.as_str().chars().count();
+        last = found.end();
+        let lower = found
+            .as_str()
+            .get(..8)
+            .unwrap_or(found.as_str())
+            .to_ascii_lowercase();
+        units.push(Unit {
+            start,
+            end: chars,
+            link: ["http://", "https://", "www."]
+                .iter()
+                .any(|scheme| lower.starts_with(scheme)),
+        });
+    }
+    units
+}
+
 /// Entity spans of `text` from per-token tag logits (`tag_logits(token)` is one row).
 ///
-/// Decoding is per word: a word takes the tag of its first piece, so a span never starts
-/// or ends inside a word, and its text is exactly the characters of the original text from
-/// its first word's start to its last word's end. An `I-` tag that does not continue a span
-/// of its kind starts one. A span's score is the mean probability of its words' tags.
-/// Spans without a letter or digit are dropped.
+/// Decoding is per whole word: the tokenizer's words that make up one word of the text
+/// (`McDonald`, `'`, `s`) are one word here, tagged by its first piece, so a span never
+/// starts or ends inside a word, and its text is exactly the characters of the original text
+/// from its first word's start to its last word's end. Links are never part of an entity.
+/// An `I-` tag that does not continue a span of its kind starts one. A span's score is the
+/// mean probability of its words' tags. Spans with fewer than two letters or digits (a
+/// single letter, a lone possessive, only emoji or punctuation) are dropped.
 pub fn entities<'l>(
     text: &str,
     tokens: &TokenView<'_>,
     tags: &[Tag],
     tag_logits: impl Fn(usize) -> &'l [f32],
 ) -> Vec<Entity> {
+    let units = units(text);
+    let unit_of = |char_offset: usize| {
+        let after = units.partition_point(|u| u.start <= char_offset);
+        after.checked_sub(1).filter(|&i| char_offset < units[i].end)
+    };
     let mut words: Vec<Word> = Vec::new();
     let mut current_word: Option<u32> = None;
+    let mut current_unit: Option<usize> = None;
     for (index, (word, &(start, end))) in tokens.word_ids.iter().zip(tokens.offsets).enumerate() {
         let Some(word) = *word else {
             current_word = None;
+            current_unit = None;
             continue;
         };
-        if current_word == Some(word) {
+        let unit = unit_of(start);
+        if current_word == Some(word) || (unit.is_some() && unit == current_unit) {
             if let Some(last) = words.last_mut() {
                 last.end = last.end.max(end);
             }
+            current_word = Some(word);
             continue;
         }
         current_word = Some(word);
+        current_unit = unit;
+        if let Some(unit) = unit.map(|u| units[u]).filter(|u| u.link) {
+            words.push(Word {
+                start: unit.start,
+                end: unit.end,
+                tag: Tag::Outside,
+                probability: 1.0,
+            });
+            continue;
+        }
         let probs = softmax(tag_logits(index));
         let (best, probability) =
             probs
@@ -204,9 +269,9 @@ pub fn entities<'l>(
         .into_iter()
         .filter_map(|(start, end, kind, total, count)| {
             let text = text.get(*bytes.get(start)?..*bytes.get(end)?)?;
-            // A name has a letter or digit: spans of only emoji or punctuation (unknown
-            // tokens to most vocabularies) are noise, not entities.
-            text.chars().any(char::is_alphanumeric).then(|| Entity {
+            // A name has two letters or digits at least: spans of only emoji or punctuation
+            // (unknown tokens to most vocabularies), one letter or a lone "'s" are noise.
+            (text.chars().filter(|c| c.is_alphanumeric()).count() >= 2).then(|| Entity {
                 text: text.to_string(),
                 kind,
                 start,
@@ -332,14 +397,14 @@ mod tests {
 
     #[test]
     fn a_stray_inside_tag_starts_a_span_and_a_kind_change_splits() {
-        let text = "a b c";
+        let text = "ab cd ef";
         let tags = [
             Tag::Outside,
             Tag::Inside(EntityKind::Product),
             Tag::Inside(EntityKind::Person),
         ];
         let word_ids = [Some(0), Some(1), Some(2)];
-        let offsets = [(0, 1), (2, 3), (4, 5)];
+        let offsets = [(0, 2), (3, 5), (6, 8)];
         let rows: Vec<Vec<f32>> = [1, 1, 2].iter().map(|&t| row(t, 3)).collect();
         let found = entities(
             text,
@@ -353,7 +418,128 @@ mod tests {
         let spans: Vec<_> = found.iter().map(|e| (e.text.as_str(), e.kind)).collect();
         assert_eq!(
             spans,
-            [("a b", EntityKind::Product), ("c", EntityKind::Person)]
+            [("ab cd", EntityKind::Product), ("ef", EntityKind::Person)]
+        );
+    }
+
+    /// Decodes `text` as the shipped tokenizer splits it, each piece tagged by `tag_of` from
+    /// the characters it covers (so a test says "this piece predicts B-org").
+    fn decode_pieces(
+        text: &str,
+        tag_of: impl Fn(&str) -> &'static str,
+    ) -> Vec<(String, EntityKind)> {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../models/pulse-minilm-multitask/tokenizer.json"
+        );
+        let mut tokenizer = tokenizers::Tokenizer::from_file(path).unwrap();
+        tokenizer.with_padding(None);
+        tokenizer.with_truncation(None).unwrap();
+        let encoding = tokenizer.encode_char_offsets(text, true).unwrap();
+        let names = [
+            "O",
+            "B-person",
+            "I-person",
+            "B-organization",
+            "I-organization",
+            "B-location",
+            "I-location",
+        ];
+        let tags: Vec<Tag> = names.iter().map(|n| Tag::parse(n)).collect();
+        let chars: Vec<char> = text.chars().collect();
+        let rows: Vec<Vec<f32>> = encoding
+            .get_offsets()
+            .iter()
+            .map(|&(start, end)| {
+                let piece: String = chars[start..end].iter().collect();
+                let wanted = names.iter().position(|n| *n == tag_of(&piece)).unwrap();
+                row(wanted, names.len())
+            })
+            .collect();
+        let view = TokenView {
+            word_ids: encoding.get_word_ids(),
+            offsets: encoding.get_offsets(),
+        };
+        entities(text, &view, &tags, |i| &rows[i])
+            .into_iter()
+            .map(|e| {
+                assert_eq!(chars[e.start..e.end].iter().collect::<String>(), e.text);
+                (e.text, e.kind)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn apostrophes_and_hyphens_belong_to_the_word() {
+        use EntityKind::*;
+        // The failure users saw: "s" after the apostrophe predicted its own organization.
+        let found = decode_pieces("Lunch at McDonald's again", |piece| match piece {
+            "McDonald" | "s" => "B-organization",
+            _ => "O",
+        });
+        assert_eq!(found, [("McDonald's".to_string(), Organization)]);
+        // "O" of O'Leary predicted a person of its own.
+        let found = decode_pieces("Michael O'Leary flies again", |piece| match piece {
+            "Michael" => "B-person",
+            "O" => "I-person",
+            "Leary" => "B-person",
+            _ => "O",
+        });
+        assert_eq!(found, [("Michael O'Leary".to_string(), Person)]);
+        let found = decode_pieces("Coca-Cola sends e-mail", |piece| match piece {
+            "Coca" => "B-organization",
+            "Cola" | "-" => "I-organization",
+            "e" => "B-location",
+            "mail" => "I-location",
+            _ => "O",
+        });
+        // e-mail is one word whose first piece says location: a span of one word, kept whole.
+        assert_eq!(
+            found,
+            [
+                ("Coca-Cola".to_string(), Organization),
+                ("e-mail".to_string(), Location)
+            ]
+        );
+    }
+
+    #[test]
+    fn single_letters_possessives_links_emoji_and_hashtags() {
+        use EntityKind::*;
+        // A lone letter, a lone possessive after a space, emoji and links are never entities.
+        let found = decode_pieces(
+            "X said ' s 😀 see https://t.co/AbC now",
+            |piece| match piece {
+                "X" | "s" | "😀" | "t" | "co" | "AbC" | "Ab" | "C" => "B-organization",
+                _ => "O",
+            },
+        );
+        assert_eq!(found, []);
+        // The hashtag sign is not part of the name; the name after it is.
+        let found = decode_pieces("Loving #Rust and @ferris today", |piece| match piece {
+            "Rust" => "B-organization",
+            "ferris" => "B-person",
+            _ => "O",
+        });
+        assert_eq!(
+            found,
+            [
+                ("Rust".to_string(), Organization),
+                ("ferris".to_string(), Person)
+            ]
+        );
+        // Two-character names and names with digits stay.
+        let found = decode_pieces("U2 played in LA", |piece| match piece {
+            "U2" | "u2" => "B-organization",
+            "LA" => "B-location",
+            _ => "O",
+        });
+        assert_eq!(
+            found,
+            [
+                ("U2".to_string(), Organization),
+                ("LA".to_string(), Location)
+            ]
         );
     }
 }
