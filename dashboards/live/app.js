@@ -3,6 +3,8 @@
 // watermark, speed-layer minutes after it) and the server-sent event feed of enriched posts.
 // Posts arriving on the feed trigger a (throttled) refresh of the live figures, so the page
 // moves when the channel does; a slow timer covers quiet channels and minute rollovers.
+// The language picker keeps the feed to one language (the API filters the event stream);
+// the languages KPI shows the window's posts by language.
 
 const API = "api/v1";
 const COLORS = {
@@ -37,6 +39,8 @@ const state = {
   window: WINDOWS.includes(new URLSearchParams(location.search).get("window"))
     ? new URLSearchParams(location.search).get("window")
     : "5m",
+  // The feed's language (`?lang=es`), empty for every language.
+  lang: new URLSearchParams(location.search).get("lang") ?? "",
   history: { range: "24h", from: null, to: null, granularity: "hour" },
   events: null,
   liveTimer: null,
@@ -218,6 +222,7 @@ function renderLive(live) {
 
   const hourly = spans.length > 1 && spans[1] === 60;
   $("sentiment-note").textContent = `posts per ${hourly ? "hour" : "minute"} by label, mean score`;
+  renderLanguages(totals.languages ?? {}, totals.count);
   renderSentiment(live.series);
   renderEmotions(live.emotion_means);
   renderTerms(charts.keywords, live.keywords, () => COLORS.keyword, "no keywords in this window");
@@ -230,6 +235,25 @@ function renderLive(live) {
     (item) => COLORS.entity[item.kind] ?? COLORS.keyword,
     "no entities in this window",
   );
+}
+
+// The window's languages, most posts first: the KPI's top three and the picker's options
+// (the chosen language stays offered even when the window has none of its posts).
+function renderLanguages(languages, count) {
+  const ranked = Object.entries(languages).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+  $("kpi-langs").textContent = ranked.length
+    ? ranked.slice(0, 3).map(([lang, n]) => `${lang} ${percent.format(n / count)}`).join(" · ")
+    : "–";
+  const picker = $("lang");
+  const wanted = ["", ...ranked.map(([lang]) => lang)];
+  if (state.lang && !wanted.includes(state.lang)) wanted.push(state.lang);
+  const shown = [...picker.options].map((o) => o.value);
+  if (shown.join() !== wanted.join()) {
+    picker.replaceChildren(
+      ...wanted.map((lang) => new Option(lang || "all", lang, false, lang === state.lang)),
+    );
+  }
+  picker.value = state.lang;
 }
 
 function duration(minutes) {
@@ -356,6 +380,7 @@ function follow() {
   const url = new URL(`${API}/stream`, document.baseURI);
   url.searchParams.set("channel", state.channel);
   url.searchParams.set("backlog", "25");
+  if (state.lang) url.searchParams.set("lang", state.lang);
   const events = new EventSource(url);
   state.events = events;
   events.addEventListener("open", () => setStatus("live", "live"));
@@ -368,6 +393,7 @@ function follow() {
       return;
     }
     if (post.channel !== state.channel) return;
+    if (state.lang && (post.lang ?? "und") !== state.lang) return;
     showPost(post);
     refreshLive();
   });
@@ -402,7 +428,10 @@ function showPost(post) {
   const score = document.createElement("span");
   score.className = "score";
   score.textContent = post.sentiment ? `${label} ${signed(post.sentiment.score)}` : "not scored";
-  meta.append(time, author, score);
+  const lang = document.createElement("span");
+  lang.className = "lang";
+  lang.textContent = post.lang ?? "und";
+  meta.append(time, author, lang, score);
 
   const text = document.createElement("div");
   text.className = "post-text";
@@ -576,6 +605,15 @@ function localInput(date) {
 
 function wireControls() {
   $("channel").addEventListener("change", (event) => selectChannel(event.target.value));
+  $("lang").addEventListener("change", (event) => {
+    state.lang = event.target.value;
+    const url = new URL(location.href);
+    if (state.lang) url.searchParams.set("lang", state.lang);
+    else url.searchParams.delete("lang");
+    history.replaceState(null, "", url);
+    $("stream").replaceChildren();
+    if (state.channel) follow();
+  });
   $("window").addEventListener("click", (event) => {
     const button = event.target.closest("button[data-window]");
     if (!button) return;

@@ -132,7 +132,8 @@ fn post(channel: &str, index: usize, created_at: DateTime<Utc>) -> EnrichedPost 
         text: format!("post {index} of {channel}"),
         created_at,
         url: None,
-        lang: Some("en".into()),
+        // Every fourth post is in Spanish: the language counts and filters have two values.
+        lang: Some(if index % 4 == 3 { "es" } else { "en" }.into()),
         parent_id: None,
         meta: Default::default(),
         extra: Default::default(),
@@ -351,6 +352,7 @@ async fn health_channels_and_live_windows() {
     assert_eq!(status, StatusCode::OK, "{live}");
     assert_eq!(live["channel"], ALPHA);
     assert_eq!(live["totals"]["count"], 24);
+    assert_eq!(live["totals"]["languages"], json!({"en": 18, "es": 6}));
     assert_eq!(
         live["series"].as_array().map(Vec::len),
         Some(5),
@@ -560,6 +562,19 @@ async fn stored_posts_page_newest_first_and_filter() {
         .collect();
     assert_eq!(ids(&negative["posts"]), expected);
     assert_eq!(expected.len(), 8);
+    let (_, spanish) = api
+        .get(&format!(
+            "/api/v1/posts?channel={ALPHA}&from=now-1h&lang=es&limit=100"
+        ))
+        .await;
+    let expected: Vec<String> = api
+        .alpha
+        .iter()
+        .filter(|p| p.post.lang.as_deref() == Some("es"))
+        .map(|p| p.post.id.clone())
+        .collect();
+    assert_eq!(ids(&spanish["posts"]), expected);
+    assert_eq!(expected.len(), 6);
     let (_, kafka) = api
         .get(&format!(
             "/api/v1/posts?channel={ALPHA}&from=now-1h&keyword=KAFKA&limit=100"
@@ -611,6 +626,11 @@ async fn stored_posts_page_newest_first_and_filter() {
         (
             "from=now-1h&keyword=kafka&sentiment=negative",
             "give channel",
+        ),
+        ("from=now-1h&keyword=kafka&lang=es", "give channel"),
+        (
+            &format!("channel={ALPHA}&from=now-1h&lang=EN"),
+            "language code",
         ),
     ] {
         let detail = assert_error(
@@ -994,7 +1014,9 @@ async fn the_stream_sends_the_backlog_then_new_posts_as_they_arrive() {
     };
     let mut alpha = open(format!("/api/v1/stream?channel={ALPHA}&backlog=2")).await;
     let mut every = open("/api/v1/stream".to_string()).await;
+    let mut spanish = open(format!("/api/v1/stream?channel={ALPHA}&lang=es,pt")).await;
     let (mut alpha_buffer, mut every_buffer) = (String::new(), String::new());
+    let mut spanish_buffer = String::new();
 
     // The two posts the feed got last (it is in arrival order: `start` applied alpha's
     // posts by index), in the order they arrived.
@@ -1005,7 +1027,7 @@ async fn the_stream_sends_the_backlog_then_new_posts_as_they_arrive() {
     );
 
     let now = Utc::now();
-    let fresh: Vec<EnrichedPost> = (100..103).map(|i| post(ALPHA, i, now)).collect();
+    let fresh: Vec<EnrichedPost> = (100..104).map(|i| post(ALPHA, i, now)).collect();
     let elsewhere = post("api/delta", 200, now);
     api.speed.apply(&fresh).await.expect("applied");
     api.speed
@@ -1013,10 +1035,15 @@ async fn the_stream_sends_the_backlog_then_new_posts_as_they_arrive() {
         .await
         .expect("applied");
     let fresh_ids: Vec<String> = fresh.iter().map(|p| p.post.id.clone()).collect();
-    assert_eq!(post_ids(&mut alpha, &mut alpha_buffer, 3).await, fresh_ids);
+    assert_eq!(post_ids(&mut alpha, &mut alpha_buffer, 4).await, fresh_ids);
+    // Filtered by language: the English posts before it in the feed are not sent.
+    assert_eq!(
+        post_ids(&mut spanish, &mut spanish_buffer, 1).await,
+        [fresh[3].post.id.clone()]
+    );
 
     // Following every channel: alpha's new posts, and delta, a channel that appeared later.
-    let mut seen = post_ids(&mut every, &mut every_buffer, 4).await;
+    let mut seen = post_ids(&mut every, &mut every_buffer, 5).await;
     seen.sort();
     let mut expected = fresh_ids.clone();
     expected.push(elsewhere.post.id.clone());
@@ -1025,6 +1052,12 @@ async fn the_stream_sends_the_backlog_then_new_posts_as_they_arrive() {
 
     assert_error(
         api.get(&format!("/api/v1/stream?channel={ALPHA}&backlog=1000"))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "bad_parameter",
+    );
+    assert_error(
+        api.get(&format!("/api/v1/stream?channel={ALPHA}&lang=en,"))
             .await,
         StatusCode::BAD_REQUEST,
         "bad_parameter",

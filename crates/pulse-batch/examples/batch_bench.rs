@@ -170,6 +170,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 sentiment: None,
                 entity: None,
                 keyword: None,
+                lang: None,
                 limit: 100,
                 cursor: None,
             })

@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
 use futures::{stream, StreamExt};
-use pulse_core::{entity_member, EnrichedPost, Granularity, SentimentLabel};
+use pulse_core::{entity_member, EnrichedPost, Granularity, SentimentLabel, UNDETERMINED_LANGUAGE};
 use scylla::deserialize::row::DeserializeRow;
 use scylla::response::{PagingState, PagingStateResponse};
 use scylla::serialize::row::SerializeRow;
@@ -61,6 +61,8 @@ pub struct PostQuery {
     pub entity: Option<String>,
     /// A keyword; case-insensitive.
     pub keyword: Option<String>,
+    /// A language code (`en`, `und` for posts whose language is not known).
+    pub lang: Option<String>,
     /// Posts per page, 1 to [`MAX_PAGE`].
     pub limit: usize,
     /// Continue after the page this cursor ended.
@@ -157,7 +159,11 @@ fn matches_filters(query: &PostQuery, post: &EnrichedPost) -> bool {
             .iter()
             .any(|keyword| keyword.term.to_lowercase() == wanted)
     });
-    entity_ok && keyword_ok
+    let lang_ok = query
+        .lang
+        .as_deref()
+        .is_none_or(|wanted| post.post.lang.as_deref().unwrap_or(UNDETERMINED_LANGUAGE) == wanted);
+    entity_ok && keyword_ok && lang_ok
 }
 
 impl PostQuery {
@@ -168,6 +174,7 @@ impl PostQuery {
             self.sentiment.map_or("", SentimentLabel::as_str),
             &self.entity.as_deref().unwrap_or_default().to_lowercase(),
             &self.keyword.as_deref().unwrap_or_default().to_lowercase(),
+            self.lang.as_deref().unwrap_or_default(),
         ])
     }
 }

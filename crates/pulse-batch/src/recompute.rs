@@ -63,6 +63,15 @@ pub struct RecomputeReport {
 
 type TermCounts = BTreeMap<(TermKind, String), u64>;
 
+/// What recompute reads of a stored post: its enrichment and its language.
+#[derive(serde::Deserialize)]
+struct StoredPost {
+    #[serde(flatten)]
+    enrichment: Enrichment,
+    #[serde(default)]
+    lang: Option<String>,
+}
+
 /// Counts of one bucket: the tally and every term.
 #[derive(Default)]
 struct BucketCounts {
@@ -71,8 +80,9 @@ struct BucketCounts {
 }
 
 impl BucketCounts {
-    fn add(&mut self, enrichment: &Enrichment) {
-        self.tally.add(enrichment);
+    fn add(&mut self, post: &StoredPost) {
+        let enrichment = &post.enrichment;
+        self.tally.add(enrichment, post.lang.as_deref());
         // As in the speed layer: a post counts once per distinct term.
         let keywords: BTreeSet<&str> = enrichment
             .keywords
@@ -271,8 +281,8 @@ impl BatchStore {
                         self.read_partition(statement, (channel, hour)).await?;
                     let mut counts = BucketCounts::default();
                     for (_, _, _, json) in rows {
-                        match serde_json::from_str::<Enrichment>(&json) {
-                            Ok(enrichment) => counts.add(&enrichment),
+                        match serde_json::from_str::<StoredPost>(&json) {
+                            Ok(post) => counts.add(&post),
                             Err(error) => tracing::warn!(
                                 channel,
                                 %hour,
@@ -329,6 +339,11 @@ impl BatchStore {
                 i64_of(tally.scored),
                 tally.score_micros,
                 &tally.emotion_micros,
+                tally
+                    .languages
+                    .iter()
+                    .map(|(lang, posts)| (lang.as_str(), i64_of(*posts)))
+                    .collect::<BTreeMap<&str, i64>>(),
                 Utc::now(),
             ),
         )
@@ -411,6 +426,7 @@ impl BatchStore {
             i64,
             i64,
             Option<BTreeMap<String, i64>>,
+            Option<BTreeMap<String, i64>>,
             DateTime<Utc>,
         );
         let years: Vec<Vec<RollupRow>> = stream::iter(from.year()..=last.year())
@@ -432,6 +448,7 @@ impl BatchStore {
                     scored,
                     score_micros,
                     emotions,
+                    languages,
                     computed_at,
                 )| {
                     Rollup {
@@ -444,6 +461,11 @@ impl BatchStore {
                             scored: u64_of(scored),
                             score_micros,
                             emotion_micros: emotions.unwrap_or_default(),
+                            languages: languages
+                                .unwrap_or_default()
+                                .into_iter()
+                                .map(|(lang, posts)| (lang, u64_of(posts)))
+                                .collect(),
                         },
                         computed_at,
                     }

@@ -1,6 +1,6 @@
 //! `pulse schema apply`: the keyspace and tables of `schema.cql`, with the configured keyspace
-//! name and replication. Idempotent: what exists is left alone (and checked for missing
-//! columns), what is missing is created.
+//! name and replication. Idempotent: what exists is left alone, what is missing is created,
+//! and a column a newer Pulse added to an existing table is added to it.
 
 use pulse_core::config::BatchConfig;
 use scylla::client::session::Session;
@@ -15,7 +15,8 @@ pub const SCHEMA_CQL: &str = include_str!("../../../schema.cql");
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableDefinition {
     pub name: String,
-    pub columns: Vec<String>,
+    /// Each column's name and CQL type, in order.
+    pub columns: Vec<(String, String)>,
     /// The `CREATE TABLE` statement, qualified with the keyspace.
     pub statement: String,
 }
@@ -31,9 +32,13 @@ pub fn tables(keyspace: &str) -> Vec<TableDefinition> {
                 .lines()
                 .map(str::trim)
                 .take_while(|line| !line.starts_with("PRIMARY KEY"))
-                .filter_map(|line| line.split_whitespace().next())
-                .filter(|word| *word != "(")
-                .map(str::to_string)
+                .filter_map(|line| line.split_once(char::is_whitespace))
+                .map(|(name, kind)| {
+                    (
+                        name.to_string(),
+                        kind.trim().trim_end_matches(',').to_string(),
+                    )
+                })
                 .collect();
             Some(TableDefinition {
                 name: name.to_string(),
@@ -89,10 +94,13 @@ pub struct SchemaReport {
     pub keyspace_created: bool,
     pub tables_created: Vec<String>,
     pub tables_present: Vec<String>,
+    /// Columns added to existing tables, as `table.column`.
+    pub columns_added: Vec<String>,
 }
 
-/// Creates the keyspace and every missing table. Existing tables must have every column
-/// the schema names (a column added by a newer Pulse is reported, not silently missing).
+/// Creates the keyspace and every missing table, and adds to existing tables the columns
+/// the schema names that they lack (a newer Pulse's additions; adding a regular column is
+/// cheap and leaves existing rows as they are, the new column empty).
 pub async fn apply(config: &BatchConfig) -> Result<SchemaReport, BatchError> {
     let keyspace_cql = keyspace_statement(config)?;
     let keyspace = config.keyspace.as_str();
@@ -110,12 +118,15 @@ pub async fn apply(config: &BatchConfig) -> Result<SchemaReport, BatchError> {
     for table in tables(keyspace) {
         match existing.iter().find(|(name, _)| *name == table.name) {
             Some((_, columns)) => {
-                if let Some(missing) = table.columns.iter().find(|c| !columns.contains(c)) {
-                    return Err(BatchError::Config(format!(
-                        "table {keyspace}.{} exists without column {missing}; add it with \
-                         ALTER TABLE before running this version",
-                        table.name
-                    )));
+                for (missing, kind) in table.columns.iter().filter(|(c, _)| !columns.contains(c)) {
+                    run(
+                        &session,
+                        &format!("ALTER TABLE {keyspace}.{} ADD {missing} {kind}", table.name),
+                    )
+                    .await?;
+                    report
+                        .columns_added
+                        .push(format!("{}.{missing}", table.name));
                 }
                 report.tables_present.push(table.name);
             }
@@ -193,8 +204,13 @@ mod tests {
             ]
         );
         let posts = &tables[0];
+        let names: Vec<&str> = posts
+            .columns
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect();
         assert_eq!(
-            posts.columns,
+            names,
             [
                 "channel",
                 "hour",
@@ -205,6 +221,14 @@ mod tests {
                 "post"
             ]
         );
+        assert_eq!(
+            posts.columns[1],
+            ("hour".to_string(), "timestamp".to_string())
+        );
+        let rollups = tables.iter().find(|t| t.name == "channel_rollups").unwrap();
+        assert!(rollups
+            .columns
+            .contains(&("languages".to_string(), "map<text, bigint>".to_string())));
         assert!(posts
             .statement
             .starts_with("CREATE TABLE IF NOT EXISTS pulse_x.posts_by_channel ("));

@@ -299,12 +299,12 @@ impl Statements {
             insert_rollup: prepare(format!(
                 "INSERT INTO {ks}.channel_rollups (channel, granularity, year, bucket, posts, \
                  negative, neutral, positive, scored, score_micros, emotion_micros, \
-                 computed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                 languages, computed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             ))
             .await?,
             select_rollups: prepare(format!(
                 "SELECT bucket, posts, negative, neutral, positive, scored, score_micros, \
-                 emotion_micros, computed_at FROM {ks}.channel_rollups \
+                 emotion_micros, languages, computed_at FROM {ks}.channel_rollups \
                  WHERE channel = ? AND granularity = ? AND year = ?"
             ))
             .await?,

@@ -125,7 +125,12 @@ fn posts(
                 text: format!("post {i} 🚀 مرحبا"),
                 created_at,
                 url: None,
-                lang: None,
+                // Languages as the enrich stage records them, and posts stored before it did.
+                lang: match i % 4 {
+                    0 => None,
+                    1 => Some("es".into()),
+                    _ => Some("en".into()),
+                },
                 parent_id: None,
                 meta: Default::default(),
                 extra: Default::default(),
@@ -172,7 +177,9 @@ fn truth(
                 granularity.floor(post.post.created_at),
             ))
             .or_default();
-        bucket.tally.add(&post.enrichment);
+        bucket
+            .tally
+            .add(&post.enrichment, post.post.lang.as_deref());
         let keywords: BTreeSet<&str> = post
             .enrichment
             .keywords
@@ -272,6 +279,7 @@ async fn page_through(
                 sentiment: None,
                 entity: None,
                 keyword: None,
+                lang: None,
                 limit,
                 cursor,
             })
@@ -431,6 +439,7 @@ async fn paging_returns_every_post_once_newest_first_whatever_the_page_size() {
         sentiment,
         entity: entity.map(str::to_string),
         keyword: keyword.map(str::to_string),
+        lang: None,
         limit: 1_000,
         cursor: None,
     };
@@ -508,6 +517,32 @@ async fn the_schema_applies_idempotently() {
     assert!(!second.keyspace_created);
     assert!(second.tables_created.is_empty());
     assert_eq!(second.tables_present.len(), 9);
+    assert!(second.columns_added.is_empty());
+
+    // A table an older Pulse created, without a column this one names, gets the column.
+    let nodes: Vec<&str> = config.nodes.split(',').map(str::trim).collect();
+    let session = scylla::client::session_builder::SessionBuilder::new()
+        .known_nodes(&nodes)
+        .build()
+        .await
+        .expect("a plain session");
+    session
+        .query_unpaged(
+            format!(
+                "ALTER TABLE {}.channel_rollups DROP languages",
+                config.keyspace
+            ),
+            &[],
+        )
+        .await
+        .expect("column dropped");
+    let third = schema::apply(&config).await.expect("third apply");
+    assert_eq!(third.columns_added, ["channel_rollups.languages"]);
+    assert!(schema::apply(&config)
+        .await
+        .expect("fourth apply")
+        .columns_added
+        .is_empty());
     assert_eq!(
         store.post(&post.post.id).await.expect("read"),
         Some(post.clone()),
@@ -548,6 +583,7 @@ async fn the_last_ten_minutes_of_a_full_hour_are_all_the_server_returns() {
             sentiment: None,
             entity: None,
             keyword: None,
+            lang: None,
             limit: 1_000,
             cursor: None,
         })
@@ -579,6 +615,7 @@ async fn the_last_ten_minutes_of_a_full_hour_are_all_the_server_returns() {
                 sentiment: None,
                 entity: None,
                 keyword: None,
+                lang: None,
                 limit: 100,
                 cursor,
             })
@@ -603,6 +640,7 @@ async fn the_last_ten_minutes_of_a_full_hour_are_all_the_server_returns() {
             sentiment: None,
             entity: None,
             keyword: None,
+            lang: None,
             limit: 10,
             cursor: None,
         })
@@ -617,6 +655,7 @@ async fn the_last_ten_minutes_of_a_full_hour_are_all_the_server_returns() {
             sentiment: None,
             entity: None,
             keyword: None,
+            lang: None,
             limit: 10,
             cursor: Some(Cursor::decode(&token).expect("cursor")),
         })
@@ -632,6 +671,7 @@ async fn the_last_ten_minutes_of_a_full_hour_are_all_the_server_returns() {
             sentiment: None,
             entity: None,
             keyword: Some("kafka".into()),
+            lang: None,
             limit: 10,
             cursor: Some(Cursor::decode(&token).expect("cursor")),
         })
@@ -650,6 +690,7 @@ async fn the_last_ten_minutes_of_a_full_hour_are_all_the_server_returns() {
                 sentiment: None,
                 entity: None,
                 keyword: None,
+                lang: None,
                 limit: 10,
                 cursor: None,
             })

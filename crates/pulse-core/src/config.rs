@@ -146,12 +146,11 @@ pub struct EnrichConfig {
     pub models: Vec<String>,
     /// ONNX Runtime shared library; empty: `ORT_LIB`, then where `scripts/setup` puts it.
     pub onnxruntime_library: String,
-    /// Intra-op threads of each model session; 0: one per core.
+    /// Intra-op threads of each model session (at least 1).
     pub intra_threads: usize,
-    /// Most posts in one inference batch.
-    pub max_batch_posts: usize,
-    /// Most tokens in one inference batch, padding included (batches are formed by length).
-    pub max_batch_tokens: usize,
+    /// Model sessions, each enriching one post at a time on its own thread; 0: one per core
+    /// (cgroup CPU quotas included) divided by `intra_threads`.
+    pub sessions: usize,
 }
 
 /// Producers (`pulse ingest ...`).
@@ -404,9 +403,8 @@ impl Default for EnrichConfig {
             keyword_text_chars: 4_000,
             models: vec![DEFAULT_MODEL.to_string()],
             onnxruntime_library: String::new(),
-            intra_threads: 0,
-            max_batch_posts: 32,
-            max_batch_tokens: 2_048,
+            intra_threads: 1,
+            sessions: 0,
         }
     }
 }

@@ -19,6 +19,6 @@ pub use dead_letter::DeadLetterKind;
 pub use post::{
     EnrichedPost, Enrichment, Entity, EntityKind, Keyword, Post, Sentiment, SentimentLabel,
 };
-pub use rollup::{entity_member, micros, Tally};
+pub use rollup::{entity_member, micros, Tally, UNDETERMINED_LANGUAGE};
 pub use tombstone::Tombstone;
 pub use validate::{decode_post, decode_record, PostLimits, RawRecord, Rejection};

@@ -1,5 +1,5 @@
-//! What both stores count per time bucket, in one shape: posts, sentiment labels, score and
-//! emotion sums. Sums are integers in millionths, so totals are exact and do not depend on
+//! What both stores count per time bucket, in one shape: posts, posts per language,
+//! sentiment labels, score and emotion sums. Sums are integers in millionths, so totals are exact and do not depend on
 //! the order in which posts are added; the speed layer and the batch layer agree to the unit.
 
 use std::collections::BTreeMap;
@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::post::{Enrichment, EntityKind, SentimentLabel};
+
+/// The language code of a post whose language is not known (BCP 47's "undetermined").
+pub const UNDETERMINED_LANGUAGE: &str = "und";
 
 /// `value` in millionths, for exact integer sums.
 pub fn micros(value: f32) -> i64 {
@@ -31,12 +34,19 @@ pub struct Tally {
     pub score_micros: i64,
     /// Sums of emotion probabilities, in millionths.
     pub emotion_micros: BTreeMap<String, i64>,
+    /// Posts per language (`und` for posts without one).
+    #[serde(default)]
+    pub languages: BTreeMap<String, u64>,
 }
 
 impl Tally {
-    /// Counts one post's enrichment.
-    pub fn add(&mut self, enrichment: &Enrichment) {
+    /// Counts one post: its enrichment and its language (`None`: [`UNDETERMINED_LANGUAGE`]).
+    pub fn add(&mut self, enrichment: &Enrichment, lang: Option<&str>) {
         self.posts += 1;
+        *self
+            .languages
+            .entry(lang.unwrap_or(UNDETERMINED_LANGUAGE).to_string())
+            .or_default() += 1;
         if let Some(sentiment) = &enrichment.sentiment {
             self.scored += 1;
             self.score_micros += micros(sentiment.score);
@@ -61,6 +71,9 @@ impl Tally {
         self.score_micros += other.score_micros;
         for (emotion, sum) in &other.emotion_micros {
             *self.emotion_micros.entry(emotion.clone()).or_default() += sum;
+        }
+        for (lang, posts) in &other.languages {
+            *self.languages.entry(lang.clone()).or_default() += posts;
         }
     }
 
@@ -105,11 +118,20 @@ mod tests {
             enrichment(SentimentLabel::Negative, -0.7, 0.2),
             enrichment(SentimentLabel::Positive, 0.2, 0.1),
         ];
+        let langs = [Some("en"), None, Some("en")];
         let mut forward = Tally::default();
-        posts.iter().for_each(|p| forward.add(p));
+        posts.iter().zip(langs).for_each(|(p, l)| forward.add(p, l));
         let mut backward = Tally::default();
-        posts.iter().rev().for_each(|p| backward.add(p));
+        posts
+            .iter()
+            .zip(langs)
+            .rev()
+            .for_each(|(p, l)| backward.add(p, l));
         assert_eq!(forward, backward);
+        assert_eq!(
+            forward.languages,
+            BTreeMap::from([("en".to_string(), 2), ("und".to_string(), 1)])
+        );
         assert_eq!(forward.score_micros, -400_000);
         assert_eq!(forward.positive, 2);
         assert_eq!(forward.negative, 1);
@@ -122,15 +144,15 @@ mod tests {
         let a = enrichment(SentimentLabel::Neutral, 0.0, 0.5);
         let b = enrichment(SentimentLabel::Positive, 0.9, 0.25);
         let mut whole = Tally::default();
-        whole.add(&a);
-        whole.add(&b);
+        whole.add(&a, Some("es"));
+        whole.add(&b, Some("en"));
         let (mut left, mut right) = (Tally::default(), Tally::default());
-        left.add(&a);
-        right.add(&b);
+        left.add(&a, Some("es"));
+        right.add(&b, Some("en"));
         left.merge(&right);
         assert_eq!(left, whole);
         let mut unscored = Tally::default();
-        unscored.add(&Enrichment::default());
+        unscored.add(&Enrichment::default(), None);
         assert_eq!(unscored.mean_score(), None);
         assert_eq!(unscored.posts, 1);
     }

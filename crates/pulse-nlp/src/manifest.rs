@@ -53,6 +53,9 @@ pub struct InputNames {
     /// Absent for models without segment ids (RoBERTa and friends).
     #[serde(default)]
     pub token_type_ids: Option<String>,
+    /// The casing class of each piece ([`crate::casing`]), for models trained with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case_ids: Option<String>,
 }
 
 /// `manifest.json` of a model directory.
@@ -64,7 +67,16 @@ pub struct Manifest {
     /// Longest input in tokens (special tokens included); longer texts are truncated.
     pub max_tokens: usize,
     pub inputs: InputNames,
+    /// Languages the model reads ([`crate::language`] codes), `*` for any. Posts in other
+    /// languages get keywords and their language, never this model's scores. Absent: `en`,
+    /// since most exports are English and a wrong "any" would label other languages.
+    #[serde(default = "english")]
+    pub languages: Vec<String>,
     pub tasks: Vec<TaskSpec>,
+}
+
+fn english() -> Vec<String> {
+    vec!["en".to_string()]
 }
 
 /// The parts of a Hugging Face `config.json` that say what an export of one task does.
@@ -85,6 +97,13 @@ struct HfConfig {
 }
 
 impl Manifest {
+    /// Whether this model scores posts in language `lang`. A post whose language is not
+    /// known (`und`) is scored: most are short posts detection cannot tell apart.
+    pub fn reads(&self, lang: &str) -> bool {
+        lang == crate::language::UNDETERMINED
+            || self.languages.iter().any(|l| l == "*" || l == lang)
+    }
+
     /// Reads `manifest.json` from `dir`, or derives the manifest from `config.json` (a
     /// Hugging Face export with one `logits` output).
     pub fn load(dir: &Path) -> Result<Self, NlpError> {
@@ -180,7 +199,9 @@ impl Manifest {
                 input_ids: "input_ids".into(),
                 attention_mask: "attention_mask".into(),
                 token_type_ids: segments.then(|| "token_type_ids".into()),
+                case_ids: None,
             },
+            languages: english(),
             tasks: vec![TaskSpec {
                 task,
                 output: "logits".into(),
@@ -201,6 +222,18 @@ impl Manifest {
         }
         if self.max_tokens < 3 {
             return fail(format!("max_tokens {} is too small", self.max_tokens));
+        }
+        if self.languages.is_empty() {
+            return fail("languages is empty (name them, or [\"*\"] for any)".into());
+        }
+        if let Some(bad) = self
+            .languages
+            .iter()
+            .find(|l| *l != "*" && crate::language::normalize(l).as_deref() != Some(l.as_str()))
+        {
+            return fail(format!(
+                "language {bad:?} is not an ISO 639-1 code (or 639-3 for languages without one)"
+            ));
         }
         for spec in &self.tasks {
             if spec.labels.is_empty() {
@@ -309,5 +342,38 @@ mod tests {
         .map_err(|e| NlpError::Model(e.to_string()))
         .and_then(|m| m.check(Path::new("manifest.json")).map(|()| m));
         assert!(multi_sentiment.is_err());
+    }
+
+    fn with_languages(languages: &str) -> Result<Manifest, NlpError> {
+        let text = format!(
+            r#"{{"name":"m","version":"1","max_tokens":128,
+                "inputs":{{"input_ids":"i","attention_mask":"m"}},{languages}
+                "tasks":[{{"task":"sentiment","output":"o","kind":"single_label",
+                          "labels":["negative","neutral","positive"]}}]}}"#
+        );
+        serde_json::from_str::<Manifest>(&text)
+            .map_err(|e| NlpError::Model(e.to_string()))
+            .and_then(|m| m.check(Path::new("manifest.json")).map(|()| m))
+    }
+
+    #[test]
+    fn languages_default_to_english_and_gate_scores() {
+        let english = with_languages("").unwrap();
+        assert_eq!(english.languages, ["en"]);
+        assert!(english.reads("en"));
+        assert!(english.reads(crate::language::UNDETERMINED));
+        assert!(!english.reads("es"));
+        let any = with_languages(r#""languages":["*"],"#).unwrap();
+        assert!(any.reads("ja"));
+        let two = with_languages(r#""languages":["en","de"],"#).unwrap();
+        assert!(two.reads("de") && !two.reads("fr"));
+        for bad in [
+            r#""languages":[],"#,
+            r#""languages":["english"],"#,
+            r#""languages":["EN"],"#,
+        ] {
+            let error = with_languages(bad).unwrap_err();
+            assert!(error.to_string().contains("language"), "{bad}: {error}");
+        }
     }
 }

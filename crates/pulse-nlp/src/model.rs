@@ -1,6 +1,11 @@
-//! One model directory ready for inference: its tokenizer, one ONNX Runtime session, and the
-//! decoder of each task it answers. Texts are batched by token length so that little of a
-//! batch is padding.
+//! One model directory ready for inference: its tokenizer, a pool of ONNX Runtime sessions,
+//! and the decoder of each task it answers.
+//!
+//! Every text runs alone, never in a batch: the shipped graph quantizes activations with
+//! scales computed over the whole input tensor, so in a batch a text's scores would depend on
+//! its companions and on their padding. Alone, the same text gets the same scores wherever it
+//! arrives, and no compute is spent on padding; throughput comes from running texts on
+//! several sessions at once, one per worker thread.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -17,27 +22,36 @@ use crate::decode::{self, Tag, TokenView};
 use crate::manifest::{Manifest, OutputKind, Task, TaskSpec};
 use crate::NlpError;
 
-/// How models run: threads and batch shape.
+/// How models run: sessions and their threads.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelOptions {
     /// ONNX Runtime library to load (`None`: [`crate::runtime::default_library`]).
     pub library: Option<PathBuf>,
-    /// Intra-op threads of each session; 0 lets ONNX Runtime use one per core.
+    /// Intra-op threads of each session (at least 1).
     pub intra_threads: usize,
-    /// Most texts in one inference batch.
-    pub max_batch_posts: usize,
-    /// Most tokens in one inference batch, padding included.
-    pub max_batch_tokens: usize,
+    /// Sessions, each running one text at a time on its own worker; 0: one per core left
+    /// after `intra_threads` (the cores this process may use, cgroup quotas included).
+    pub sessions: usize,
 }
 
 impl Default for ModelOptions {
     fn default() -> Self {
         Self {
             library: None,
-            intra_threads: 0,
-            max_batch_posts: 32,
-            max_batch_tokens: 2_048,
+            intra_threads: 1,
+            sessions: 0,
         }
+    }
+}
+
+impl ModelOptions {
+    /// How many sessions (and enrichment workers) these options give.
+    pub fn session_count(&self) -> usize {
+        if self.sessions > 0 {
+            return self.sessions;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (cores / self.intra_threads.max(1)).max(1)
     }
 }
 
@@ -115,10 +129,9 @@ pub struct Prediction {
     pub entities: Option<Vec<Entity>>,
 }
 
-/// The output tensors of one batch, copied out of the session: `[rows, tokens, width]`
-/// (tokens = 1 for sequence heads).
-pub struct BatchOutputs {
-    tokens: usize,
+/// The output tensors of one text's run, copied out of the session: `[tokens, width]` for
+/// the entity head, `[width]` for sequence heads.
+pub struct TextOutputs {
     heads: Vec<Vec<f32>>,
 }
 
@@ -126,12 +139,12 @@ pub struct BatchOutputs {
 pub struct Model {
     manifest: Manifest,
     tokenizer: Tokenizer,
-    // `Session::run` takes `&mut`; one session per process, its runs one at a time (each
-    // already uses every intra-op thread).
-    session: Mutex<Session>,
+    // `Session::run` takes `&mut`: one session per worker, so workers never wait on each
+    // other; worker `w` uses session `w % len`.
+    sessions: Vec<Mutex<Session>>,
     heads: Vec<Head>,
     token_type_ids: Option<String>,
-    options: ModelOptions,
+    case_ids: Option<String>,
 }
 
 impl std::fmt::Debug for Model {
@@ -160,8 +173,13 @@ impl Model {
 
         let environment = crate::runtime::environment(options.library.as_deref())?;
         let graph = dir.join("model.onnx");
-        let session = build_session(environment, &graph, options.intra_threads)
-            .map_err(|e| NlpError::Model(format!("{}: {e}", graph.display())))?;
+        let sessions = (0..options.session_count())
+            .map(|_| {
+                build_session(environment, &graph, options.intra_threads.max(1))
+                    .map_err(|e| NlpError::Model(format!("{}: {e}", graph.display())))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let session = &sessions[0];
 
         let inputs: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
         let outputs: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
@@ -184,10 +202,23 @@ impl Model {
                     .contains(&"token_type_ids")
                     .then(|| "token_type_ids".into())
             });
+        // Casing is fed only when the manifest names it: a graph input Pulse does not know
+        // the meaning of is an error, not a guess.
+        let case_ids = names
+            .case_ids
+            .clone()
+            .filter(|name| inputs.contains(&name.as_str()));
+        if let Some(name) = names.case_ids.as_ref().filter(|_| case_ids.is_none()) {
+            return Err(NlpError::Model(format!(
+                "{}: the manifest names the casing input {name:?}, the graph has none (it has {inputs:?})",
+                graph.display()
+            )));
+        }
         let known = [
             Some(names.input_ids.as_str()),
             Some(names.attention_mask.as_str()),
             token_type_ids.as_deref(),
+            case_ids.as_deref(),
         ];
         if let Some(unknown) = inputs.iter().find(|i| !known.contains(&Some(**i))) {
             return Err(NlpError::Model(format!(
@@ -209,14 +240,14 @@ impl Model {
                 )));
             }
         }
-        tracing::info!(model = %manifest.id(), dir = %dir.display(), tasks = ?heads.iter().map(Head::task).collect::<Vec<_>>(), "model loaded");
+        tracing::info!(model = %manifest.id(), dir = %dir.display(), sessions = sessions.len(), tasks = ?heads.iter().map(Head::task).collect::<Vec<_>>(), "model loaded");
         Ok(Model {
             manifest,
             tokenizer,
-            session: Mutex::new(session),
+            sessions: sessions.into_iter().map(Mutex::new).collect(),
             heads,
             token_type_ids,
-            options: options.clone(),
+            case_ids,
         })
     }
 
@@ -229,85 +260,72 @@ impl Model {
         self.heads.iter().map(Head::task).collect()
     }
 
-    /// Tokenizes texts (truncated to the model's length). Only a bounded prefix of each
+    /// How many sessions this model runs texts on at once.
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Tokenizes one text (truncated to the model's length). Only a bounded prefix of the
     /// text is read: even a word-piece-per-100-characters text fills the model before it.
-    pub fn encode(&self, texts: &[&str]) -> Result<Vec<Encoding>, NlpError> {
+    pub fn encode(&self, text: &str) -> Result<Encoding, NlpError> {
         let limit = self.manifest.max_tokens * 100;
-        let bounded: Vec<&str> = texts
-            .iter()
-            .map(|text| match text.char_indices().nth(limit) {
-                Some((cut, _)) => &text[..cut],
-                None => text,
-            })
-            .collect();
+        let bounded = match text.char_indices().nth(limit) {
+            Some((cut, _)) => &text[..cut],
+            None => text,
+        };
         self.tokenizer
-            .encode_batch_char_offsets(bounded, true)
+            .encode_char_offsets(bounded, true)
             .map_err(|e| NlpError::Inference(format!("tokenization failed: {e}")))
     }
 
-    /// Indices of `encodings` grouped into batches of similar length: sorted by length,
-    /// each batch capped by posts and by padded tokens. Texts with nothing to read (only
-    /// special tokens) are left out.
-    pub fn batches(&self, encodings: &[Encoding]) -> Vec<Vec<usize>> {
-        let mut order: Vec<usize> = (0..encodings.len())
-            .filter(|&i| encodings[i].get_word_ids().iter().any(Option::is_some))
-            .collect();
-        order.sort_by_key(|&i| encodings[i].len());
-        let mut batches: Vec<Vec<usize>> = Vec::new();
-        let mut current: Vec<usize> = Vec::new();
-        for index in order {
-            let width = encodings[index].len();
-            let fits = current.len() < self.options.max_batch_posts.max(1)
-                && (current.len() + 1) * width <= self.options.max_batch_tokens.max(width);
-            if !fits {
-                batches.push(std::mem::take(&mut current));
-            }
-            current.push(index);
-        }
-        if !current.is_empty() {
-            batches.push(current);
-        }
-        batches
+    /// Whether an encoding has anything to read (a piece that is not a special token).
+    pub fn readable(encoding: &Encoding) -> bool {
+        encoding.get_word_ids().iter().any(Option::is_some)
     }
 
-    /// One inference pass over a batch of encodings (padded to the longest).
-    pub fn run(&self, batch: &[&Encoding]) -> Result<BatchOutputs, NlpError> {
-        let rows = batch.len();
-        let tokens = batch.iter().map(|e| e.len()).max().unwrap_or(0);
-        // Padded positions keep id 0: their attention mask is 0, so no real token reads them.
-        let mut ids = vec![0i64; rows * tokens];
-        let mut mask = vec![0i64; rows * tokens];
-        let mut types = vec![0i64; rows * tokens];
-        for (row, encoding) in batch.iter().enumerate() {
-            let base = row * tokens;
-            for (t, ((&id, &m), &ty)) in encoding
-                .get_ids()
-                .iter()
-                .zip(encoding.get_attention_mask())
-                .zip(encoding.get_type_ids())
-                .enumerate()
-            {
-                ids[base + t] = i64::from(id);
-                mask[base + t] = i64::from(m);
-                types[base + t] = i64::from(ty);
-            }
-        }
-        let shape = vec![rows as i64, tokens as i64];
+    /// One inference pass over one encoded text, on session `worker % sessions`. `text` is
+    /// what was encoded: the casing input is read from it.
+    pub fn run(
+        &self,
+        worker: usize,
+        text: &str,
+        encoding: &Encoding,
+    ) -> Result<TextOutputs, NlpError> {
+        let tokens = encoding.len();
+        let shape = vec![1_i64, tokens as i64];
         let tensor = |values: Vec<i64>| {
             Tensor::from_array((shape.clone(), values))
                 .map(SessionInputValue::from)
                 .map_err(|e| NlpError::Inference(format!("input tensor: {e}")))
         };
+        let widen = |values: &[u32]| values.iter().map(|&v| i64::from(v)).collect::<Vec<_>>();
         let names = &self.manifest.inputs;
         let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = vec![
-            (Cow::from(names.input_ids.as_str()), tensor(ids)?),
-            (Cow::from(names.attention_mask.as_str()), tensor(mask)?),
+            (
+                Cow::from(names.input_ids.as_str()),
+                tensor(widen(encoding.get_ids()))?,
+            ),
+            (
+                Cow::from(names.attention_mask.as_str()),
+                tensor(widen(encoding.get_attention_mask()))?,
+            ),
         ];
         if let Some(name) = &self.token_type_ids {
-            inputs.push((Cow::from(name.as_str()), tensor(types)?));
+            inputs.push((
+                Cow::from(name.as_str()),
+                tensor(widen(encoding.get_type_ids()))?,
+            ));
         }
-        let mut session = self
-            .session
+        if let Some(name) = &self.case_ids {
+            let cases = crate::casing::classes(
+                text,
+                encoding.get_offsets(),
+                encoding.get_special_tokens_mask(),
+            );
+            inputs.push((Cow::from(name.as_str()), tensor(cases)?));
+        }
+        let session = &self.sessions[worker % self.sessions.len()];
+        let mut session = session
             .lock()
             .map_err(|_| NlpError::Inference("a previous inference panicked".into()))?;
         let outputs = session
@@ -322,8 +340,8 @@ impl Model {
                 .try_extract_tensor::<f32>()
                 .map_err(|e| NlpError::Inference(format!("output {:?}: {e}", head.output())))?;
             let expected: Vec<i64> = match head {
-                Head::Entities { .. } => vec![rows as i64, tokens as i64, head.width() as i64],
-                _ => vec![rows as i64, head.width() as i64],
+                Head::Entities { .. } => vec![1, tokens as i64, head.width() as i64],
+                _ => vec![1, head.width() as i64],
             };
             if **shape != *expected {
                 return Err(NlpError::Inference(format!(
@@ -334,38 +352,33 @@ impl Model {
             }
             heads.push(values.to_vec());
         }
-        Ok(BatchOutputs { tokens, heads })
+        Ok(TextOutputs { heads })
     }
 
-    /// Tokenizes, runs and decodes `texts` for the `wanted` tasks; one prediction per text,
-    /// in input order.
-    pub fn predict(&self, texts: &[&str], wanted: &[Task]) -> Result<Vec<Prediction>, NlpError> {
-        let mut predictions = vec![Prediction::default(); texts.len()];
-        if !self.heads.iter().any(|h| wanted.contains(&h.task())) {
-            return Ok(predictions);
-        }
-        let encodings = self.encode(texts)?;
-        for batch in self.batches(&encodings) {
-            let members: Vec<&Encoding> = batch.iter().map(|&i| &encodings[i]).collect();
-            let outputs = self.run(&members)?;
-            for (row, &index) in batch.iter().enumerate() {
-                self.decode_row(
-                    &outputs,
-                    row,
-                    texts[index],
-                    &encodings[index],
-                    wanted,
-                    &mut predictions[index],
-                );
-            }
-        }
-        Ok(predictions)
-    }
-
-    fn decode_row(
+    /// Tokenizes, runs and decodes one text for the `wanted` tasks on session
+    /// `worker % sessions`. A text with nothing to read gets an empty prediction.
+    pub fn predict(
         &self,
-        outputs: &BatchOutputs,
-        row: usize,
+        worker: usize,
+        text: &str,
+        wanted: &[Task],
+    ) -> Result<Prediction, NlpError> {
+        let mut prediction = Prediction::default();
+        if !self.heads.iter().any(|h| wanted.contains(&h.task())) {
+            return Ok(prediction);
+        }
+        let encoding = self.encode(text)?;
+        if !Self::readable(&encoding) {
+            return Ok(prediction);
+        }
+        let outputs = self.run(worker, text, &encoding)?;
+        self.decode(&outputs, text, &encoding, wanted, &mut prediction);
+        Ok(prediction)
+    }
+
+    fn decode(
+        &self,
+        outputs: &TextOutputs,
         text: &str,
         encoding: &Encoding,
         wanted: &[Task],
@@ -378,25 +391,22 @@ impl Model {
             let width = head.width();
             match head {
                 Head::Sentiment { order, .. } => {
-                    let logits = &values[row * width..(row + 1) * width];
-                    prediction.sentiment = Some(decode::sentiment(logits, *order));
+                    prediction.sentiment = Some(decode::sentiment(values, *order));
                 }
                 Head::Emotion {
                     labels,
                     multi_label,
                     ..
                 } => {
-                    let logits = &values[row * width..(row + 1) * width];
-                    prediction.emotions = Some(decode::emotions(logits, labels, *multi_label));
+                    prediction.emotions = Some(decode::emotions(values, labels, *multi_label));
                 }
                 Head::Entities { tags, .. } => {
-                    let base = row * outputs.tokens * width;
                     let view = TokenView {
                         word_ids: encoding.get_word_ids(),
                         offsets: encoding.get_offsets(),
                     };
                     prediction.entities = Some(decode::entities(text, &view, tags, |token| {
-                        &values[base + token * width..base + (token + 1) * width]
+                        &values[token * width..(token + 1) * width]
                     }));
                 }
             }

@@ -61,7 +61,10 @@ fn a_sentiment_export_labels_texts_and_scores_them() {
         "what a great game today",
         "the coffee is awful",
     ];
-    let predictions = model.predict(&texts, &[Task::Sentiment]).unwrap();
+    let predictions: Vec<_> = texts
+        .iter()
+        .map(|text| model.predict(0, text, &[Task::Sentiment]).unwrap())
+        .collect();
     let labels: Vec<SentimentLabel> = predictions
         .iter()
         .map(|p| p.sentiment.as_ref().unwrap().label)
@@ -95,7 +98,10 @@ fn a_token_export_gives_word_aligned_character_spans() {
         "😀 Bob Jones went to Paris yesterday é",
         "yesterday san francisco welcomed carol garcia",
     ];
-    let predictions = model.predict(&texts, &[Task::Entities]).unwrap();
+    let predictions: Vec<_> = texts
+        .iter()
+        .map(|text| model.predict(0, text, &[Task::Entities]).unwrap())
+        .collect();
     let found: Vec<_> = predictions
         .iter()
         .map(|p| spans(p.entities.as_ref().unwrap()))

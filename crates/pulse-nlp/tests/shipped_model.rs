@@ -185,27 +185,137 @@ fn bad_input_is_enriched_without_panicking() {
     }
 }
 
-#[test]
-fn batches_give_the_same_answers_as_single_texts() {
-    let texts = [
-        "short",
-        "a somewhat longer post about the weather in London and how it ruins everything",
-        "Great game by Real Madrid tonight!",
+/// 200 different posts: short and long, upper and lower case, emoji, links, hashtags and
+/// handles, with the texts users reported as changing label inside a batch.
+fn two_hundred_posts() -> Vec<String> {
+    let bodies = [
+        "The new Rust release made me furious, half my crates stopped compiling",
+        "I absolutely love this new phone, best purchase ever!",
+        "Lunch at McDonald's again, Michael O'Leary was on the next table",
+        "The meeting is scheduled for 3pm on Tuesday in room 4.",
+        "Coca-Cola and PepsiCo both raised prices in São Paulo this week",
+        "why does my e-mail keep bouncing?? 😤😤",
+        "Great game by Real Madrid tonight! #HalaMadrid",
+        "@user thanks for the help, you saved my weekend 🙏",
+        "traffic on I-95 is a nightmare, avoid if you can https://t.co/abc123",
+        "Honestly not sure how I feel about the new Apple Watch",
+        "BREAKING: storm warning for the whole east coast tonight",
+        "meh",
+        "this is fine. everything is fine. 🔥",
+        "Elon Musk says Tesla will build a factory in Berlin next year",
+        "I miss my grandmother every single day",
     ];
-    let together = enrich(&texts);
-    for (text, batched) in texts.iter().zip(&together) {
-        let alone = enrich(&[text]).remove(0);
-        assert_eq!(label(&alone), label(batched));
-        assert_eq!(alone.entities.len(), batched.entities.len());
-        let (a, b) = (
-            alone.sentiment.as_ref().map(|s| s.score),
-            batched.sentiment.as_ref().map(|s| s.score),
-        );
-        // Padding is masked out, but the int8 graph quantizes activations with one scale per
-        // batch, so the company a text keeps moves its scores slightly.
-        assert!(
-            (a.unwrap_or(0.0) - b.unwrap_or(0.0)).abs() < 0.05,
-            "{a:?} vs {b:?}"
-        );
+    let frames = [
+        ("", ""),
+        ("RT ", ""),
+        ("", " lol"),
+        ("Update: ", " (more soon)"),
+        ("", " #news"),
+        ("omg ", " !!!"),
+        ("", " 😀"),
+        ("Thread 1/3: ", ""),
+        ("", " https://example.com/story?id=7"),
+        ("so... ", " idk"),
+        (
+            "",
+            " and that's all I have to say about it, really, after a long day at work",
+        ),
+        ("NEW: ", ""),
+        ("", "?"),
+        ("ok ", " ok"),
+    ];
+    let mut posts = Vec::new();
+    for (b, body) in bodies.iter().enumerate() {
+        for (f, (before, after)) in frames.iter().enumerate() {
+            // Every other frame upper-cases: casing is an input of the entity head.
+            let text = format!("{before}{body}{after}");
+            posts.push(if (b + f) % 5 == 0 {
+                text.to_uppercase()
+            } else {
+                text
+            });
+        }
+    }
+    posts.truncate(200);
+    assert_eq!(posts.len(), 200);
+    posts
+}
+
+/// Fails unless `a` and `b` carry the same labels and entities and scores within 1e-4.
+fn assert_same_enrichment(text: &str, a: &Enrichment, b: &Enrichment) {
+    const TOLERANCE: f32 = 1e-4;
+    let close = |x: f32, y: f32| (x - y).abs() <= TOLERANCE;
+    match (&a.sentiment, &b.sentiment) {
+        (Some(x), Some(y)) => {
+            assert_eq!(x.label, y.label, "{text:?}");
+            assert!(
+                close(x.score, y.score),
+                "{text:?}: {} vs {}",
+                x.score,
+                y.score
+            );
+            for (label, p) in &x.probs {
+                assert!(close(*p, y.probs[label]), "{text:?}: {label:?}");
+            }
+        }
+        (x, y) => assert_eq!(x.is_some(), y.is_some(), "{text:?}"),
+    }
+    assert_eq!(
+        a.emotions.keys().collect::<Vec<_>>(),
+        b.emotions.keys().collect::<Vec<_>>()
+    );
+    for (label, p) in &a.emotions {
+        assert!(close(*p, b.emotions[label]), "{text:?}: {label}");
+    }
+    let spans = |e: &Enrichment| {
+        e.entities
+            .iter()
+            .map(|x| (x.text.clone(), x.kind, x.start, x.end))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(spans(a), spans(b), "{text:?}");
+    for (x, y) in a.entities.iter().zip(&b.entities) {
+        assert!(close(x.score, y.score), "{text:?}: {}", x.text);
+    }
+    assert_eq!(a.keywords, b.keywords, "{text:?}");
+}
+
+#[test]
+fn a_post_gets_the_same_scores_whatever_its_batch() {
+    let posts = two_hundred_posts();
+    let alone: Vec<Enrichment> = posts.iter().map(|p| enrich(&[p]).remove(0)).collect();
+    // Shuffled batches of uneven sizes (1 to 64), three times over, with a fixed seed.
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..3 {
+        let mut order: Vec<usize> = (0..posts.len()).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, (next() % (i as u64 + 1)) as usize);
+        }
+        let mut from = 0;
+        while from < order.len() {
+            let size = 1 + (next() % 64) as usize;
+            let batch: Vec<usize> = order[from..(from + size).min(order.len())].to_vec();
+            let texts: Vec<&str> = batch.iter().map(|&i| posts[i].as_str()).collect();
+            for (&i, together) in batch.iter().zip(enrich(&texts)) {
+                assert_same_enrichment(&posts[i], &alone[i], &together);
+            }
+            from += size;
+        }
+    }
+    // One session or several: the same answers.
+    let config = EnrichConfig {
+        sessions: 1,
+        ..EnrichConfig::default()
+    };
+    let single = Enricher::with_models(&config, &[shipped_model()]).unwrap();
+    let texts: Vec<&str> = posts.iter().map(String::as_str).collect();
+    for ((text, a), b) in texts.iter().zip(&alone).zip(single.enrich(&texts).unwrap()) {
+        assert_same_enrichment(text, a, &b);
     }
 }

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use pulse_core::{decode_record, DeadLetterKind, EnrichedPost, PostLimits, RawRecord};
-use pulse_nlp::Enricher;
+use pulse_core::{decode_record, DeadLetterKind, EnrichedPost, Enrichment, PostLimits, RawRecord};
+use pulse_nlp::{Enriched, Enricher, PostText};
 
 use crate::stage::{Outcome, SourceRecord, Stage, StageError};
 
@@ -56,19 +56,29 @@ fn enrich_batch(
         .iter()
         .map(|payload| decode_record(payload.as_deref().unwrap_or_default(), limits))
         .collect();
-    let texts: Vec<&str> = decoded
+    let texts: Vec<PostText<'_>> = decoded
         .iter()
         .filter_map(|record| match record {
-            Ok(RawRecord::Post(post)) => Some(post.text.as_str()),
+            Ok(RawRecord::Post(post)) => Some(PostText {
+                text: &post.text,
+                lang: post.lang.as_deref(),
+            }),
             _ => None,
         })
         .collect();
     // An inference failure is not the posts' fault: the batch is retried, never
     // dead-lettered.
-    let mut enrichments = enricher
-        .enrich(&texts)
-        .map_err(|e| StageError(e.to_string()))?
-        .into_iter();
+    let enrichments = enricher
+        .enrich_posts(&texts)
+        .map_err(|e| StageError(e.to_string()))?;
+    if enrichments.len() != texts.len() {
+        return Err(StageError(format!(
+            "the enricher returned {} results for {} posts",
+            enrichments.len(),
+            texts.len()
+        )));
+    }
+    let mut enrichments = enrichments.into_iter();
     let model = enricher.model_name();
     let now = Utc::now();
     let outcomes = decoded
@@ -89,8 +99,15 @@ fn enrich_batch(
                     error: format!("tombstone cannot be serialized: {error}"),
                 },
             },
-            Ok(RawRecord::Post(post)) => {
-                let enrichment = enrichments.next().unwrap_or_default();
+            Ok(RawRecord::Post(mut post)) => {
+                let enriched = enrichments.next().unwrap_or_else(|| Enriched {
+                    enrichment: Enrichment::default(),
+                    lang: pulse_nlp::language::UNDETERMINED.into(),
+                });
+                // The language as Pulse records it: the source's tag normalized, else
+                // detected, else `und`.
+                post.lang = Some(enriched.lang);
+                let enrichment = enriched.enrichment;
                 let key = post.id.clone();
                 let enriched = EnrichedPost::new(post, enrichment, model.to_string(), now);
                 match serde_json::to_vec(&enriched) {
@@ -149,5 +166,44 @@ mod tests {
         let passed: serde_json::Value = serde_json::from_slice(payload).unwrap();
         let sent: serde_json::Value = serde_json::from_slice(tombstone).unwrap();
         assert_eq!(passed, sent);
+    }
+
+    #[test]
+    fn every_post_leaves_with_its_language() {
+        let config = EnrichConfig::default();
+        let enricher = Enricher::with_models(&config, &[]).unwrap();
+        let post = |id: &str, lang: Option<&str>, text: &str| {
+            let mut post = serde_json::json!({"id": id, "source": "file", "channel": "c",
+                "text": text, "created_at": "2026-01-01T00:00:00Z"});
+            if let Some(lang) = lang {
+                post["lang"] = lang.into();
+            }
+            Some(serde_json::to_vec(&post).unwrap())
+        };
+        let spanish =
+            "El nuevo lanzamiento me puso furioso, ya nada funciona después de la actualización";
+        let payloads = vec![
+            post(
+                "tagged",
+                Some("pt-BR"),
+                "Obrigado a todos pela ajuda de hoje",
+            ),
+            post("detected", None, spanish),
+            post("short", None, "ok 👍"),
+            post("untagged", Some("und"), spanish),
+        ];
+        let langs: Vec<String> = enrich_batch(&enricher, &config.post_limits(), &payloads)
+            .unwrap()
+            .into_iter()
+            .map(|outcome| match outcome {
+                Outcome::Emit { payload, .. } => serde_json::from_slice::<EnrichedPost>(&payload)
+                    .unwrap()
+                    .post
+                    .lang
+                    .unwrap(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(langs, ["pt", "es", "und", "es"]);
     }
 }

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
 
-use pulse_core::{entity_member, micros, EnrichedPost};
+use pulse_core::{entity_member, micros, EnrichedPost, UNDETERMINED_LANGUAGE};
 use redis::Script;
 
 use crate::keys::minute_of;
@@ -21,8 +21,8 @@ use crate::{SpeedError, SpeedLayer};
 ///
 /// KEYS: seen, minute counters, minute keywords, hour keywords, minute entities,
 /// hour entities, feed, hour counters, positions. ARGV: position field (or ''), offset,
-/// ttl, hour ttl, label (or ''), score micros, then counted lists: emotions (name, micros),
-/// keywords, entities; then feed cap and the post's JSON.
+/// ttl, hour ttl, label (or ''), score micros, language, then counted lists: emotions
+/// (name, micros), keywords, entities; then feed cap and the post's JSON.
 static APPLY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -39,12 +39,13 @@ local function count(field, by)
   redis.call('HINCRBY', m, field, by); redis.call('HINCRBY', h, field, by)
 end
 count('n', 1)
+count('g:' .. ARGV[7], 1)
 if ARGV[5] ~= '' then
   count('l:' .. ARGV[5], 1)
   count('scored', 1)
   count('score', ARGV[6])
 end
-local i = 7
+local i = 8
 local n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do count('e:' .. ARGV[i], ARGV[i + 1]); i = i + 2 end
 n = tonumber(ARGV[i]); i = i + 1
@@ -143,6 +144,7 @@ impl SpeedLayer {
                     .arg(micros(sentiment.score)),
                 None => invocation.arg("").arg(0),
             };
+            invocation.arg(post.lang.as_deref().unwrap_or(UNDETERMINED_LANGUAGE));
             invocation.arg(enriched.enrichment.emotions.len());
             for (emotion, probability) in &enriched.enrichment.emotions {
                 invocation.arg(emotion).arg(micros(*probability));

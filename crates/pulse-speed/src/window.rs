@@ -47,6 +47,8 @@ pub struct MinuteStats {
     pub score_micros: i64,
     /// Sums of emotion probabilities, in millionths.
     pub emotion_micros: BTreeMap<String, i64>,
+    /// Posts per language (`und`: not known).
+    pub languages: BTreeMap<String, u64>,
 }
 
 impl MinuteStats {
@@ -61,6 +63,7 @@ impl MinuteStats {
             scored: self.scored,
             score_micros: self.score_micros,
             emotion_micros: self.emotion_micros.clone(),
+            languages: self.languages.clone(),
         }
     }
 
@@ -79,6 +82,10 @@ impl MinuteStats {
                         stats.labels.insert(label.to_string(), value.max(0) as u64);
                     } else if let Some(emotion) = field.strip_prefix("e:") {
                         stats.emotion_micros.insert(emotion.to_string(), value);
+                    } else if let Some(lang) = field.strip_prefix("g:") {
+                        stats
+                            .languages
+                            .insert(lang.to_string(), value.max(0) as u64);
                     }
                 }
             }
@@ -95,6 +102,9 @@ impl MinuteStats {
         }
         for (emotion, sum) in &other.emotion_micros {
             *self.emotion_micros.entry(emotion.clone()).or_default() += sum;
+        }
+        for (lang, posts) in &other.languages {
+            *self.languages.entry(lang.clone()).or_default() += posts;
         }
     }
 }

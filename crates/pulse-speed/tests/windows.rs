@@ -116,7 +116,11 @@ fn posts(seed: u64, n: usize, end: DateTime<Utc>, minutes: i64) -> Vec<EnrichedP
                 text: "t".into(),
                 created_at,
                 url: None,
-                lang: None,
+                lang: match i % 5 {
+                    0 => None,
+                    1 | 2 => Some("es".into()),
+                    _ => Some("en".into()),
+                },
                 parent_id: None,
                 meta: Default::default(),
                 extra: Default::default(),
@@ -184,6 +188,10 @@ fn truth(posts: &[EnrichedPost], channel: &str, from: i64, to: i64, k: usize) ->
         }
         let stats = &mut series[(minute - from) as usize];
         stats.count += 1;
+        *stats
+            .languages
+            .entry(enriched.post.lang.clone().unwrap_or_else(|| "und".into()))
+            .or_default() += 1;
         if let Some(sentiment) = &enriched.enrichment.sentiment {
             *stats
                 .labels
@@ -227,6 +235,9 @@ fn truth(posts: &[EnrichedPost], channel: &str, from: i64, to: i64, k: usize) ->
         }
         for (emotion, sum) in &stats.emotion_micros {
             *totals.emotion_micros.entry(emotion.clone()).or_default() += sum;
+        }
+        for (lang, n) in &stats.languages {
+            *totals.languages.entry(lang.clone()).or_default() += n;
         }
     }
     Truth {

@@ -450,7 +450,7 @@ impl Envelope {
             .iter()
             .map(|copy| {
                 let mut tally = Tally::default();
-                tally.add(&copy.enrichment);
+                tally.add(&copy.enrichment, copy.post.lang.as_deref());
                 Envelope::figures(&tally)
             })
             .collect();
@@ -763,7 +763,7 @@ fn every_store_ends_exact_after_random_kills_of_roles_and_servers() {
                 );
                 want.entry(Granularity::Hour.floor(post.post.created_at))
                     .or_default()
-                    .add(&post.enrichment);
+                    .add(&post.enrichment, post.post.lang.as_deref());
             }
             let rollups: BTreeMap<DateTime<Utc>, Tally> = store
                 .rollups(channel, Granularity::Hour, truth.start, truth.end())

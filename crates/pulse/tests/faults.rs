@@ -257,7 +257,7 @@ fn run_with(stack: &PrivateStack, fault: Fault) {
                 Granularity::Hour.floor(post.post.created_at),
             ))
             .or_default()
-            .add(&post.enrichment);
+            .add(&post.enrichment, post.post.lang.as_deref());
     }
 
     let runtime = tokio::runtime::Runtime::new().expect("runtime");

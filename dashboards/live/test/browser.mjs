@@ -132,6 +132,26 @@ try {
 
   await page.screenshot({ path: args.screenshot, fullPage: true });
 
+  await check("the languages KPI shows shares and the picker keeps the feed to one language", async () => {
+    await page.waitForFunction(
+      () => document.getElementById("lang").options.length > 1 && /%/.test(document.getElementById("kpi-langs").textContent),
+      null,
+      { timeout },
+    );
+    const lang = await page.evaluate(() => document.getElementById("lang").options[1].value);
+    await page.selectOption("#lang", lang);
+    await page.waitForFunction(
+      (lang) => {
+        const tags = [...document.querySelectorAll("#stream li .lang")].map((e) => e.textContent);
+        return new URL(location.href).searchParams.get("lang") === lang && tags.length > 0 && tags.every((t) => t === lang);
+      },
+      lang,
+      { timeout },
+    );
+    await page.selectOption("#lang", "");
+    await page.waitForFunction(() => !new URL(location.href).searchParams.has("lang") && document.querySelectorAll("#stream li").length > 0, null, { timeout });
+  });
+
   await check("the 24 hour window shows hourly buckets", async () => {
     await page.click('button[data-window="24h"]');
     await page.waitForFunction(

@@ -70,6 +70,8 @@ struct Bucket {
     labels: BTreeMap<&'static str, u64>,
     mean_score: Option<f64>,
     emotion_means: BTreeMap<String, f64>,
+    /// Posts per language code (`und`: not known).
+    languages: BTreeMap<String, u64>,
     keywords: Vec<Term>,
     entities: Vec<Term>,
 }
@@ -94,6 +96,7 @@ impl Bucket {
                 .filter(|_| tally.posts > 0)
                 .map(|(emotion, sum)| (emotion.clone(), mean(*sum, tally.posts)))
                 .collect(),
+            languages: tally.languages.clone(),
             keywords: Vec::new(),
             entities: Vec::new(),
         }

@@ -33,6 +33,9 @@ pub struct PostsParams {
     entity: Option<String>,
     /// Only posts with this keyword (any case).
     keyword: Option<String>,
+    /// Only posts in this language: an ISO 639-1 code such as `en` (639-3 for languages
+    /// without one), or `und` for posts whose language is not known.
+    lang: Option<String>,
     /// Posts per page, 1 to 1000 (default 50).
     limit: Option<usize>,
     /// The `next_cursor` of the previous page.
@@ -52,6 +55,7 @@ pub async fn list(
     let to = time("to", params.to.as_deref().unwrap_or("now"))?;
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
     let cursor = params.cursor.as_deref().map(Cursor::decode).transpose()?;
+    let lang = params.lang.as_deref().map(language).transpose()?;
     let page = match params.channel {
         Some(channel) => {
             let query = PostQuery {
@@ -61,12 +65,18 @@ pub async fn list(
                 sentiment: params.sentiment,
                 entity: params.entity,
                 keyword: params.keyword,
+                lang,
                 limit,
                 cursor,
             };
             state.batch.posts(&query).await?
         }
         None => {
+            if lang.is_some() {
+                return Err(ApiError::bad_parameter(
+                    "lang filters the posts of a channel: give channel",
+                ));
+            }
             let (kind, term) = mentioned(params.keyword, params.entity, params.sentiment)?;
             let query = MentionQuery {
                 kind,
@@ -82,6 +92,17 @@ pub async fn list(
     Ok(Json(
         json!({ "posts": page.posts, "next_cursor": page.next_cursor }),
     ))
+}
+
+/// A language filter as Pulse records languages: two or three lower-case letters.
+pub(crate) fn language(code: &str) -> Result<String, ApiError> {
+    if (2..=3).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_lowercase()) {
+        Ok(code.to_string())
+    } else {
+        Err(ApiError::bad_parameter(format!(
+            "lang is a language code such as en, pt or und, not {code:?}"
+        )))
+    }
 }
 
 /// The term a search over every channel looks for: one keyword or one `kind:text` entity.

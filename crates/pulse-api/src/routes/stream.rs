@@ -1,19 +1,21 @@
-//! `GET /api/v1/stream[?channel=C][&backlog=N]`: server-sent events of enriched posts as
+//! `GET /api/v1/stream[?channel=C][&backlog=N][&lang=L,...]`: server-sent events of enriched posts as
 //! the speed sink adds them to the channels' feeds (`event: post`, the post as JSON in
 //! `data`; `event: deleted` with `{"id": ...}` when a post shown before was deleted at its
 //! source). `backlog` sends a channel's N most recent posts first. Without `channel`, every
-//! channel is followed, including channels that appear later.
+//! channel is followed, including channels that appear later. `lang` keeps the posts in
+//! those languages (`und`: language not known).
 //!
 //! Feeds are polled, not read with a blocking XREAD: a blocking read would hold the shared
 //! Redis connection. Streams end when the server shuts down.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
+use pulse_core::UNDETERMINED_LANGUAGE;
 use pulse_speed::{FeedEntry, SpeedLayer};
 use serde::Deserialize;
 use tokio::sync::OwnedSemaphorePermit;
@@ -39,6 +41,25 @@ pub struct StreamParams {
     channel: Option<String>,
     /// Recent posts of each channel to send first (default 0, at most 100).
     backlog: Option<usize>,
+    /// Only posts in these languages, comma-separated codes such as `en,es` (`und`: not
+    /// known); default every language.
+    lang: Option<String>,
+}
+
+/// The languages a stream keeps; `None`: every language.
+type Languages = Option<BTreeSet<String>>;
+
+/// Whether a post's JSON is in one of `languages` (a post without `lang` is `und`).
+fn in_languages(languages: &Languages, post: &str) -> bool {
+    #[derive(Deserialize)]
+    struct Lang {
+        lang: Option<String>,
+    }
+    let Some(languages) = languages else {
+        return true;
+    };
+    serde_json::from_str::<Lang>(post)
+        .is_ok_and(|post| languages.contains(post.lang.as_deref().unwrap_or(UNDETERMINED_LANGUAGE)))
 }
 
 /// Where a stream is: the last feed entry sent per channel, and events not sent yet.
@@ -46,6 +67,7 @@ struct Follow {
     speed: SpeedLayer,
     /// `None`: every channel.
     channel: Option<String>,
+    languages: Languages,
     cursors: BTreeMap<String, String>,
     pending: VecDeque<Event>,
     refreshed: Instant,
@@ -76,6 +98,15 @@ pub async fn posts(
             state.config.max_streams
         ))
     })?;
+    let languages: Languages = params
+        .lang
+        .as_deref()
+        .map(|list| {
+            list.split(',')
+                .map(crate::routes::posts::language)
+                .collect()
+        })
+        .transpose()?;
     let channels = match &params.channel {
         Some(channel) => vec![channel.clone()],
         None => known_channels(&state.speed).await?,
@@ -83,6 +114,7 @@ pub async fn posts(
     let mut follow = Follow {
         speed: state.speed.clone(),
         channel: params.channel,
+        languages,
         cursors: BTreeMap::new(),
         pending: VecDeque::new(),
         refreshed: Instant::now(),
@@ -96,7 +128,9 @@ pub async fn posts(
             .first()
             .map_or_else(|| "0".to_string(), |(id, _)| id.clone());
         for (_, post) in recent.iter().take(backlog).rev() {
-            follow.pending.push_back(post_event(post));
+            if in_languages(&follow.languages, post) {
+                follow.pending.push_back(post_event(post));
+            }
         }
         follow.cursors.insert(channel, start);
     }
@@ -135,10 +169,15 @@ impl Follow {
             match self.speed.feed_after(channel, cursor, READ).await {
                 Ok(entries) => {
                     for (id, entry) in entries {
-                        self.pending.push_back(match entry {
-                            FeedEntry::Post(post) => post_event(&post),
-                            FeedEntry::Deleted(post_id) => deleted_event(&post_id),
-                        });
+                        match entry {
+                            FeedEntry::Post(post) if in_languages(&self.languages, &post) => {
+                                self.pending.push_back(post_event(&post))
+                            }
+                            FeedEntry::Post(_) => {}
+                            FeedEntry::Deleted(post_id) => {
+                                self.pending.push_back(deleted_event(&post_id))
+                            }
+                        }
                         *cursor = id;
                     }
                 }

@@ -80,6 +80,9 @@ pub struct PostsArgs {
     /// Keyword, case-insensitive.
     #[arg(long)]
     keyword: Option<String>,
+    /// Language code (`en`, `pt`; `und`: not known).
+    #[arg(long)]
+    lang: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -159,6 +162,7 @@ pub async fn run(command: BatchCommand, config: PulseConfig) -> anyhow::Result<E
                 }),
                 entity: args.entity,
                 keyword: args.keyword,
+                lang: args.lang,
                 limit: args.page.limit,
                 cursor: cursor(args.page.cursor.as_deref())?,
             };

@@ -20,5 +20,8 @@ pub async fn apply(config: &PulseConfig) -> anyhow::Result<ExitCode> {
     for table in &report.tables_present {
         println!("{keyspace}.{table}: exists");
     }
+    for column in &report.columns_added {
+        println!("{keyspace}.{column}: column added");
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -383,6 +383,7 @@ pub async fn stored_posts(
                 sentiment: None,
                 entity: None,
                 keyword: None,
+                lang: None,
                 limit: 1_000,
                 cursor,
             })
