@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Trains Pulse's shipped default model: one MiniLM-L6 encoder with three heads (sentiment,
-emotion, entities), exported as one ONNX graph and int8-quantized per channel.
+"""Trains Pulse's shipped default model: one MiniLM encoder (the L6 checkpoint, optionally cut
+to fewer layers) with three heads (sentiment, emotion, entities), exported as one ONNX graph
+and int8-quantized per channel.
 
 Data (../shared/data, never committed): TweetEval sentiment, GoEmotions (Ekman labels),
 WNUT-2017 and the Broad Twitter Corpus. The encoder is the all-MiniLM-L6-v2 checkpoint carried
@@ -43,6 +44,11 @@ WNUT_KINDS = {
 }
 BTC_KINDS = {"PER": "person", "ORG": "organization", "LOC": "location"}
 IGNORE = -100
+# Casing classes of a token piece, read from the original text under the piece's offsets.
+# The encoder is uncased; the entity head gets this instead. pulse-nlp computes the same
+# classes at inference (crates/pulse-nlp/src/casing.rs): keep the two in step.
+CASE_CLASSES = ["none", "lower", "capitalized", "upper", "mixed"]
+CASE_WIDTH = 16
 
 
 def log(message: str) -> None:
@@ -133,11 +139,43 @@ def conll_spans(tags: list[str]) -> set[tuple[int, int, str]]:
 class Example:
     ids: list[int]
     target: object  # int (sentiment), list[float] (emotion), list[int] (token tags)
+    case: list[int] | None = None  # casing class per piece (zeros when None)
+    teacher: object = None  # the teacher's logits for distillation (sentiment, emotion)
+
+
+def case_class(piece: str) -> int:
+    """The casing class of one piece's text: by its cased letters only (uncased scripts and
+    digits are "none"), so Python and Rust agree on every character."""
+    upper = sum(1 for c in piece if c.isupper())
+    lower = sum(1 for c in piece if c.islower())
+    if upper == 0 and lower == 0:
+        return 0
+    if upper == 0:
+        return 1
+    if lower == 0:
+        return 3 if upper >= 2 else 2
+    first = next(c for c in piece if c.isupper() or c.islower())
+    return 2 if first.isupper() else 4
+
+
+def case_ids(text: str, encoding) -> list[int]:
+    return [
+        0 if special else case_class(text[begin:end])
+        for (begin, end), special in zip(encoding.offsets, encoding.special_tokens_mask)
+    ]
+
+
+def cut(ids: list, max_len: int) -> list:
+    """The first max_len - 1 entries and the last (the [SEP] piece)."""
+    return ids[: max_len - 1] + [ids[-1]] if len(ids) > max_len else ids
 
 
 def encode_texts(tokenizer, texts: list[str], max_len: int) -> list[list[int]]:
-    return [e.ids[:max_len - 1] + [e.ids[-1]] if len(e.ids) > max_len else e.ids
-            for e in tokenizer.encode_batch(texts)]
+    return [cut(e.ids, max_len) for e in tokenizer.encode_batch(texts)]
+
+
+def encode_cases(tokenizer, texts: list[str], max_len: int) -> list[list[int]]:
+    return [cut(case_ids(t, e), max_len) for t, e in zip(texts, tokenizer.encode_batch(texts))]
 
 
 def encode_ner(tokenizer, sentences, max_len: int) -> list[Example]:
@@ -163,11 +201,10 @@ def encode_ner(tokenizer, sentences, max_len: int) -> list[Example]:
                     tag = "I-" + tag[2:]
                 labels.append(TAGS.index(tag))
             previous_word = word
-        ids = encoding.ids
-        if len(ids) > max_len:
-            ids = ids[: max_len - 1] + [ids[-1]]
+        ids, cases = cut(encoding.ids, max_len), cut(case_ids(text, encoding), max_len)
+        if len(encoding.ids) > max_len:
             labels = labels[: max_len - 1] + [IGNORE]
-        out.append(Example(ids, labels))
+        out.append(Example(ids, labels, cases))
     return out
 
 
@@ -188,10 +225,13 @@ def collate(batch: list[Example]):
     width = max(len(e.ids) for e in batch)
     ids = torch.zeros((len(batch), width), dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
+    cases = torch.zeros((len(batch), width), dtype=torch.long)
     for row, e in enumerate(batch):
         ids[row, : len(e.ids)] = torch.tensor(e.ids)
         mask[row, : len(e.ids)] = 1
-    return ids, mask
+        if e.case is not None:
+            cases[row, : len(e.case)] = torch.tensor(e.case)
+    return ids, mask, cases
 
 
 # --- model ------------------------------------------------------------------------------
@@ -199,7 +239,8 @@ def collate(batch: list[Example]):
 
 class MultiTask(nn.Module):
     """One encoder pass, three heads: mean-pooled sentiment and emotion logits, per-token
-    entity tag logits."""
+    entity tag logits. The entity head is a small MLP over each token state and an embedding
+    of its piece's casing, which the uncased encoder cannot see."""
 
     def __init__(self, encoder, emotions: int):
         super().__init__()
@@ -208,24 +249,61 @@ class MultiTask(nn.Module):
         self.dropout = nn.Dropout(0.1)
         self.sentiment = nn.Linear(hidden, len(SENTIMENT))
         self.emotion = nn.Linear(hidden, emotions)
-        self.entities = nn.Linear(hidden, len(TAGS))
+        self.case = nn.Embedding(len(CASE_CLASSES), CASE_WIDTH)
+        self.entity_hidden = nn.Linear(hidden + CASE_WIDTH, hidden // 2)
+        self.entities = nn.Linear(hidden // 2, len(TAGS))
 
-    def forward(self, input_ids, attention_mask, token_type_ids):
+    def forward(self, input_ids, attention_mask, token_type_ids, case_ids):
         states = self.encoder(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
         ).last_hidden_state
         weights = attention_mask.unsqueeze(-1).to(states.dtype)
         pooled = (states * weights).sum(1) / weights.sum(1).clamp(min=1.0)
         pooled = self.dropout(pooled)
+        tokens = torch.cat([self.dropout(states), self.case(case_ids)], dim=-1)
         return (
             self.sentiment(pooled),
             self.emotion(pooled),
-            self.entities(self.dropout(states)),
+            self.entities(F.gelu(self.entity_hidden(tokens))),
         )
 
 
-def run(model, ids, mask):
-    return model(ids, mask, torch.zeros_like(ids))
+def run(model, ids, mask, cases):
+    return model(ids, mask, torch.zeros_like(ids), cases)
+
+
+def keep_layers(encoder, count: int) -> list[int]:
+    """Cuts the encoder to `count` of its layers, evenly spaced, first and last kept."""
+    layers = encoder.encoder.layer
+    total = len(layers)
+    if count >= total:
+        return list(range(total))
+    kept = sorted({round(i * (total - 1) / (count - 1)) for i in range(count)})
+    encoder.encoder.layer = nn.ModuleList([layers[i] for i in kept])
+    encoder.config.num_hidden_layers = len(kept)
+    return kept
+
+
+def teacher_logits(teacher: Path, examples: list[Example], threads: int):
+    """The sentiment and emotion logits of a Pulse model directory (the distillation
+    teacher), one text at a time as Pulse runs it."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(teacher / "model.onnx"), options)
+    names = {i.name for i in session.get_inputs()}
+    out = []
+    for e in examples:
+        ids = np.array([e.ids], dtype=np.int64)
+        feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+        if "token_type_ids" in names:
+            feed["token_type_ids"] = np.zeros_like(ids)
+        if "case_ids" in names:
+            feed["case_ids"] = np.array([e.case or [0] * len(e.ids)], dtype=np.int64)
+        s, m = session.run(["sentiment_logits", "emotion_logits"], feed)
+        out.append((s[0], m[0]))
+    return out
 
 
 # --- metrics ----------------------------------------------------------------------------
@@ -265,7 +343,7 @@ def emotion_macro_f1(gold: np.ndarray, chosen: np.ndarray) -> tuple[float, list[
 
 
 def predict(forward, examples: list[Example], size: int = 64):
-    """Runs `forward(ids, mask) -> (sentiment, emotion, entities)` over examples in length
+    """Runs `forward(ids, mask, cases) -> (sentiment, emotion, entities)` over examples in length
     order and returns the outputs in input order (entities as per-example arrays)."""
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].ids))
     sentiment = [None] * len(examples)
@@ -273,8 +351,8 @@ def predict(forward, examples: list[Example], size: int = 64):
     entities = [None] * len(examples)
     for start in range(0, len(order), size):
         part = order[start : start + size]
-        ids, mask = collate([examples[i] for i in part])
-        s, e, n = forward(ids, mask)
+        ids, mask, cases = collate([examples[i] for i in part])
+        s, e, n = forward(ids, mask, cases)
         for row, i in enumerate(part):
             sentiment[i] = s[row]
             emotion[i] = e[row]
@@ -351,12 +429,20 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument("--epochs", type=float, default=3.0)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--max-len", type=int, default=64, help="tokens per training text")
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--name", default="pulse-minilm-multitask")
-    parser.add_argument("--version", default="1.0.0")
+    parser.add_argument("--version", default="2.0.0")
+    parser.add_argument("--layers", type=int, default=4, help="encoder layers kept (of 6)")
+    parser.add_argument(
+        "--teacher",
+        type=Path,
+        help="a Pulse model directory whose sentiment and emotion logits the new model also learns",
+    )
+    parser.add_argument("--distill", type=float, default=0.5, help="weight of the teacher's targets")
+    parser.add_argument("--temperature", type=float, default=2.0)
     parser.add_argument("--limit", type=int, default=0, help="examples per task (smoke runs)")
     args = parser.parse_args()
 
@@ -401,9 +487,10 @@ def main() -> int:
         f"{len(wnut_tune)} / WNUT val {len(wnut_val)}, BTC val {len(btc_val)}"
     )
 
-    def text_examples(rows):
-        ids = encode_texts(tokenizer, [t for t, _ in rows], args.max_len)
-        return [Example(i, target) for i, (_, target) in zip(ids, rows)]
+    def text_examples(rows, max_len=args.max_len):
+        texts = [t for t, _ in rows]
+        ids, cases = encode_texts(tokenizer, texts, max_len), encode_cases(tokenizer, texts, max_len)
+        return [Example(i, target, c) for i, c, (_, target) in zip(ids, cases, rows)]
 
     sets = {
         "sentiment": text_examples(sentiment_train),
@@ -412,7 +499,18 @@ def main() -> int:
         "entities": encode_ner(tokenizer, wnut_train + wnut_train + btc_train, args.max_len),
     }
 
+    if args.teacher:
+        for task in ("sentiment", "emotion"):
+            began = time.time()
+            for example, logits in zip(
+                sets[task], teacher_logits(args.teacher, sets[task], args.threads)
+            ):
+                example.teacher = logits[0] if task == "sentiment" else logits[1]
+            log(f"teacher {args.teacher}: {task} logits in {time.time() - began:.0f} s")
+
     encoder = AutoModel.from_pretrained(str(args.base))
+    kept = keep_layers(encoder, args.layers)
+    log(f"encoder layers kept: {kept}")
     # The 30,522 x 384 word-embedding matrix is half the parameters: frozen, each step costs
     # about a third less on CPU, and the pre-trained vocabulary is kept as it is.
     encoder.embeddings.word_embeddings.weight.requires_grad_(False)
@@ -455,16 +553,31 @@ def main() -> int:
     model.train()
     window_loss, window_start, train_start = {}, time.time(), time.time()
     for step, (task, batch) in enumerate(plan, 1):
-        ids, mask = collate(batch)
-        sentiment_logits, emotion_logits, entity_logits = run(model, ids, mask)
+        ids, mask, cases = collate(batch)
+        sentiment_logits, emotion_logits, entity_logits = run(model, ids, mask, cases)
+        soft = args.distill if args.teacher else 0.0
         if task == "sentiment":
             target = torch.tensor([e.target for e in batch])
             loss = F.cross_entropy(sentiment_logits, target, weight=sentiment_weights)
+            if soft:
+                t = args.temperature
+                teacher = torch.tensor(np.stack([e.teacher for e in batch]))
+                kl = F.kl_div(
+                    F.log_softmax(sentiment_logits / t, -1),
+                    F.softmax(teacher / t, -1),
+                    reduction="batchmean",
+                )
+                loss = (1 - soft) * loss + soft * t * t * kl
         elif task == "emotion":
             target = torch.tensor([e.target for e in batch])
             loss = F.binary_cross_entropy_with_logits(
                 emotion_logits, target, pos_weight=emotion_pos_weight
             )
+            if soft:
+                teacher = torch.sigmoid(torch.tensor(np.stack([e.teacher for e in batch])))
+                loss = (1 - soft) * loss + soft * F.binary_cross_entropy_with_logits(
+                    emotion_logits, teacher
+                )
         else:
             target = torch.full(ids.shape, IGNORE, dtype=torch.long)
             for row, e in enumerate(batch):
@@ -491,9 +604,9 @@ def main() -> int:
     model.eval()
 
     # --- decision rules on the held-out training slices ---------------------------------
-    def torch_forward(ids, mask):
+    def torch_forward(ids, mask, cases):
         with torch.no_grad():
-            return tuple(x.numpy() for x in run(model, ids, mask))
+            return tuple(x.numpy() for x in run(model, ids, mask, cases))
 
     tune_sentiment = text_examples(sentiment_tune)
     s_logits, _, _ = predict(torch_forward, tune_sentiment)
@@ -548,14 +661,15 @@ def main() -> int:
     mask = torch.ones_like(ids)
     torch.onnx.export(
         model,
-        (ids, mask, torch.zeros_like(ids)),
+        (ids, mask, torch.zeros_like(ids), torch.ones_like(ids)),
         str(work),
-        input_names=["input_ids", "attention_mask", "token_type_ids"],
+        input_names=["input_ids", "attention_mask", "token_type_ids", "case_ids"],
         output_names=["sentiment_logits", "emotion_logits", "entity_logits"],
         dynamic_axes={
             "input_ids": {0: "batch", 1: "tokens"},
             "attention_mask": {0: "batch", 1: "tokens"},
             "token_type_ids": {0: "batch", 1: "tokens"},
+            "case_ids": {0: "batch", 1: "tokens"},
             "sentiment_logits": {0: "batch"},
             "emotion_logits": {0: "batch"},
             "entity_logits": {0: "batch", 1: "tokens"},
@@ -580,7 +694,7 @@ def main() -> int:
     options.intra_op_num_threads = args.threads
     session = ort.InferenceSession(str(quantized), options)
 
-    def onnx_forward(ids, mask):
+    def onnx_forward(ids, mask, cases):
         return tuple(
             session.run(
                 None,
@@ -588,13 +702,18 @@ def main() -> int:
                     "input_ids": ids.numpy(),
                     "attention_mask": mask.numpy(),
                     "token_type_ids": np.zeros_like(ids.numpy()),
+                    "case_ids": cases.numpy(),
                 },
             )
         )
 
+    # Validated one text at a time, as Pulse runs the graph: with dynamic int8 activation
+    # scales a text's scores would otherwise depend on its batch companions.
+    def alone(examples):
+        return predict(onnx_forward, examples, size=1)
+
     metrics = {}
-    val_sentiment = [Example(i, 0) for i in encode_texts(tokenizer, [t for t, _ in sentiment_val], 128)]
-    s_logits, _, _ = predict(onnx_forward, val_sentiment)
+    s_logits, _, _ = alone(text_examples(sentiment_val, 128))
     s_gold = [label for _, label in sentiment_val]
     s_pred = list(s_logits.argmax(1))
     metrics["sentiment"] = {
@@ -615,8 +734,7 @@ def main() -> int:
         float(np.mean(np.array(s_gold) == np.array(v_pred))), 4
     )
 
-    val_emotion = [Example(i, 0) for i in encode_texts(tokenizer, [t for t, _ in emotion_val], 128)]
-    _, e_logits, _ = predict(onnx_forward, val_emotion)
+    _, e_logits, _ = alone(text_examples(emotion_val, 128))
     e_gold = np.array([target for _, target in emotion_val])
     macro, per_label = emotion_macro_f1(e_gold, emotion_decisions(sigmoid(e_logits), thresholds))
     metrics["emotion"] = {
@@ -629,7 +747,7 @@ def main() -> int:
     for name, sentences in (("wnut17", wnut_val), ("btc", btc_val)):
         examples = encode_ner(tokenizer, sentences, 512)
         attach_token_index(tokenizer, examples, sentences)
-        _, _, n_logits = predict(onnx_forward, examples)
+        _, _, n_logits = alone(examples)
         score, precision, recall = ner_f1(sentences, ner_spans(examples, sentences, n_logits, 0.0))
         metrics[f"entities_{name}"] = {
             "split": {"wnut17": "WNUT-2017 dev", "btc": "Broad Twitter Corpus dev"}[name],
@@ -645,14 +763,13 @@ def main() -> int:
         for line in (args.data / "stream" / "gurez.10000").read_text(encoding="utf-8").split("\n")
         if line.strip()
     ][:5000]
-    stream_examples = [Example(i, 0) for i in encode_texts(tokenizer, stream, 128)]
     began = time.time()
-    predict(onnx_forward, stream_examples)
+    alone(text_examples([(t, 0) for t in stream], 128))
     metrics["speed"] = {
         "posts": len(stream),
         "posts_per_second": round(len(stream) / (time.time() - began), 1),
         "threads": args.threads,
-        "note": "onnxruntime (Python) on the int8 graph, batches of 64 by length, encoder and heads only",
+        "note": "onnxruntime (Python) on the int8 graph, one post per run, encoder and heads only",
     }
     metrics["size"] = {
         "int8_bytes": quantized.stat().st_size,
@@ -672,6 +789,10 @@ def main() -> int:
         "torch": torch.__version__,
         "sentiment_logit_bias": sentiment_bias.tolist(),
         "entity_o_bias": o_bias,
+        "layers": kept,
+        "teacher": str(args.teacher) if args.teacher else None,
+        "distill": args.distill if args.teacher else 0.0,
+        "temperature": args.temperature,
     }
     log(json.dumps(metrics, indent=2))
 
@@ -683,7 +804,9 @@ def main() -> int:
             "input_ids": "input_ids",
             "attention_mask": "attention_mask",
             "token_type_ids": "token_type_ids",
+            "case_ids": "case_ids",
         },
+        "languages": ["en"],
         "tasks": [
             {
                 "task": "sentiment",
@@ -716,12 +839,31 @@ def model_card(args, metrics, manifest) -> str:
     thresholds = ", ".join(
         f"{k} {v:.3f}" for k, v in zip(manifest["tasks"][1]["labels"], manifest["tasks"][1]["thresholds"])
     )
+    layers = t["layers"]
+    teacher = (
+        f"distilled from `{t['teacher']}` (weight {t['distill']}, temperature {t['temperature']}: "
+        "KL divergence to its sentiment distribution, BCE to its emotion probabilities, its "
+        "logits computed one text at a time as Pulse runs it) next to the labels"
+        if t["teacher"]
+        else "trained on the labels alone"
+    )
     return f"""# {args.name} {args.version}
 
-Pulse's shipped default model: one MiniLM-L6 encoder (6 layers, 384 hidden, uncased) with
-three heads, exported as one ONNX graph (opset 18) and dynamically quantized to int8 with
-per-channel weights. Written by `scripts/train_models.py` (run through `scripts/train`);
-this card is generated by that script.
+Pulse's shipped default model: a MiniLM encoder (all-MiniLM-L6-v2 cut to {len(layers)} of its 6
+layers, {layers}; 384 hidden, uncased) with three heads, exported as one ONNX graph (opset 18)
+and dynamically quantized to int8 with per-channel weights. Written by
+`scripts/train_models.py` (run through `scripts/train`); this card is generated by that script.
+
+Inputs: `input_ids`, `attention_mask`, `token_type_ids`, and `case_ids` [batch, tokens], the
+casing class of each piece read from the original text under its offsets (0 no cased letter,
+1 lower, 2 capitalized, 3 upper, 4 mixed; `crates/pulse-nlp/src/casing.rs` and `case_class`
+in the script compute the same classes). The encoder is uncased, so the entity head (a small
+MLP over each token state and a 16-wide embedding of its casing) gets the capitals this way.
+Languages: `en` (the manifest's `languages`: Pulse gives posts in other languages keywords
+and their language, never this model's scores).
+
+Run it one text at a time, as Pulse does: the graph quantizes activations with one scale per
+input tensor, so inside a batch a text's scores would depend on its companions and padding.
 
 | task | output tensor | kind | labels |
 |---|---|---|---|
@@ -732,7 +874,7 @@ this card is generated by that script.
 Sentiment and emotion read the mean of the token states (the encoder's own pooling);
 entities read every token state and are decoded per word (the first piece of each word).
 
-## Validation (int8 graph, the official validation splits; test splits are held out)
+## Validation (int8 graph run one text at a time; the official validation splits; test splits are held out)
 
 | task | split | metric | this model | baseline |
 |---|---|---|---|---|
@@ -770,14 +912,15 @@ No dataset text is shipped; only the trained weights.
 
 ## Training
 
-Seed {t["seed"]}; word embeddings frozen; {t["epochs"]} epoch(s) of shuffled single-task batches of {t["batch"]} (texts cut to
+Seed {t["seed"]}; {teacher}; word embeddings frozen; {t["epochs"]} epoch(s) of shuffled single-task batches of {t["batch"]} (texts cut to
 {t["max_len"]} tokens, batches formed by length); AdamW, learning rate {t["lr"]} for the encoder
 and 10x for the heads, 6% warm-up then linear decay; class-weighted cross-entropy for
 sentiment, BCE with sqrt-balanced positive weights for emotion, per-word cross-entropy for
 entities. {t["steps"]} steps in {t["minutes"]} min on {t["threads"]} CPU threads (whole script
 {t["total_minutes"]} min), torch {t["torch"]}.
 
-Limits: English only; the tokenizer is uncased (entity recognition cannot use capitals);
+Limits: English only; the tokenizer is uncased (the entity head sees capitals only through
+`case_ids`);
 BTC has no product or creative-work labels, so those kinds are learnt from WNUT-2017 alone;
 the emotion labels are those of Reddit comments; sarcasm and irony are not modelled.
 """
