@@ -282,6 +282,21 @@ fn assert_same_enrichment(text: &str, a: &Enrichment, b: &Enrichment) {
 
 #[test]
 fn a_post_gets_the_same_scores_whatever_its_batch() {
+    assert_scores_ignore_batches(shipped_model());
+}
+
+/// The faster model takes the casing input too: the same holds through that path.
+#[test]
+fn a_post_gets_the_same_scores_whatever_its_batch_with_the_casing_model() {
+    assert_scores_ignore_batches(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/pulse-minilm-l4-multitask"),
+    );
+}
+
+fn assert_scores_ignore_batches(model: PathBuf) {
+    let enricher = Enricher::with_models(&EnrichConfig::default(), std::slice::from_ref(&model))
+        .expect("the model loads");
+    let enrich = |texts: &[&str]| enricher.enrich(texts).expect("enrichment runs");
     let posts = two_hundred_posts();
     let alone: Vec<Enrichment> = posts.iter().map(|p| enrich(&[p]).remove(0)).collect();
     // Shuffled batches of uneven sizes (1 to 64), three times over, with a fixed seed.
@@ -313,7 +328,7 @@ fn a_post_gets_the_same_scores_whatever_its_batch() {
         sessions: 1,
         ..EnrichConfig::default()
     };
-    let single = Enricher::with_models(&config, &[shipped_model()]).unwrap();
+    let single = Enricher::with_models(&config, &[model]).unwrap();
     let texts: Vec<&str> = posts.iter().map(String::as_str).collect();
     for ((text, a), b) in texts.iter().zip(&alone).zip(single.enrich(&texts).unwrap()) {
         assert_same_enrichment(text, a, &b);

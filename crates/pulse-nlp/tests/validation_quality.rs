@@ -66,8 +66,8 @@ fn english(enricher: &Enricher, texts: &[&str]) -> Vec<Enrichment> {
         .collect()
 }
 
-fn shipped() -> (Enricher, Manifest) {
-    let dir = repo_root().join(pulse_core::config::DEFAULT_MODEL);
+fn shipped(dir: &str) -> (Enricher, Manifest) {
+    let dir = repo_root().join(dir);
     let enricher =
         Enricher::with_models(&EnrichConfig::default(), std::slice::from_ref(&dir)).unwrap();
     (enricher, Manifest::load(&dir).unwrap())
@@ -231,21 +231,37 @@ fn entity_f1(enricher: &Enricher, conll: &Path) -> f64 {
     f1(tp, fp, fn_)
 }
 
-#[test]
-fn the_shipped_model_meets_the_quality_targets_on_the_validation_splits() {
-    let Some(data) = data_dir() else { return };
-    let (enricher, manifest) = shipped();
-    let sentiment = sentiment_macro_recall(&enricher, &data);
-    let emotion = emotion_macro_f1(&enricher, &manifest, &data);
+/// The figures of one model directory, printed and checked against the targets.
+fn measure(dir: &str, data: &Path) -> [f64; 4] {
+    let (enricher, manifest) = shipped(dir);
+    let sentiment = sentiment_macro_recall(&enricher, data);
+    let emotion = emotion_macro_f1(&enricher, &manifest, data);
     let entities = entity_f1(&enricher, &data.join("wnut17/emerging.dev.conll"));
     let btc = entity_f1(&enricher, &data.join("btc/btc.dev"));
     println!(
-        "validation through the Rust path: sentiment macro recall {sentiment:.4} (TweetEval \
-         val, target 0.70), emotion macro-F1 {emotion:.4} (GoEmotions-Ekman dev, target \
-         0.58), entity F1 {entities:.4} (WNUT-2017 dev, exact span and kind, target 0.45), \
-         {btc:.4} (Broad Twitter Corpus dev)"
+        "{dir} through the Rust path: sentiment macro recall {sentiment:.4} (TweetEval val, \
+         target 0.70), emotion macro-F1 {emotion:.4} (GoEmotions-Ekman dev, target 0.58), \
+         entity F1 {entities:.4} (WNUT-2017 dev, exact span and kind, target 0.45), {btc:.4} \
+         (Broad Twitter Corpus dev, target 0.50)"
     );
-    assert!(sentiment >= 0.70, "sentiment macro recall {sentiment:.4}");
-    assert!(emotion >= 0.58, "emotion macro-F1 {emotion:.4}");
-    assert!(entities >= 0.45, "entity F1 {entities:.4}");
+    assert!(
+        sentiment >= 0.70,
+        "{dir}: sentiment macro recall {sentiment:.4}"
+    );
+    assert!(emotion >= 0.58, "{dir}: emotion macro-F1 {emotion:.4}");
+    assert!(entities >= 0.45, "{dir}: entity F1 {entities:.4}");
+    assert!(btc >= 0.50, "{dir}: BTC entity F1 {btc:.4}");
+    [sentiment, emotion, entities, btc]
+}
+
+#[test]
+fn the_shipped_models_meet_the_quality_targets_on_the_validation_splits() {
+    let Some(data) = data_dir() else { return };
+    measure(pulse_core::config::DEFAULT_MODEL, &data);
+    let [_, _, _, btc] = measure("models/pulse-minilm-l4-multitask", &data);
+    // What the casing input buys: the uncased default reads 0.544 on BTC's names.
+    assert!(
+        btc >= 0.56,
+        "the casing input's gain on BTC is gone: {btc:.4}"
+    );
 }

@@ -293,6 +293,9 @@ async fn assert_window(
                 for (emotion, sum) in minute.emotion_micros {
                     *hour.emotion_micros.entry(emotion).or_default() += sum;
                 }
+                for (lang, n) in minute.languages {
+                    *hour.languages.entry(lang).or_default() += n;
+                }
             }
             _ => hours.push(minute),
         }

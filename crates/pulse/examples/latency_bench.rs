@@ -104,7 +104,8 @@ async fn follow_stream(api: String, channel: String, clock: Shared) -> anyhow::R
     Ok(())
 }
 
-/// Polls the channel's live window every 50 ms and records when its count grew.
+/// Polls the channel's live window every 50 ms and records when its count grew; failed polls
+/// are skipped and counted.
 async fn poll_live(
     api: String,
     channel: String,
@@ -113,10 +114,12 @@ async fn poll_live(
 ) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let mut last = 0;
+    let mut failed = 0_u64;
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     while Instant::now() < until {
         tick.tick().await;
-        let window: Value = client
+        // A failed poll (the API busy at saturation) is skipped: the next one tells.
+        let Ok(response) = client
             .get(format!("{api}/api/v1/live"))
             .query(&[
                 ("channel", channel.as_str()),
@@ -125,15 +128,24 @@ async fn poll_live(
                 ("top", "1"),
             ])
             .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
+            .await
+            .and_then(reqwest::Response::error_for_status)
+        else {
+            failed += 1;
+            continue;
+        };
+        let Ok(window) = response.json::<Value>().await else {
+            failed += 1;
+            continue;
+        };
         let count = window["totals"]["count"].as_u64().unwrap_or(0);
         if count > last {
             last = count;
             lock(&clock).counted.push((Instant::now(), count));
         }
+    }
+    if failed > 0 {
+        eprintln!("{channel}: {failed} live polls failed and were skipped");
     }
     Ok(())
 }
