@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import yake
+from pulse_casing import case_class
 from tokenizers import Tokenizer
 
 CALL = 256
@@ -32,19 +33,6 @@ def posts(folder: Path, wanted: int) -> list[str]:
     if len(out) < wanted:
         raise SystemExit(f"{folder} holds {len(out)} posts, {wanted} wanted")
     return out[:wanted]
-
-
-def case_class(piece: str) -> int:
-    upper = sum(1 for c in piece if c.isupper())
-    lower = sum(1 for c in piece if c.islower())
-    if upper == 0 and lower == 0:
-        return 0
-    if upper == 0:
-        return 1
-    if lower == 0:
-        return 3 if upper >= 2 else 2
-    first = next(c for c in piece if c.isupper() or c.islower())
-    return 2 if first.isupper() else 4
 
 
 class Model:

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pulse_casing import CASE_CLASSES, case_class
 from torch import nn
 
 SENTIMENT = ["negative", "neutral", "positive"]
@@ -44,10 +45,8 @@ WNUT_KINDS = {
 }
 BTC_KINDS = {"PER": "person", "ORG": "organization", "LOC": "location"}
 IGNORE = -100
-# Casing classes of a token piece, read from the original text under the piece's offsets.
-# The encoder is uncased; the entity head gets this instead. pulse-nlp computes the same
-# classes at inference (crates/pulse-nlp/src/casing.rs): keep the two in step.
-CASE_CLASSES = ["none", "lower", "capitalized", "upper", "mixed"]
+# The encoder is uncased; the entity head gets the casing class of each piece instead
+# (scripts/pulse_casing.py, the same classes pulse-nlp computes at inference).
 CASE_WIDTH = 16
 
 
@@ -141,21 +140,6 @@ class Example:
     target: object  # int (sentiment), list[float] (emotion), list[int] (token tags)
     case: list[int] | None = None  # casing class per piece (zeros when None)
     teacher: object = None  # the teacher's logits for distillation (sentiment, emotion)
-
-
-def case_class(piece: str) -> int:
-    """The casing class of one piece's text: by its cased letters only (uncased scripts and
-    digits are "none"), so Python and Rust agree on every character."""
-    upper = sum(1 for c in piece if c.isupper())
-    lower = sum(1 for c in piece if c.islower())
-    if upper == 0 and lower == 0:
-        return 0
-    if upper == 0:
-        return 1
-    if lower == 0:
-        return 3 if upper >= 2 else 2
-    first = next(c for c in piece if c.isupper() or c.islower())
-    return 2 if first.isupper() else 4
 
 
 def case_ids(text: str, encoding) -> list[int]:
@@ -857,7 +841,7 @@ and dynamically quantized to int8 with per-channel weights. Written by
 Inputs: `input_ids`, `attention_mask`, `token_type_ids`, and `case_ids` [batch, tokens], the
 casing class of each piece read from the original text under its offsets (0 no cased letter,
 1 lower, 2 capitalized, 3 upper, 4 mixed; `crates/pulse-nlp/src/casing.rs` and `case_class`
-in the script compute the same classes). The encoder is uncased, so the entity head (a small
+in `scripts/pulse_casing.py` compute the same classes). The encoder is uncased, so the entity head (a small
 MLP over each token state and a 16-wide embedding of its casing) gets the capitals this way.
 Languages: `en` (the manifest's `languages`: Pulse gives posts in other languages keywords
 and their language, never this model's scores).

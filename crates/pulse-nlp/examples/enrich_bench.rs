@@ -301,13 +301,14 @@ fn main() -> anyhow::Result<()> {
             100.0 * graph.bare / graph.full
         );
     }
-    if batched.is_finite() {
-        if let Some(new) = graphs.iter().find(|g| g.label == "new graph") {
-            println!(
-                "new graph full enrichment / old graph previous-path bare pass: {:.2}x",
-                batched / new.full
-            );
-        }
+    if let (Some(old), Some(new)) = (
+        graphs.iter().find(|g| g.label == "old graph"),
+        graphs.iter().find(|g| g.label == "new graph"),
+    ) {
+        println!(
+            "new graph / old graph, full enrichment through today's path: {:.2}x",
+            old.full / new.full
+        );
     }
     match peak_memory_mib() {
         Some(mib) => println!("peak memory (VmHWM): {mib:.0} MiB"),

@@ -2,8 +2,8 @@
 //!
 //! The shipped encoder is uncased: "Apple" and "apple" reach it as the same ids. A model
 //! whose manifest names a `case_ids` input gets one casing class per piece instead, which its
-//! entity head reads. `scripts/train_models.py` (`case_class`) computes the same classes for
-//! training: keep the two in step.
+//! entity head reads. `scripts/pulse_casing.py` (`case_class`) computes the same classes for
+//! training and the Python baseline: keep the two in step.
 
 /// Casing class of a piece: no cased letter (digits, punctuation, uncased scripts, special
 /// tokens).
@@ -36,11 +36,7 @@ pub fn class(piece: &str) -> i64 {
 /// One class per token: `offsets` are character offsets into `text` (end exclusive);
 /// special tokens (`special[i] != 0`) and offsets outside the text are [`NONE`].
 pub fn classes(text: &str, offsets: &[(usize, usize)], special: &[u32]) -> Vec<i64> {
-    let bytes: Vec<usize> = text
-        .char_indices()
-        .map(|(b, _)| b)
-        .chain(std::iter::once(text.len()))
-        .collect();
+    let bytes = crate::decode::char_boundaries(text);
     offsets
         .iter()
         .enumerate()

@@ -113,6 +113,15 @@ pub fn entity_kind(name: &str) -> Option<EntityKind> {
     })
 }
 
+/// The byte offset of every character of `text`, then `text.len()`: character offsets (what
+/// tokenizers report) to byte offsets, for slicing the original text.
+pub fn char_boundaries(text: &str) -> Vec<usize> {
+    text.char_indices()
+        .map(|(b, _)| b)
+        .chain(std::iter::once(text.len()))
+        .collect()
+}
+
 /// The tokens of one encoded text, as the entity decoder needs them.
 pub struct TokenView<'a> {
     /// Word index of each token (`None` for special tokens).
@@ -259,12 +268,7 @@ pub fn entities<'l>(
         return Vec::new();
     }
 
-    // Character offsets -> byte offsets, for slicing the original text.
-    let bytes: Vec<usize> = text
-        .char_indices()
-        .map(|(b, _)| b)
-        .chain(std::iter::once(text.len()))
-        .collect();
+    let bytes = char_boundaries(text);
     spans
         .into_iter()
         .filter_map(|(start, end, kind, total, count)| {
