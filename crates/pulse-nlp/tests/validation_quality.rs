@@ -4,7 +4,9 @@
 //! manifest's thresholds, WNUT-2017 exact-span entity F1. The bars are the project's targets.
 //!
 //! The datasets are not part of the repository (licences); where they are absent the test
-//! says so and checks nothing else. `PULSE_DATA` points elsewhere.
+//! says so and checks nothing else. `PULSE_DATA` points elsewhere. `PULSE_VALIDATE_MODELS`
+//! (directories, comma-separated) measures other models too, e.g. a candidate from
+//! `scripts/train`.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -264,4 +266,8 @@ fn the_shipped_models_meet_the_quality_targets_on_the_validation_splits() {
         btc >= 0.56,
         "the casing input's gain on BTC is gone: {btc:.4}"
     );
+    let candidates = std::env::var("PULSE_VALIDATE_MODELS").unwrap_or_default();
+    for dir in candidates.split(',').filter(|d| !d.is_empty()) {
+        measure(dir, &data);
+    }
 }

@@ -5,9 +5,11 @@
 //! they are full), batching by count and time, producing outcomes and dead letters, waiting
 //! for their delivery, committing only offsets below which every record is handled, and
 //! draining on shutdown; or, for exactly-once delivery, each batch's outputs and consumed
-//! offsets in one Kafka transaction. [`publish`] is the producer side used by every ingest source;
+//! offsets in one Kafka transaction. The stages: [`enrich`], the sinks into the speed and
+//! batch layers ([`speed_sink`], [`batch_sink`]) and into Parquet files ([`archive`]). [`publish`] is the producer side used by every ingest source;
 //! [`replay`] hands a bounded range of a topic to a stage the same way.
 
+pub mod archive;
 pub mod batch_sink;
 mod delivery;
 pub mod enrich;
@@ -21,6 +23,7 @@ pub mod speed_sink;
 pub mod stage;
 mod transactional;
 
+pub use archive::ArchiveSinkStage;
 pub use batch_sink::BatchSinkStage;
 pub use enrich::EnrichStage;
 pub use metrics::PipelineMetrics;

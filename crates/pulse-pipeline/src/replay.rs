@@ -3,14 +3,14 @@
 //! loop hands them: what it emits goes to its output topic, what it rejects to the DLQ, and
 //! every delivery of a batch is confirmed before the next batch is read. Used for a model
 //! upgrade (raw posts into `enrich`), a lost Redis (enriched posts into `sink-speed`) or a
-//! backfill (into `sink-batch`); every sink is idempotent, so replaying twice is harmless.
+//! backfill (into `sink-batch` or `sink-archive`); every sink is idempotent, so replaying twice is harmless.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use pulse_batch::BatchStore;
-use pulse_core::config::{KafkaConfig, PipelineConfig, TopicsConfig};
+use pulse_core::config::{ArchiveConfig, KafkaConfig, PipelineConfig, TopicsConfig};
 use pulse_core::{PostLimits, PulseConfig};
 use pulse_kafka::create_producer;
 use pulse_kafka::replay::{PartitionSpan, ReplayError, ReplayRange, ReplayReader};
@@ -25,7 +25,7 @@ use crate::delivery::{backoff, consume_pause};
 use crate::metrics::{PipelineMetrics, StageMetrics};
 use crate::runner::{confirm_all, handle_batch, Outputs, RunError};
 use crate::stage::{SourceRecord, Stage};
-use crate::{BatchSinkStage, EnrichStage, SpeedSinkStage};
+use crate::{ArchiveSinkStage, BatchSinkStage, EnrichStage, SpeedSinkStage};
 
 /// How far a replay is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -189,16 +189,19 @@ pub enum ReplayStage {
     SinkSpeed,
     /// Enriched posts into the batch layer (a backfill).
     SinkBatch,
+    /// Enriched posts into the Parquet archive (a backfill; the same files are rewritten).
+    SinkArchive,
 }
 
 impl ReplayStage {
-    pub const NAMES: [&'static str; 3] = ["enrich", "sink-speed", "sink-batch"];
+    pub const NAMES: [&'static str; 4] = ["enrich", "sink-speed", "sink-batch", "sink-archive"];
 
     pub fn name(self) -> &'static str {
         match self {
             ReplayStage::Enrich => "enrich",
             ReplayStage::SinkSpeed => "sink-speed",
             ReplayStage::SinkBatch => "sink-batch",
+            ReplayStage::SinkArchive => "sink-archive",
         }
     }
 
@@ -206,7 +209,9 @@ impl ReplayStage {
     pub fn input_topic(self, topics: &TopicsConfig) -> &str {
         match self {
             ReplayStage::Enrich => &topics.raw,
-            ReplayStage::SinkSpeed | ReplayStage::SinkBatch => &topics.enriched,
+            ReplayStage::SinkSpeed | ReplayStage::SinkBatch | ReplayStage::SinkArchive => {
+                &topics.enriched
+            }
         }
     }
 }
@@ -214,12 +219,13 @@ impl ReplayStage {
 impl std::str::FromStr for ReplayStage {
     type Err = String;
 
-    /// A stage's name; `speed` and `batch` are accepted for the sinks.
+    /// A stage's name; `speed`, `batch` and `archive` are accepted for the sinks.
     fn from_str(name: &str) -> Result<Self, String> {
         match name {
             "enrich" => Ok(ReplayStage::Enrich),
             "sink-speed" | "speed" => Ok(ReplayStage::SinkSpeed),
             "sink-batch" | "batch" => Ok(ReplayStage::SinkBatch),
+            "sink-archive" | "archive" => Ok(ReplayStage::SinkArchive),
             other => Err(format!(
                 "no stage {other:?}: replay into {}",
                 ReplayStage::NAMES.join(", ")
@@ -251,6 +257,7 @@ pub struct Replayer {
     enricher: Option<Arc<Enricher>>,
     speed: Option<SpeedLayer>,
     batch: Option<BatchStore>,
+    archive: ArchiveConfig,
 }
 
 impl Replayer {
@@ -266,6 +273,7 @@ impl Replayer {
             enricher: None,
             speed: None,
             batch: None,
+            archive: config.archive.clone(),
         })
     }
 
@@ -315,6 +323,7 @@ impl Replayer {
             ReplayStage::SinkBatch => Target::SinkBatch(BatchSinkStage::new(
                 self.batch.clone().ok_or(unavailable("batch layer"))?,
             )),
+            ReplayStage::SinkArchive => Target::SinkArchive(ArchiveSinkStage::new(&self.archive)),
         })
     }
 
@@ -344,6 +353,10 @@ impl Replayer {
             Target::SinkBatch(stage) => {
                 replay_into(&stage, reader, sink, pipeline, progress, shutdown).await?
             }
+            Target::SinkArchive(stage) => {
+                let pipeline = self.archive.pipeline(pipeline);
+                replay_into(&stage, reader, sink, &pipeline, progress, shutdown).await?
+            }
         };
         Ok(report)
     }
@@ -354,4 +367,5 @@ enum Target {
     Enrich(EnrichStage),
     SinkSpeed(SpeedSinkStage),
     SinkBatch(BatchSinkStage),
+    SinkArchive(ArchiveSinkStage),
 }

@@ -40,7 +40,7 @@ pub struct RecomputeRequest {
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayRequest {
-    /// The stage to replay into: `enrich`, `sink-speed` or `sink-batch`.
+    /// The stage to replay into: `enrich`, `sink-speed`, `sink-batch` or `sink-archive`.
     into: String,
     /// Topic to read; default: the stage's input (raw for `enrich`, enriched for the sinks).
     topic: Option<String>,

@@ -1,7 +1,7 @@
 //! `pulse replay`: re-reads a range of a topic, from an offset or a time up to a time or
 //! the topic's current end, into one stage: raw posts into `enrich` after a model upgrade,
-//! enriched posts into `sink-speed` after Redis lost its windows, or into `sink-batch` for
-//! a backfill. Reads outside any consumer group, so the running roles are not disturbed.
+//! enriched posts into `sink-speed` after Redis lost its windows, or into `sink-batch` or
+//! `sink-archive` for a backfill. Reads outside any consumer group, so the running roles are not disturbed.
 //! Shows progress; prints the report as JSON on stdout.
 
 use std::collections::BTreeMap;
@@ -48,7 +48,8 @@ pub struct ReplayArgs {
     /// topic has when the replay begins).
     #[arg(long, value_parser = parse_time)]
     to_time: Option<DateTime<Utc>>,
-    /// The stage to replay into: enrich, sink-speed (or speed), sink-batch (or batch).
+    /// The stage to replay into: enrich, sink-speed (or speed), sink-batch (or batch),
+    /// sink-archive (or archive).
     #[arg(long, value_parser = |s: &str| s.parse::<ReplayStage>())]
     into: ReplayStage,
 }
@@ -66,6 +67,8 @@ pub async fn run(args: ReplayArgs, config: PulseConfig) -> anyhow::Result<ExitCo
             Some(store) => replayer.with_batch(store),
             None => return Ok(ExitCode::from(130)),
         },
+        // The archive needs nothing but its folder.
+        ReplayStage::SinkArchive => replayer,
     };
     let start = match (args.from_offset, args.from_time) {
         (Some(start), _) => start,

@@ -109,6 +109,12 @@ impl<S: Stage> StageRole<S> {
         })
     }
 
+    /// Runs with `pipeline`'s batching instead of `[pipeline]`'s.
+    pub fn with_pipeline(mut self, pipeline: PipelineConfig) -> Self {
+        self.pipeline = pipeline;
+        self
+    }
+
     /// Runs until `shutdown`, then drains and commits.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         run_stage(self.stage, self.io, &self.pipeline, self.metrics, shutdown).await?;

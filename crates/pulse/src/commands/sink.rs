@@ -4,11 +4,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Subcommand;
 use pulse_batch::{BatchError, BatchStore};
 use pulse_core::config::Delivery;
 use pulse_core::PulseConfig;
-use pulse_pipeline::{BatchSinkStage, PipelineMetrics, SpeedRecovery, SpeedSinkStage};
+use pulse_pipeline::{
+    ArchiveSinkStage, BatchSinkStage, PipelineMetrics, SpeedRecovery, SpeedSinkStage,
+};
 use pulse_speed::SpeedLayer;
 use tokio_util::sync::CancellationToken;
 
@@ -21,6 +24,8 @@ pub enum SinkCommand {
     Speed,
     /// Enriched posts into the Cassandra/ScyllaDB history (posts, mentions).
     Batch,
+    /// Enriched posts into hourly Parquet files under `archive.dir`, by channel and hour.
+    Archive,
 }
 
 /// Runs a sink role until SIGINT/SIGTERM.
@@ -43,6 +48,7 @@ pub async fn run(command: SinkCommand, config: PulseConfig) -> anyhow::Result<Ex
             })
             .await
         }
+        SinkCommand::Archive => role::serve(&config, shutdown, build_archive).await,
     }
 }
 
@@ -87,6 +93,29 @@ pub fn build_batch(
         &config.kafka.topics.enriched,
         Delivery::AtLeastOnce,
     )
+}
+
+/// The archive sink: enriched topic into Parquet files under `archive.dir`, in group
+/// `archive.group`, with the archive's batching.
+pub fn build_archive(
+    config: &PulseConfig,
+    metrics: &PipelineMetrics,
+) -> anyhow::Result<StageRole<ArchiveSinkStage>> {
+    std::fs::create_dir_all(&config.archive.dir).with_context(|| {
+        format!(
+            "cannot create the archive folder {}",
+            config.archive.dir.display()
+        )
+    })?;
+    let role = StageRole::build(
+        config,
+        metrics,
+        ArchiveSinkStage::new(&config.archive),
+        &config.archive.group,
+        &config.kafka.topics.enriched,
+        Delivery::AtLeastOnce,
+    )?;
+    Ok(role.with_pipeline(config.archive.pipeline(&config.pipeline)))
 }
 
 /// Connects to the batch layer, retrying with backoff while no node answers or the schema
