@@ -8,6 +8,7 @@
 use pulse_batch::{BatchError, BatchStore};
 use pulse_core::{DeadLetterKind, EnrichedPost, Tombstone};
 
+use crate::catalogue::StageKind;
 use crate::stage::{enriched_records, Outcome, ReceivedPost, SourceRecord, Stage, StageError};
 
 /// Writes enriched posts to the batch layer.
@@ -22,8 +23,8 @@ impl BatchSinkStage {
 }
 
 impl Stage for BatchSinkStage {
-    fn name(&self) -> &'static str {
-        "sink-batch"
+    fn kind(&self) -> StageKind {
+        StageKind::SinkBatch
     }
 
     fn output_topic(&self) -> Option<&str> {

@@ -7,6 +7,7 @@ use chrono::Utc;
 use pulse_core::{decode_record, DeadLetterKind, EnrichedPost, Enrichment, PostLimits, RawRecord};
 use pulse_nlp::{Enriched, Enricher, PostText};
 
+use crate::catalogue::StageKind;
 use crate::stage::{Outcome, SourceRecord, Stage, StageError};
 
 /// Validates and enriches raw posts.
@@ -28,8 +29,8 @@ impl EnrichStage {
 }
 
 impl Stage for EnrichStage {
-    fn name(&self) -> &'static str {
-        "enrich"
+    fn kind(&self) -> StageKind {
+        StageKind::Enrich
     }
 
     fn output_topic(&self) -> Option<&str> {

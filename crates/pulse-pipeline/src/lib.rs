@@ -11,6 +11,7 @@
 
 pub mod archive;
 pub mod batch_sink;
+pub mod catalogue;
 mod delivery;
 pub mod enrich;
 pub mod live;
@@ -25,6 +26,7 @@ mod transactional;
 
 pub use archive::ArchiveSinkStage;
 pub use batch_sink::BatchSinkStage;
+pub use catalogue::StageKind;
 pub use enrich::EnrichStage;
 pub use metrics::PipelineMetrics;
 pub use runner::run_stage;

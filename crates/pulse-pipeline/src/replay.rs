@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pulse_batch::BatchStore;
-use pulse_core::config::{ArchiveConfig, KafkaConfig, PipelineConfig, TopicsConfig};
-use pulse_core::{PostLimits, PulseConfig};
+use pulse_core::config::{PipelineConfig, TopicsConfig};
+use pulse_core::PulseConfig;
 use pulse_kafka::create_producer;
 use pulse_kafka::replay::{PartitionSpan, ReplayError, ReplayRange, ReplayReader};
 use pulse_nlp::Enricher;
@@ -21,6 +21,7 @@ use rdkafka::producer::FutureProducer;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::catalogue::StageKind;
 use crate::delivery::{backoff, consume_pause};
 use crate::metrics::{PipelineMetrics, StageMetrics};
 use crate::runner::{confirm_all, handle_batch, Outputs, RunError};
@@ -179,61 +180,6 @@ fn report<S: Stage>(
     }
 }
 
-/// The stages a replay can feed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ReplayStage {
-    /// Raw posts enriched again (a new model) and produced to the enriched topic.
-    Enrich,
-    /// Enriched posts into the Redis speed layer (after Redis lost them).
-    SinkSpeed,
-    /// Enriched posts into the batch layer (a backfill).
-    SinkBatch,
-    /// Enriched posts into the Parquet archive (a backfill; the same files are rewritten).
-    SinkArchive,
-}
-
-impl ReplayStage {
-    pub const NAMES: [&'static str; 4] = ["enrich", "sink-speed", "sink-batch", "sink-archive"];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            ReplayStage::Enrich => "enrich",
-            ReplayStage::SinkSpeed => "sink-speed",
-            ReplayStage::SinkBatch => "sink-batch",
-            ReplayStage::SinkArchive => "sink-archive",
-        }
-    }
-
-    /// The topic the stage consumes when it runs as a role: what a replay reads by default.
-    pub fn input_topic(self, topics: &TopicsConfig) -> &str {
-        match self {
-            ReplayStage::Enrich => &topics.raw,
-            ReplayStage::SinkSpeed | ReplayStage::SinkBatch | ReplayStage::SinkArchive => {
-                &topics.enriched
-            }
-        }
-    }
-}
-
-impl std::str::FromStr for ReplayStage {
-    type Err = String;
-
-    /// A stage's name; `speed`, `batch` and `archive` are accepted for the sinks.
-    fn from_str(name: &str) -> Result<Self, String> {
-        match name {
-            "enrich" => Ok(ReplayStage::Enrich),
-            "sink-speed" | "speed" => Ok(ReplayStage::SinkSpeed),
-            "sink-batch" | "batch" => Ok(ReplayStage::SinkBatch),
-            "sink-archive" | "archive" => Ok(ReplayStage::SinkArchive),
-            other => Err(format!(
-                "no stage {other:?}: replay into {}",
-                ReplayStage::NAMES.join(", ")
-            )),
-        }
-    }
-}
-
 /// Why a replay could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayFailure {
@@ -249,15 +195,12 @@ pub enum ReplayFailure {
 /// with (each optional: a process replays into the stages it has), a producer for outputs
 /// and dead letters, and the configuration of topics, batches and post limits.
 pub struct Replayer {
-    kafka: KafkaConfig,
-    pipeline: PipelineConfig,
-    limits: PostLimits,
+    config: PulseConfig,
     producer: FutureProducer,
     metrics: PipelineMetrics,
     enricher: Option<Arc<Enricher>>,
     speed: Option<SpeedLayer>,
     batch: Option<BatchStore>,
-    archive: ArchiveConfig,
 }
 
 impl Replayer {
@@ -265,15 +208,12 @@ impl Replayer {
     /// methods. Its metrics are labelled `replay-<stage>`.
     pub fn new(config: &PulseConfig, metrics: PipelineMetrics) -> Result<Self, KafkaError> {
         Ok(Self {
-            kafka: config.kafka.clone(),
-            pipeline: config.pipeline.clone(),
-            limits: config.enrich.post_limits(),
+            config: config.clone(),
             producer: create_producer(&config.kafka)?,
             metrics,
             enricher: None,
             speed: None,
             batch: None,
-            archive: config.archive.clone(),
         })
     }
 
@@ -294,43 +234,45 @@ impl Replayer {
 
     /// The topics of this deployment.
     pub fn topics(&self) -> &TopicsConfig {
-        &self.kafka.topics
+        &self.config.kafka.topics
     }
 
     /// Plans `range` against the broker: the reader to hand to [`Replayer::run`]. Fails
     /// early (unknown topic, broker down, a stage this process cannot feed).
     pub async fn open(
         &self,
-        stage: ReplayStage,
+        stage: StageKind,
         range: ReplayRange,
     ) -> Result<ReplayReader, ReplayFailure> {
         self.target(stage)?;
-        Ok(ReplayReader::open(&self.kafka, range).await?)
+        Ok(ReplayReader::open(&self.config.kafka, range).await?)
     }
 
     /// The stage `stage` names, built on this process's resources.
-    fn target(&self, stage: ReplayStage) -> Result<Target, ReplayFailure> {
+    fn target(&self, stage: StageKind) -> Result<Target, ReplayFailure> {
         let unavailable = |what| ReplayFailure::Unavailable(stage.name(), what);
         Ok(match stage {
-            ReplayStage::Enrich => Target::Enrich(EnrichStage::new(
+            StageKind::Enrich => Target::Enrich(EnrichStage::new(
                 self.enricher.clone().ok_or(unavailable("enricher"))?,
-                self.limits.clone(),
-                self.kafka.topics.enriched.clone(),
+                self.config.enrich.post_limits(),
+                self.config.kafka.topics.enriched.clone(),
             )),
-            ReplayStage::SinkSpeed => Target::SinkSpeed(SpeedSinkStage::new(
+            StageKind::SinkSpeed => Target::SinkSpeed(SpeedSinkStage::new(
                 self.speed.clone().ok_or(unavailable("speed layer"))?,
             )),
-            ReplayStage::SinkBatch => Target::SinkBatch(BatchSinkStage::new(
+            StageKind::SinkBatch => Target::SinkBatch(BatchSinkStage::new(
                 self.batch.clone().ok_or(unavailable("batch layer"))?,
             )),
-            ReplayStage::SinkArchive => Target::SinkArchive(ArchiveSinkStage::new(&self.archive)),
+            StageKind::SinkArchive => {
+                Target::SinkArchive(ArchiveSinkStage::new(&self.config.archive))
+            }
         })
     }
 
     /// Replays what `reader` reads into `stage` (see [`replay_into`]).
     pub async fn run(
         &self,
-        stage: ReplayStage,
+        stage: StageKind,
         reader: &mut ReplayReader,
         progress: &(dyn Fn(ReplayProgress) + Sync),
         shutdown: &CancellationToken,
@@ -338,11 +280,11 @@ impl Replayer {
         let metrics = self.metrics.for_stage(&format!("replay-{}", stage.name()));
         let sink = ReplaySink {
             producer: &self.producer,
-            dlq_topic: &self.kafka.topics.dlq,
-            max_record_bytes: self.kafka.max_record_bytes,
+            dlq_topic: &self.config.kafka.topics.dlq,
+            max_record_bytes: self.config.kafka.max_record_bytes,
             metrics: &metrics,
         };
-        let pipeline = &self.pipeline;
+        let pipeline = &stage.pipeline(&self.config);
         let report = match self.target(stage)? {
             Target::Enrich(stage) => {
                 replay_into(&stage, reader, sink, pipeline, progress, shutdown).await?
@@ -354,8 +296,7 @@ impl Replayer {
                 replay_into(&stage, reader, sink, pipeline, progress, shutdown).await?
             }
             Target::SinkArchive(stage) => {
-                let pipeline = self.archive.pipeline(pipeline);
-                replay_into(&stage, reader, sink, &pipeline, progress, shutdown).await?
+                replay_into(&stage, reader, sink, pipeline, progress, shutdown).await?
             }
         };
         Ok(report)

@@ -31,8 +31,9 @@ use rdkafka::error::KafkaError;
 use tokio::sync::{Mutex, MutexGuard};
 use tokio_util::sync::CancellationToken;
 
+use crate::catalogue::StageKind;
 use crate::metrics::PipelineMetrics;
-use crate::replay::{ReplayStage, Replayer};
+use crate::replay::Replayer;
 use crate::stage::StageError;
 
 /// How often an idle sink checks whether Redis restarted (a busy one checks every batch).
@@ -265,12 +266,12 @@ impl SpeedRecovery {
         let failed = |e| StageError(format!("cannot re-apply what redis lost: {e}"));
         let mut reader = self
             .replayer
-            .open(ReplayStage::SinkSpeed, range)
+            .open(StageKind::SinkSpeed, range)
             .await
             .map_err(failed)?;
         let report = self
             .replayer
-            .run(ReplayStage::SinkSpeed, &mut reader, &|_| {}, &self.shutdown)
+            .run(StageKind::SinkSpeed, &mut reader, &|_| {}, &self.shutdown)
             .await
             .map_err(failed)?;
         if !report.complete {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use pulse_speed::{LogPosition, PostToApply, SpeedLayer};
 
+use crate::catalogue::StageKind;
 use crate::speed_recovery::SpeedRecovery;
 use crate::stage::{enriched_records, Outcome, SourceRecord, Stage, StageError};
 
@@ -34,8 +35,8 @@ impl SpeedSinkStage {
 }
 
 impl Stage for SpeedSinkStage {
-    fn name(&self) -> &'static str {
-        "sink-speed"
+    fn kind(&self) -> StageKind {
+        StageKind::SinkSpeed
     }
 
     fn output_topic(&self) -> Option<&str> {

@@ -5,6 +5,8 @@ use std::future::Future;
 use pulse_core::{DeadLetterKind, EnrichedPost, Tombstone};
 use pulse_kafka::Origin;
 
+use crate::catalogue::StageKind;
+
 /// A record consumed from a topic, as handed to a stage.
 #[derive(Debug, Clone)]
 pub struct SourceRecord {
@@ -115,8 +117,13 @@ pub struct StageError(pub String);
 
 /// One step of the pipeline.
 pub trait Stage: Send + Sync + 'static {
-    /// Short name used in logs, metrics and DLQ headers (`enrich`, `sink-batch`, ...).
-    fn name(&self) -> &'static str;
+    /// Which stage of the catalogue this is.
+    fn kind(&self) -> StageKind;
+
+    /// The stage's name in logs, metrics and DLQ headers.
+    fn name(&self) -> &'static str {
+        self.kind().name()
+    }
 
     /// Topic that [`Outcome::Emit`] records go to, if the stage emits any.
     fn output_topic(&self) -> Option<&str>;

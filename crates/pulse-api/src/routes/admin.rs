@@ -14,7 +14,8 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use pulse_batch::RecomputeProgress;
 use pulse_kafka::replay::{ReplayError, ReplayRange, ReplayStart};
-use pulse_pipeline::replay::{ReplayFailure, ReplayStage};
+use pulse_pipeline::replay::ReplayFailure;
+use pulse_pipeline::StageKind;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::ToSchema;
@@ -258,7 +259,7 @@ pub async fn replay(
     _: Authorized,
     ObjectBody(request): ObjectBody<ReplayRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let stage: ReplayStage = request.into.parse().map_err(ApiError::bad_parameter)?;
+    let stage: StageKind = request.into.parse().map_err(ApiError::bad_parameter)?;
     let start = match (request.from_offset.clone(), request.from_time.as_deref()) {
         (Some(offsets), None) => offsets.start()?,
         (None, Some(from)) => ReplayStart::Time(time("from_time", from)?),

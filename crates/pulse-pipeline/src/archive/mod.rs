@@ -19,6 +19,7 @@ use std::sync::Arc;
 use pulse_core::config::{ArchiveCompression, ArchiveConfig};
 use pulse_core::{DeadLetterKind, Tombstone};
 
+use crate::catalogue::StageKind;
 use crate::stage::{enriched_records, Outcome, SourceRecord, Stage, StageError};
 use layout::{hour_folder, is_archive_file, ArchiveFile};
 use table::{ArchivedPost, TableError};
@@ -49,8 +50,8 @@ impl ArchiveSinkStage {
 }
 
 impl Stage for ArchiveSinkStage {
-    fn name(&self) -> &'static str {
-        "sink-archive"
+    fn kind(&self) -> StageKind {
+        StageKind::SinkArchive
     }
 
     fn output_topic(&self) -> Option<&str> {

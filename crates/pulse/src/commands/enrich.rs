@@ -43,12 +43,5 @@ pub fn build(
         config.enrich.post_limits(),
         topics.enriched.clone(),
     );
-    StageRole::build(
-        config,
-        metrics,
-        stage,
-        &config.enrich.group,
-        &topics.raw,
-        config.enrich.delivery,
-    )
+    StageRole::build(config, metrics, stage)
 }

@@ -16,8 +16,9 @@ use prometheus_client::registry::Registry;
 use pulse_core::time::parse_time;
 use pulse_core::PulseConfig;
 use pulse_kafka::replay::{ReplayRange, ReplayStart};
-use pulse_pipeline::replay::{ReplayProgress, ReplayStage, Replayer};
-use pulse_pipeline::PipelineMetrics;
+use pulse_pipeline::catalogue::Resource;
+use pulse_pipeline::replay::{ReplayProgress, Replayer};
+use pulse_pipeline::{PipelineMetrics, StageKind};
 use pulse_speed::SpeedLayer;
 
 use super::{enrich, sink};
@@ -50,8 +51,8 @@ pub struct ReplayArgs {
     to_time: Option<DateTime<Utc>>,
     /// The stage to replay into: enrich, sink-speed (or speed), sink-batch (or batch),
     /// sink-archive (or archive).
-    #[arg(long, value_parser = |s: &str| s.parse::<ReplayStage>())]
-    into: ReplayStage,
+    #[arg(long, value_parser = |s: &str| s.parse::<StageKind>())]
+    into: StageKind,
 }
 
 /// Runs the replay; exit 130 when interrupted (the report says where to resume).
@@ -60,15 +61,15 @@ pub async fn run(args: ReplayArgs, config: PulseConfig) -> anyhow::Result<ExitCo
     let metrics = PipelineMetrics::register(&mut Registry::default());
     let mut replayer = Replayer::new(&config, metrics)?;
     // Only what the chosen stage writes with is loaded or connected.
-    replayer = match args.into {
-        ReplayStage::Enrich => replayer.with_enricher(enrich::load_enricher(&config)?),
-        ReplayStage::SinkSpeed => replayer.with_speed(SpeedLayer::connect(&config.speed)?),
-        ReplayStage::SinkBatch => match sink::connect_batch(&config, &shutdown).await? {
+    replayer = match args.into.needs() {
+        Resource::Enricher => replayer.with_enricher(enrich::load_enricher(&config)?),
+        Resource::SpeedLayer => replayer.with_speed(SpeedLayer::connect(&config.speed)?),
+        Resource::BatchStore => match sink::connect_batch(&config, &shutdown).await? {
             Some(store) => replayer.with_batch(store),
             None => return Ok(ExitCode::from(130)),
         },
-        // The archive needs nothing but its folder.
-        ReplayStage::SinkArchive => replayer,
+        // The stage creates its folder's subfolders as it writes.
+        Resource::ArchiveFolder => replayer,
     };
     let start = match (args.from_offset, args.from_time) {
         (Some(start), _) => start,

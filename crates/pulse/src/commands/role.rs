@@ -48,17 +48,20 @@ pub struct StageRole<S: Stage> {
 }
 
 impl<S: Stage> StageRole<S> {
-    /// Wires `stage` to consume `input` in consumer group `group`, delivering its outputs
-    /// as `delivery` says (exactly-once: with a transactional producer whose id this
-    /// process claims).
+    /// Wires `stage` to its input topic and consumer group, delivering its outputs as the
+    /// catalogue says (exactly-once: with a transactional producer whose id this process
+    /// claims).
     pub fn build(
         config: &PulseConfig,
         metrics: &PipelineMetrics,
         stage: S,
-        group: &str,
-        input: &str,
-        delivery: Delivery,
     ) -> anyhow::Result<Self> {
+        let kind = stage.kind();
+        let (group, input, delivery) = (
+            kind.group(config),
+            kind.input_topic(&config.kafka.topics),
+            kind.delivery(config),
+        );
         let consumer = subscribe(&config.kafka, group, &[input], metrics.lag.clone())?;
         let (producer, instance) = match delivery {
             Delivery::AtLeastOnce => (create_producer(&config.kafka)?, None),
@@ -104,15 +107,9 @@ impl<S: Stage> StageRole<S> {
             metrics: metrics.for_stage(stage.name()),
             stage: Arc::new(stage),
             io,
-            pipeline: config.pipeline.clone(),
+            pipeline: kind.pipeline(config),
             _instance: instance,
         })
-    }
-
-    /// Runs with `pipeline`'s batching instead of `[pipeline]`'s.
-    pub fn with_pipeline(mut self, pipeline: PipelineConfig) -> Self {
-        self.pipeline = pipeline;
-        self
     }
 
     /// Runs until `shutdown`, then drains and commits.

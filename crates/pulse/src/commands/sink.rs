@@ -7,7 +7,6 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Subcommand;
 use pulse_batch::{BatchError, BatchStore};
-use pulse_core::config::Delivery;
 use pulse_core::PulseConfig;
 use pulse_pipeline::{
     ArchiveSinkStage, BatchSinkStage, PipelineMetrics, SpeedRecovery, SpeedSinkStage,
@@ -69,14 +68,7 @@ pub fn build_speed(
     )?);
     tokio::spawn(recovery.clone().watch());
     let stage = SpeedSinkStage::new(layer).with_recovery(recovery);
-    StageRole::build(
-        config,
-        metrics,
-        stage,
-        &config.speed.group,
-        &config.kafka.topics.enriched,
-        Delivery::AtLeastOnce,
-    )
+    StageRole::build(config, metrics, stage)
 }
 
 /// The batch sink: enriched topic into the batch layer, in group `batch.group`.
@@ -85,14 +77,7 @@ pub fn build_batch(
     metrics: &PipelineMetrics,
     store: BatchStore,
 ) -> anyhow::Result<StageRole<BatchSinkStage>> {
-    StageRole::build(
-        config,
-        metrics,
-        BatchSinkStage::new(store),
-        &config.batch.group,
-        &config.kafka.topics.enriched,
-        Delivery::AtLeastOnce,
-    )
+    StageRole::build(config, metrics, BatchSinkStage::new(store))
 }
 
 /// The archive sink: enriched topic into Parquet files under `archive.dir`, in group
@@ -107,15 +92,7 @@ pub fn build_archive(
             config.archive.dir.display()
         )
     })?;
-    let role = StageRole::build(
-        config,
-        metrics,
-        ArchiveSinkStage::new(&config.archive),
-        &config.archive.group,
-        &config.kafka.topics.enriched,
-        Delivery::AtLeastOnce,
-    )?;
-    Ok(role.with_pipeline(config.archive.pipeline(&config.pipeline)))
+    StageRole::build(config, metrics, ArchiveSinkStage::new(&config.archive))
 }
 
 /// Connects to the batch layer, retrying with backoff while no node answers or the schema
