@@ -1321,6 +1321,45 @@ async fn requests_are_counted_by_route_template_and_status() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recompute_without_an_end_leaves_hours_still_receiving_posts_open() {
+    let config = ApiConfig {
+        tokens: vec!["admin-token".into()],
+        ..ApiConfig::default()
+    };
+    let api = start("recompute_default", keywords_only(), config).await;
+    let before = pulse_batch::settled_end(Utc::now());
+    let (status, started) = api
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/admin/recompute",
+            Some(json!({})),
+            Some("admin-token"),
+        )
+        .await;
+    let after = pulse_batch::settled_end(Utc::now());
+    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+    let job = finished_job(&api, started["id"].as_u64().expect("an id"), "admin-token").await;
+    assert_eq!(job["state"], "done", "{job}");
+    let watermark: DateTime<Utc> =
+        serde_json::from_value(job["report"]["watermark"].clone()).expect("a watermark");
+    // The end the CLI takes too: the last hour that ended over 5 minutes ago.
+    assert!(watermark == before || watermark == after, "{job}");
+    assert!(watermark <= Granularity::Hour.floor(Utc::now()));
+    assert!(
+        Utc::now() - watermark > pulse_batch::RECOMPUTE_SETTLE,
+        "{job}"
+    );
+    // Only the fixture's posts before the watermark are rolled up; the rest wait.
+    let rolled = api
+        .alpha
+        .iter()
+        .chain(&api.beta)
+        .filter(|p| p.post.created_at < watermark)
+        .count();
+    assert_eq!(job["report"]["posts"], rolled, "{job}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recompute_job_runs_in_the_background_and_reports_its_outcome() {
     let config = ApiConfig {
         tokens: vec!["admin-token".into()],

@@ -22,7 +22,10 @@ mod write;
 pub use cursor::Cursor;
 pub use delete::Deletion;
 pub use read::{MentionQuery, PostPage, PostQuery, TermKind};
-pub use recompute::{RecomputeProgress, RecomputeReport, Rollup, TermCount, ROLLUPS_VIEW};
+pub use recompute::{
+    settled_end, RecomputeProgress, RecomputeReport, Rollup, TermCount, RECOMPUTE_SETTLE,
+    ROLLUPS_VIEW,
+};
 pub use session::BatchStore;
 pub use write::WriteReport;
 

@@ -17,8 +17,45 @@ use crate::{BatchError, BatchStore};
 /// The watermark row of the rollups.
 pub const ROLLUPS_VIEW: &str = "rollups";
 
+/// How long after an hour ends before a recompute without an explicit end treats it as
+/// complete: posts still on their way through enrichment belong to it.
+pub const RECOMPUTE_SETTLE: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+/// The end of a recompute given no end, at `now`: the start of the last hour that ended
+/// over [`RECOMPUTE_SETTLE`] ago, so the watermark never passes an hour still receiving posts. The
+/// CLI and the admin API both use it.
+pub fn settled_end(now: DateTime<Utc>) -> DateTime<Utc> {
+    Granularity::Hour.floor(now - RECOMPUTE_SETTLE)
+}
+
 /// Days recomputed at once (each reads its hours `batch.read_concurrency` at a time).
 const DAYS_AT_ONCE: usize = 2;
+
+#[cfg(test)]
+mod settled_end_tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().unwrap_or_default()
+    }
+
+    #[test]
+    fn a_default_recompute_stops_before_hours_still_receiving_posts() {
+        // Two minutes into 07:00, hour 06:00 may still get posts: it is left out.
+        assert_eq!(
+            settled_end(at("2026-12-03T07:02:00Z")),
+            at("2026-12-03T06:00:00Z")
+        );
+        assert_eq!(
+            settled_end(at("2026-12-03T07:05:00Z")),
+            at("2026-12-03T07:00:00Z")
+        );
+        assert_eq!(
+            settled_end(at("2026-12-03T00:04:59Z")),
+            at("2026-12-02T23:00:00Z")
+        );
+    }
+}
 
 /// The counters of one bucket of a channel.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -33,7 +33,8 @@ const KEPT: usize = 100;
 pub struct RecomputeRequest {
     /// Start (its whole day); default: the watermark, or the first month with posts.
     from: Option<String>,
-    /// End, floored to the hour; default `now`.
+    /// End, floored to the hour; default: the last hour that ended over 5 minutes ago (as
+    /// `pulse batch recompute`), so the watermark never passes an hour still receiving posts.
     to: Option<String>,
 }
 
@@ -209,7 +210,10 @@ pub async fn recompute(
         .as_deref()
         .map(|t| time("from", t))
         .transpose()?;
-    let to = time("to", request.to.as_deref().unwrap_or("now"))?;
+    let to = match request.to.as_deref() {
+        Some(to) => time("to", to)?,
+        None => pulse_batch::settled_end(Utc::now()),
+    };
     let request = json!({ "from": from, "to": to });
     let job = state.jobs.start("recompute", request)?;
     let id = job.id;

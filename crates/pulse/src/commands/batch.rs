@@ -3,7 +3,7 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
@@ -12,10 +12,6 @@ use pulse_batch::{BatchStore, Cursor, MentionQuery, PostPage, PostQuery, TermKin
 use pulse_core::time::parse_time;
 use pulse_core::{Granularity, PulseConfig, SentimentLabel};
 use serde_json::json;
-
-/// How long after an hour ends before a default recompute treats it as complete: posts
-/// still on their way through enrichment belong to it.
-const SETTLE: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Subcommand)]
 pub enum BatchCommand {
@@ -197,7 +193,9 @@ pub async fn run(command: BatchCommand, config: PulseConfig) -> anyhow::Result<E
 }
 
 async fn recompute(store: &BatchStore, args: RecomputeArgs) -> anyhow::Result<()> {
-    let to = args.to.unwrap_or_else(|| Utc::now() - SETTLE);
+    let to = args
+        .to
+        .unwrap_or_else(|| pulse_batch::settled_end(Utc::now()));
     let bar = if std::io::stderr().is_terminal() {
         ProgressBar::new(0).with_style(
             ProgressStyle::with_template("{bar:30} {pos}/{len} channel-days {msg} eta {eta}")
