@@ -108,16 +108,10 @@ impl Archive {
         for (file, posts) in files {
             let path = file.path(&self.root);
             let _lock = table::lock_folder(&self.root.join(&file.folder))?;
-            let incoming = table::to_batch(posts).map_err(|source| TableError::Arrow {
-                path: path.display().to_string(),
-                source,
-            })?;
+            let incoming = table::to_batch(posts).map_err(TableError::arrow(&path))?;
             let existing = table::read(&path)?;
             let merged =
-                table::merge(existing.as_ref(), &incoming).map_err(|source| TableError::Arrow {
-                    path: path.display().to_string(),
-                    source,
-                })?;
+                table::merge(existing.as_ref(), &incoming).map_err(TableError::arrow(&path))?;
             table::replace(&path, &merged, self.compression)?;
         }
         self.delete(tombstones)
@@ -140,15 +134,9 @@ impl Archive {
                 continue;
             }
             let _lock = table::lock_folder(&folder)?;
-            let entries = std::fs::read_dir(&folder).map_err(|source| TableError::Io {
-                path: folder.display().to_string(),
-                source,
-            })?;
+            let entries = std::fs::read_dir(&folder).map_err(TableError::io(&folder))?;
             for entry in entries {
-                let entry = entry.map_err(|source| TableError::Io {
-                    path: folder.display().to_string(),
-                    source,
-                })?;
+                let entry = entry.map_err(TableError::io(&folder))?;
                 if !is_archive_file(&entry.file_name().to_string_lossy()) {
                     continue;
                 }
@@ -157,10 +145,7 @@ impl Archive {
                     continue;
                 };
                 let (kept, removed) =
-                    table::without(&rows, &ids).map_err(|source| TableError::Arrow {
-                        path: path.display().to_string(),
-                        source,
-                    })?;
+                    table::without(&rows, &ids).map_err(TableError::arrow(&path))?;
                 if removed > 0 {
                     table::replace(&path, &kept, self.compression)?;
                 }

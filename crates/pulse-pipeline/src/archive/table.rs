@@ -40,6 +40,30 @@ pub enum TableError {
     OtherSchema { path: String },
 }
 
+impl TableError {
+    /// `map_err` adapters that name the file or folder at `path`.
+    pub fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Self + '_ {
+        move |source| TableError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+
+    pub fn arrow(path: &Path) -> impl FnOnce(ArrowError) -> Self + '_ {
+        move |source| TableError::Arrow {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+
+    pub fn parquet(path: &Path) -> impl FnOnce(ParquetError) -> Self + '_ {
+        move |source| TableError::Parquet {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
 /// The columns of an archive file. The channel, date and hour are in the folder names.
 pub fn schema() -> SchemaRef {
     // An offset rather than "UTC": arrow names zones only with the chrono-tz tables.
@@ -187,43 +211,28 @@ pub fn to_batch(posts: &[ArchivedPost]) -> Result<RecordBatch, ArrowError> {
 
 /// The rows of the file at `path`, or `None` if there is no such file.
 pub fn read(path: &Path) -> Result<Option<RecordBatch>, TableError> {
-    let shown = || path.display().to_string();
     let file = match File::open(path) {
         Ok(file) => file,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(TableError::Io {
-                path: shown(),
-                source,
-            })
-        }
-    };
-    let parquet = |source| TableError::Parquet {
-        path: shown(),
-        source,
+        Err(error) => return Err(TableError::io(path)(error)),
     };
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(parquet)?
-        .build()
-        .map_err(parquet)?;
+        .and_then(|builder| builder.build())
+        .map_err(TableError::parquet(path))?;
     let schema = schema();
     let mut batches = Vec::new();
     for batch in reader {
-        let batch = batch.map_err(|source| TableError::Arrow {
-            path: shown(),
-            source,
-        })?;
+        let batch = batch.map_err(TableError::arrow(path))?;
         if batch.schema().fields() != schema.fields() {
-            return Err(TableError::OtherSchema { path: shown() });
+            return Err(TableError::OtherSchema {
+                path: path.display().to_string(),
+            });
         }
         batches.push(batch);
     }
     arrow_select::concat::concat_batches(&schema, &batches)
         .map(Some)
-        .map_err(|source| TableError::Arrow {
-            path: shown(),
-            source,
-        })
+        .map_err(TableError::arrow(path))
 }
 
 /// `existing` and `incoming` as one batch ordered by offset; a record of `incoming` replaces
@@ -285,11 +294,8 @@ pub fn replace(
     rows: &RecordBatch,
     compression: ArchiveCompression,
 ) -> Result<(), TableError> {
-    let shown = || path.display().to_string();
-    let io = |source| TableError::Io {
-        path: shown(),
-        source,
-    };
+    let io = |source| TableError::io(path)(source);
+    let parquet = |source| TableError::parquet(path)(source);
     let folder = path.parent().unwrap_or(Path::new("."));
     if rows.num_rows() == 0 {
         match std::fs::remove_file(path) {
@@ -306,10 +312,6 @@ pub fn replace(
         .unwrap_or_default();
     // Writers hold the folder's lock (see `lock_folder`); the process id is a second guard.
     let temporary = folder.join(format!(".{name}.{}.tmp", std::process::id()));
-    let parquet = |source| TableError::Parquet {
-        path: shown(),
-        source,
-    };
     let properties = WriterProperties::builder()
         .set_compression(match compression {
             ArchiveCompression::None => Compression::UNCOMPRESSED,
@@ -332,10 +334,7 @@ pub fn replace(
 /// dropped: two processes (a rebalance's old and new owner of a partition) never interleave
 /// their read-merge-writes of one folder's files, so neither loses the other's rows.
 pub fn lock_folder(folder: &Path) -> Result<File, TableError> {
-    let io = |source| TableError::Io {
-        path: folder.display().to_string(),
-        source,
-    };
+    let io = |source| TableError::io(folder)(source);
     std::fs::create_dir_all(folder).map_err(io)?;
     let handle = File::open(folder).map_err(io)?;
     handle.lock().map_err(io)?;
