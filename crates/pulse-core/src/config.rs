@@ -67,13 +67,38 @@ pub struct KafkaConfig {
     /// dead-lettered where it is made (ingest, the API answers 413), a larger enriched post
     /// at enrich; keep it at or below the topics' `max.message.bytes`.
     pub max_record_bytes: usize,
-    /// Producer compression: none, gzip, snappy, lz4, zstd.
-    pub compression: String,
+    /// Producer compression: `none`, `gzip`, `snappy`, `lz4` or `zstd`.
+    pub compression: KafkaCompression,
     /// How often librdkafka reports statistics (consumer lag); 0 turns them off.
     pub statistics_interval_ms: u64,
     /// Extra librdkafka properties for every client (e.g. `"security.protocol" = "ssl"`),
     /// applied last so they override Pulse's own settings.
     pub librdkafka: BTreeMap<String, String>,
+}
+
+/// Compression of the records Pulse produces (librdkafka's `compression.type`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KafkaCompression {
+    None,
+    Gzip,
+    Snappy,
+    #[default]
+    Lz4,
+    Zstd,
+}
+
+impl KafkaCompression {
+    /// The value librdkafka's `compression.type` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KafkaCompression::None => "none",
+            KafkaCompression::Gzip => "gzip",
+            KafkaCompression::Snappy => "snappy",
+            KafkaCompression::Lz4 => "lz4",
+            KafkaCompression::Zstd => "zstd",
+        }
+    }
 }
 
 /// Topic names.
@@ -248,6 +273,64 @@ impl Default for ArchiveConfig {
     }
 }
 
+/// How the batch keyspace places its replicas (Cassandra's replication class names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReplicationClass {
+    /// `replication_factor` replicas, placed without regard to data centres.
+    SimpleStrategy,
+    /// `datacenters`' replica counts, per data centre.
+    NetworkTopologyStrategy,
+}
+
+/// Consistency level of the batch layer's reads and writes. Names are read without regard
+/// to case, so `LOCAL_QUORUM` as CQL shells write it works too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", try_from = "String")]
+pub enum Consistency {
+    Any,
+    One,
+    Two,
+    Three,
+    Quorum,
+    All,
+    LocalQuorum,
+    EachQuorum,
+    LocalOne,
+}
+
+impl Consistency {
+    const ALL: [(&'static str, Consistency); 9] = [
+        ("any", Consistency::Any),
+        ("one", Consistency::One),
+        ("two", Consistency::Two),
+        ("three", Consistency::Three),
+        ("quorum", Consistency::Quorum),
+        ("all", Consistency::All),
+        ("local_quorum", Consistency::LocalQuorum),
+        ("each_quorum", Consistency::EachQuorum),
+        ("local_one", Consistency::LocalOne),
+    ];
+}
+
+impl TryFrom<String> for Consistency {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        let lower = name.to_ascii_lowercase();
+        Consistency::ALL
+            .iter()
+            .find(|(known, _)| *known == lower)
+            .map(|(_, level)| *level)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Consistency::ALL.iter().map(|(n, _)| *n).collect();
+                format!(
+                    "unknown consistency `{name}`, expected one of {}",
+                    known.join(", ")
+                )
+            })
+    }
+}
+
 /// The batch layer (ScyllaDB/Cassandra), `pulse sink batch` and `pulse batch recompute`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -256,13 +339,14 @@ pub struct BatchConfig {
     pub nodes: String,
     pub keyspace: String,
     /// `SimpleStrategy` (one data centre, local runs) or `NetworkTopologyStrategy`.
-    pub replication_class: String,
+    pub replication_class: ReplicationClass,
     /// Replicas per partition under `SimpleStrategy`.
     pub replication_factor: u32,
     /// Replicas per data centre under `NetworkTopologyStrategy`, e.g. `{ dc1 = 3 }`.
     pub datacenters: BTreeMap<String, u32>,
-    /// Consistency of reads and writes: `one`, `local_one`, `local_quorum`, `quorum`, `all`.
-    pub consistency: String,
+    /// Consistency of reads and writes: `one`, `local_one`, `local_quorum`, `quorum`, `all`
+    /// (or `any`, `two`, `three`, `each_quorum`).
+    pub consistency: Consistency,
     /// Data centre whose replicas are preferred (token-aware routing stays on); empty for
     /// none.
     pub local_datacenter: String,
@@ -291,10 +375,10 @@ impl Default for BatchConfig {
         Self {
             nodes: "127.0.0.1:9042".into(),
             keyspace: "pulse".into(),
-            replication_class: "SimpleStrategy".into(),
+            replication_class: ReplicationClass::SimpleStrategy,
             replication_factor: 1,
             datacenters: BTreeMap::new(),
-            consistency: "local_quorum".into(),
+            consistency: Consistency::LocalQuorum,
             local_datacenter: String::new(),
             username: String::new(),
             password: String::new(),
@@ -394,9 +478,34 @@ pub struct MetricsConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
     /// `text` (human-readable) or `json`.
-    pub format: String,
+    pub format: LogFormat,
     /// A tracing filter such as `info` or `pulse_pipeline=debug,info`.
     pub filter: String,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for collectors.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        match name {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!(
+                "unknown log format `{other}` (expected text or json)"
+            )),
+        }
+    }
 }
 
 impl Default for KafkaConfig {
@@ -412,7 +521,7 @@ impl Default for KafkaConfig {
             delivery_timeout_ms: 120_000,
             transaction_timeout_ms: 60_000,
             max_record_bytes: 1_000_000,
-            compression: "lz4".into(),
+            compression: KafkaCompression::default(),
             statistics_interval_ms: 5_000,
             librdkafka: BTreeMap::new(),
         }
@@ -497,7 +606,7 @@ impl Default for MetricsConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         Self {
-            format: "text".into(),
+            format: LogFormat::default(),
             filter: "info".into(),
         }
     }
@@ -566,26 +675,103 @@ mod tests {
         });
     }
 
+    /// Every enum of the configuration: (section, key, a wrong value, the allowed values).
+    const ENUM_KEYS: [(&str, &str, &str, &[&str]); 6] = [
+        (
+            "kafka",
+            "compression",
+            "brotli",
+            &["none", "gzip", "snappy", "lz4", "zstd"],
+        ),
+        (
+            "enrich",
+            "delivery",
+            "twice",
+            &["exactly_once", "at_least_once"],
+        ),
+        (
+            "archive",
+            "compression",
+            "brotli",
+            &["none", "snappy", "zstd"],
+        ),
+        (
+            "batch",
+            "replication_class",
+            "LocalStrategy",
+            &["SimpleStrategy", "NetworkTopologyStrategy"],
+        ),
+        (
+            "batch",
+            "consistency",
+            "most",
+            &[
+                "one",
+                "local_one",
+                "local_quorum",
+                "quorum",
+                "all",
+                "each_quorum",
+            ],
+        ),
+        ("log", "format", "xml", &["text", "json"]),
+    ];
+
     #[test]
-    fn an_unknown_archive_compression_names_its_key_and_the_choices() {
+    fn a_wrong_enum_value_names_its_key_and_the_choices_from_file_and_environment() {
+        for (section, key, wrong, allowed) in ENUM_KEYS {
+            figment::Jail::expect_with(|jail| {
+                let name = format!("{section}.{key}");
+                jail.create_file("pulse.toml", &format!("[{section}]\n{key} = \"{wrong}\"\n"))?;
+                let from_file = PulseConfig::load(Some(Path::new("pulse.toml")))
+                    .unwrap_err()
+                    .to_string();
+                let variable = format!("PULSE_{}__{}", section.to_uppercase(), key.to_uppercase());
+                jail.set_env(&variable, wrong);
+                let from_environment = PulseConfig::load(None).unwrap_err().to_string();
+                for err in [from_file, from_environment] {
+                    // Figment names an environment key in its lower-cased form.
+                    assert!(err.to_lowercase().contains(&name), "{name}: {err}");
+                    assert!(err.contains(wrong), "{name}: {err}");
+                    for value in allowed {
+                        assert!(err.contains(value), "{name} lacks {value}: {err}");
+                    }
+                }
+                for value in allowed {
+                    jail.set_env(&variable, value);
+                    let config = PulseConfig::load(None).unwrap();
+                    let shown = serde_json::to_value(&config).unwrap();
+                    assert_eq!(shown[section][key], *value, "{name}");
+                }
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
+    fn consistency_takes_cql_upper_case_names() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("pulse.toml", "[archive]\ncompression = \"brotli\"\n")?;
-            let err = PulseConfig::load(Some(Path::new("pulse.toml")))
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains("archive.compression"), "{err}");
-            jail.set_env("PULSE_ARCHIVE__COMPRESSION", "brotli");
-            let err = PulseConfig::load(None).unwrap_err().to_string();
-            assert!(err.to_lowercase().contains("archive.compression"), "{err}");
-            assert!(
-                err.contains("none") && err.contains("snappy") && err.contains("zstd"),
-                "{err}"
+            jail.set_env("PULSE_BATCH__CONSISTENCY", "LOCAL_QUORUM");
+            assert_eq!(
+                PulseConfig::load(None).unwrap().batch.consistency,
+                Consistency::LocalQuorum
             );
-            jail.set_env("PULSE_ARCHIVE__COMPRESSION", "snappy");
-            let config = PulseConfig::load(None).unwrap();
-            assert_eq!(config.archive.compression, ArchiveCompression::Snappy);
+            jail.set_env("PULSE_BATCH__CONSISTENCY", "LOCAL_ONE");
+            assert_eq!(
+                PulseConfig::load(None).unwrap().batch.consistency,
+                Consistency::LocalOne
+            );
             Ok(())
         });
+    }
+
+    #[test]
+    fn log_format_parses_from_the_command_line() {
+        assert_eq!("json".parse::<LogFormat>(), Ok(LogFormat::Json));
+        assert_eq!(
+            "xml".parse::<LogFormat>(),
+            Err("unknown log format `xml` (expected text or json)".to_string())
+        );
     }
 
     #[test]

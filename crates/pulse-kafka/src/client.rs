@@ -14,7 +14,7 @@ pub fn producer_config(config: &KafkaConfig) -> ClientConfig {
         .set("client.id", &config.client_id)
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("compression.type", &config.compression)
+        .set("compression.type", config.compression.as_str())
         .set("linger.ms", "5")
         .set("message.timeout.ms", config.delivery_timeout_ms.to_string())
         .set("queue.buffering.max.messages", "500000")

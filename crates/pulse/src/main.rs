@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use pulse_core::config::LogFormat;
 use pulse_core::PulseConfig;
 
 /// Real-time social-media analytics: ingest, enrich, store and serve posts.
@@ -21,7 +22,7 @@ struct Cli {
     config: Option<PathBuf>,
     /// Log format: `text` (readable) or `json`; overrides `log.format`.
     #[arg(long, global = true, value_name = "FORMAT")]
-    log_format: Option<String>,
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
 }

@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use prometheus_client::registry::Registry;
-use pulse_core::config::{LogConfig, MetricsConfig};
+use pulse_core::config::{LogConfig, LogFormat, MetricsConfig};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -42,10 +42,9 @@ pub fn init_logs(config: &LogConfig) -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(|| LogSink);
-    match config.format.as_str() {
-        "json" => builder.json().init(),
-        "text" => builder.init(),
-        other => anyhow::bail!("unknown log format `{other}` (expected text or json)"),
+    match config.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
     }
     Ok(())
 }
