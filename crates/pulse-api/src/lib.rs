@@ -3,7 +3,8 @@
 //! publisher (authenticated ingest), plus the live dashboard's static files at `/`.
 //!
 //! Handlers are thin: they parse parameters into the stores' queries and map the stores'
-//! errors onto statuses. Every error is JSON `{error, detail}`.
+//! errors onto statuses. Every error is JSON `{error, detail}`. What a history answer is,
+//! the merge of both layers, is decided in [`serving`], apart from HTTP.
 
 mod auth;
 mod connections;
@@ -14,6 +15,7 @@ mod metrics;
 mod openapi;
 mod params;
 mod routes;
+pub mod serving;
 mod state;
 
 use std::time::Duration;

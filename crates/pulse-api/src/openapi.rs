@@ -124,3 +124,150 @@ fn document_common_errors(path: &str, operation: &mut Operation) {
 pub async fn document() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use chrono::{TimeZone, Utc};
+    use pulse_core::{Granularity, Tally, TermCount};
+    use serde_json::Value;
+
+    use super::*;
+    use crate::serving::{merge, LayerBucket, Layers};
+
+    /// Checks that `schema` (resolving references in `doc`) lists every field of `answer`
+    /// as a required property and no field `answer` lacks, recursively into objects and
+    /// arrays of objects; maps (`additionalProperties`) are checked by their values' type.
+    fn assert_describes(doc: &Value, schema: &Value, answer: &Value, at: &str) {
+        let schema = match schema["$ref"].as_str() {
+            Some(reference) => {
+                let name = reference.trim_start_matches("#/components/schemas/");
+                &doc["components"]["schemas"][name]
+            }
+            None => schema,
+        };
+        let types: Vec<&str> = match &schema["type"] {
+            Value::String(one) => vec![one.as_str()],
+            Value::Array(many) => many.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        let kind = match answer {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(n) if n.is_f64() => "number",
+            Value::Number(_) => "integer",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        };
+        let fits = types.contains(&kind) || (kind == "integer" && types.contains(&"number"));
+        assert!(fits, "{at}: {kind} is not among {types:?} ({schema})");
+        if let Some(allowed) = schema["enum"].as_array() {
+            assert!(
+                allowed.contains(answer),
+                "{at}: {answer} not in {allowed:?}"
+            );
+        }
+        match answer {
+            Value::Object(fields) if schema.get("properties").is_some() => {
+                let properties = schema["properties"].as_object().unwrap();
+                let required: Vec<&str> = schema["required"]
+                    .as_array()
+                    .map(|r| r.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                let mut described: Vec<&String> = properties.keys().collect();
+                let mut answered: Vec<&String> = fields.keys().collect();
+                described.sort();
+                answered.sort();
+                assert_eq!(described, answered, "{at}: properties against fields");
+                for (name, value) in fields {
+                    assert!(
+                        required.contains(&name.as_str()),
+                        "{at}.{name} is not required"
+                    );
+                    // A reference is described by the schema it names.
+                    assert!(
+                        properties[name].get("description").is_some()
+                            || properties[name].get("$ref").is_some(),
+                        "{at}.{name} has no description"
+                    );
+                    assert_describes(doc, &properties[name], value, &format!("{at}.{name}"));
+                }
+            }
+            Value::Object(entries) => {
+                for (key, value) in entries {
+                    let values = &schema["additionalProperties"];
+                    assert_describes(doc, values, value, &format!("{at}[{key}]"));
+                }
+            }
+            Value::Array(items) => {
+                for (index, item) in items.iter().enumerate() {
+                    assert_describes(doc, &schema["items"], item, &format!("{at}[{index}]"));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn the_history_answer_is_described_field_by_field() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let response = &doc["paths"]["/api/v1/history"]["get"]["responses"]["200"];
+        let schema = &response["content"]["application/json"]["schema"];
+        assert_eq!(schema["$ref"], "#/components/schemas/History");
+
+        let at = |hour| Utc.with_ymd_and_hms(2026, 3, 2, hour, 0, 0).unwrap();
+        let layers = Layers {
+            watermark: Some(at(8)),
+            now: at(12),
+            speed_horizon: at(10),
+        };
+        let tally = Tally {
+            posts: 2,
+            positive: 1,
+            negative: 1,
+            scored: 2,
+            score_micros: 250_000,
+            emotion_micros: [("joy".to_string(), 900_000)].into(),
+            languages: [("en".to_string(), 2)].into(),
+            ..Tally::default()
+        };
+        let term = |term: &str| TermCount {
+            term: term.into(),
+            count: 2,
+        };
+        let figures = LayerBucket {
+            tally,
+            keywords: vec![term("rust")],
+            entities: vec![term("organization:Mozilla")],
+        };
+        let starts = Granularity::Hour.buckets(at(7), at(14));
+        let batch = BTreeMap::from([(at(7), figures.clone())]);
+        let speed = BTreeMap::from([(at(11), figures)]);
+        let history = merge(
+            "reddit/rust",
+            Granularity::Hour,
+            &starts,
+            &layers,
+            batch,
+            speed,
+        );
+        let answer = serde_json::to_value(&history).unwrap();
+        // Every source, a null and a number mean score, both kinds of bucket content.
+        let sources: Vec<&Value> = answer["buckets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| &b["source"])
+            .collect();
+        for source in ["batch", "speed", "none"] {
+            assert!(sources.contains(&&Value::from(source)), "{sources:?}");
+        }
+        assert_describes(&doc, schema, &answer, "history");
+
+        let mut empty = answer.clone();
+        empty["watermark"] = Value::Null;
+        assert_describes(&doc, schema, &empty, "history");
+    }
+}

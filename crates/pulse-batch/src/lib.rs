@@ -23,8 +23,7 @@ pub use cursor::Cursor;
 pub use delete::Deletion;
 pub use read::{MentionQuery, PostPage, PostQuery, TermKind};
 pub use recompute::{
-    settled_end, RecomputeProgress, RecomputeReport, Rollup, TermCount, RECOMPUTE_SETTLE,
-    ROLLUPS_VIEW,
+    settled_end, RecomputeProgress, RecomputeReport, Rollup, RECOMPUTE_SETTLE, ROLLUPS_VIEW,
 };
 pub use session::BatchStore;
 pub use write::WriteReport;

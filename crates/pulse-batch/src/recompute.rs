@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use chrono::{DateTime, Datelike, Utc};
 use futures::{stream, StreamExt, TryStreamExt};
 use pulse_core::bucket::{from_millis, months};
-use pulse_core::{entity_member, Enrichment, Granularity, Tally};
+use pulse_core::{entity_member, Enrichment, Granularity, Tally, TermCount};
 
 use crate::read::{HourRow, TermKind};
 use crate::write::MONTHS_SCOPE;
@@ -63,13 +63,6 @@ pub struct Rollup {
     pub bucket: DateTime<Utc>,
     pub tally: Tally,
     pub computed_at: DateTime<Utc>,
-}
-
-/// A term and the number of posts that had it in a bucket.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct TermCount {
-    pub term: String,
-    pub posts: u64,
 }
 
 /// How far a recompute is.
@@ -532,10 +525,10 @@ impl BatchStore {
             .filter(|(row_kind, _, _)| row_kind == kind.as_str())
             .map(|(_, term, posts)| TermCount {
                 term,
-                posts: u64_of(posts),
+                count: u64_of(posts),
             })
             .collect();
-        terms.sort_by(|a, b| b.posts.cmp(&a.posts).then_with(|| a.term.cmp(&b.term)));
+        TermCount::rank(&mut terms);
         Ok(terms)
     }
 }

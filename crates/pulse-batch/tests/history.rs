@@ -246,7 +246,7 @@ async fn assert_rollups_match(
                         .await
                         .expect("terms read")
                         .into_iter()
-                        .map(|t| (t.term, t.posts))
+                        .map(|t| (t.term, t.count))
                         .collect();
                     assert_eq!(
                         terms,

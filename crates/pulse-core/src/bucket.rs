@@ -11,6 +11,7 @@ const DAY_MS: i64 = 24 * HOUR_MS;
 
 /// The size of a rollup bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Granularity {
     Hour,

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use pulse_core::config::SpeedConfig;
 use pulse_core::{
-    EnrichedPost, Enrichment, Entity, EntityKind, Keyword, Post, Sentiment, SentimentLabel,
+    EnrichedPost, Enrichment, Entity, EntityKind, Keyword, Post, Sentiment, SentimentLabel, Series,
 };
-use pulse_speed::{minute_of, Series, SpeedLayer};
+use pulse_speed::{minute_of, SpeedLayer};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

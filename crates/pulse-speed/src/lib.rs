@@ -19,7 +19,7 @@ pub use apply::{ApplyReport, LogPosition, PostToApply};
 pub use forget::FeedEntry;
 pub use keys::{minute_of, Keys};
 pub use pulse_core::{entity_member, micros};
-pub use window::{MinuteStats, Series, TermCount, WindowStats};
+pub use window::{MinuteStats, WindowStats};
 
 use pulse_core::config::SpeedConfig;
 use redis::aio::ConnectionManager;

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::LazyLock;
 
-use pulse_core::Tally;
+use pulse_core::{Series, Tally, TermCount};
 use redis::{AsyncCommands, Script};
 use serde::Serialize;
 
@@ -109,13 +109,6 @@ impl MinuteStats {
     }
 }
 
-/// A term and the number of posts that had it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TermCount {
-    pub term: String,
-    pub count: u64,
-}
-
 /// Everything the live view shows of a channel over `[from_minute, to_minute)`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WindowStats {
@@ -135,18 +128,6 @@ pub struct WindowStats {
     /// one per minute, one per clock hour (the first and last may be partial), or none,
     /// as asked ([`Series`]).
     pub series: Vec<MinuteStats>,
-}
-
-/// The buckets of a window's series.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Series {
-    /// One entry per minute: a read of every minute's counters.
-    #[default]
-    Minute,
-    /// One entry per clock hour: whole hours read from hour counters (24 reads for a day).
-    Hour,
-    /// Totals only, read as for `Hour`.
-    None,
 }
 
 impl SpeedLayer {
@@ -246,21 +227,14 @@ impl SpeedLayer {
             Series::None => Vec::new(),
         };
 
-        let mean_score =
-            (totals.scored > 0).then(|| totals.score_micros as f64 / 1e6 / totals.scored as f64);
-        let emotion_means = totals
-            .emotion_micros
-            .iter()
-            .filter(|_| totals.count > 0)
-            .map(|(emotion, sum)| (emotion.clone(), *sum as f64 / 1e6 / totals.count as f64))
-            .collect();
+        let tally = totals.tally();
         Ok(WindowStats {
             channel: channel.to_string(),
             from_minute,
             to_minute,
             totals,
-            mean_score,
-            emotion_means,
+            mean_score: tally.mean_score(),
+            emotion_means: tally.emotion_means(),
             keywords,
             entities,
             series,
@@ -292,7 +266,7 @@ impl SpeedLayer {
                 count: score.max(0.0) as u64,
             })
             .collect();
-        terms.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.term.cmp(&b.term)));
+        TermCount::rank(&mut terms);
         terms.truncate(top_k);
         Ok(terms)
     }

@@ -8,11 +8,10 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use pulse_core::config::SpeedConfig;
 use pulse_core::{
-    EnrichedPost, Enrichment, Entity, EntityKind, Keyword, Post, Sentiment, SentimentLabel,
+    EnrichedPost, Enrichment, Entity, EntityKind, Keyword, Post, Sentiment, SentimentLabel, Series,
+    TermCount,
 };
-use pulse_speed::{
-    minute_of, FeedEntry, LogPosition, MinuteStats, PostToApply, Series, SpeedLayer, TermCount,
-};
+use pulse_speed::{minute_of, FeedEntry, LogPosition, MinuteStats, PostToApply, SpeedLayer};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

@@ -15,8 +15,8 @@ use chrono::{DateTime, Duration, Utc};
 use common::{read_all_on, wait_for, Lane, PrivateStack, Role};
 use pulse_batch::BatchStore;
 use pulse_core::config::{BatchConfig, SpeedConfig};
-use pulse_core::{EnrichedPost, Granularity, Tally};
-use pulse_speed::{minute_of, Series, SpeedLayer};
+use pulse_core::{EnrichedPost, Granularity, Series, Tally};
+use pulse_speed::{minute_of, SpeedLayer};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 

@@ -5,7 +5,8 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use futures::{stream, StreamExt, TryStreamExt};
-use pulse_speed::{minute_of, Series};
+use pulse_core::Series;
+use pulse_speed::minute_of;
 use serde::Serialize;
 use serde_json::{json, Value};
 

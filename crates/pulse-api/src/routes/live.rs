@@ -4,57 +4,13 @@
 use axum::extract::State;
 use axum::Json;
 use chrono::Utc;
-use pulse_speed::{minute_of, Series, WindowStats};
+use pulse_core::{Series, Window};
+use pulse_speed::{minute_of, WindowStats};
 use serde::Deserialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 use crate::params::Params;
 use crate::{ApiError, ApiState, ErrorBody};
-
-/// How far back a live window reaches from now.
-#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
-pub enum Window {
-    #[default]
-    #[serde(rename = "5m")]
-    FiveMinutes,
-    #[serde(rename = "1h")]
-    Hour,
-    #[serde(rename = "24h")]
-    Day,
-}
-
-impl Window {
-    fn minutes(self) -> i64 {
-        match self {
-            Window::FiveMinutes => 5,
-            Window::Hour => 60,
-            Window::Day => 1_440,
-        }
-    }
-}
-
-/// The buckets of the window's series.
-#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum SeriesParam {
-    /// One entry per minute.
-    #[default]
-    Minute,
-    /// One entry per clock hour (the first and last may be partial): a day in 24 reads.
-    Hour,
-    /// No series, totals and terms only.
-    None,
-}
-
-impl From<SeriesParam> for Series {
-    fn from(series: SeriesParam) -> Series {
-        match series {
-            SeriesParam::Minute => Series::Minute,
-            SeriesParam::Hour => Series::Hour,
-            SeriesParam::None => Series::None,
-        }
-    }
-}
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -71,7 +27,7 @@ pub struct LiveParams {
     /// `minute` (default), `hour` or `none`: the buckets of `series`.
     #[serde(default)]
     #[param(inline)]
-    series: SeriesParam,
+    series: Series,
 }
 
 /// A channel's live window from the speed layer: totals (count, sentiment labels, score
@@ -100,7 +56,7 @@ pub async fn window(
             end - params.window.minutes(),
             end,
             top,
-            params.series.into(),
+            params.series,
         )
         .await?;
     Ok(Json(stats))

@@ -106,8 +106,9 @@ pub struct RollupsArgs {
     channel: String,
     #[command(flatten)]
     range: RangeArgs,
-    #[arg(long, value_enum, default_value = "hour")]
-    granularity: Bucket,
+    /// Bucket size: hour or day.
+    #[arg(long, default_value = "hour")]
+    granularity: Granularity,
     /// Top terms per kind to show per bucket.
     #[arg(long, default_value_t = 10)]
     top: usize,
@@ -118,12 +119,6 @@ enum Label {
     Negative,
     Neutral,
     Positive,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Bucket {
-    Hour,
-    Day,
 }
 
 fn cursor(token: Option<&str>) -> anyhow::Result<Option<Cursor>> {
@@ -231,10 +226,7 @@ async fn recompute(store: &BatchStore, args: RecomputeArgs) -> anyhow::Result<()
 }
 
 async fn rollups(store: &BatchStore, args: RollupsArgs) -> anyhow::Result<()> {
-    let granularity = match args.granularity {
-        Bucket::Hour => Granularity::Hour,
-        Bucket::Day => Granularity::Day,
-    };
+    let granularity = args.granularity;
     let rollups = store
         .rollups(&args.channel, granularity, args.range.from, args.range.to)
         .await?;

@@ -4,8 +4,8 @@
 use std::process::ExitCode;
 
 use chrono::Utc;
-use clap::{Args, ValueEnum};
-use pulse_core::PulseConfig;
+use clap::Args;
+use pulse_core::{PulseConfig, Window};
 use pulse_speed::{minute_of, SpeedLayer};
 
 #[derive(Debug, Args)]
@@ -13,8 +13,8 @@ pub struct LiveArgs {
     /// Channel to show; without it, the known channels are listed.
     #[arg(long)]
     channel: Option<String>,
-    /// Window ending now.
-    #[arg(long, value_enum, default_value = "5m")]
+    /// Window ending now: 5m, 1h or 24h.
+    #[arg(long, default_value = "5m")]
     window: Window,
     /// Top keywords and entities to show.
     #[arg(long, default_value_t = 10)]
@@ -22,26 +22,6 @@ pub struct LiveArgs {
     /// Include the per-minute series.
     #[arg(long)]
     series: bool,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Window {
-    #[value(name = "5m")]
-    FiveMinutes,
-    #[value(name = "1h")]
-    Hour,
-    #[value(name = "24h")]
-    Day,
-}
-
-impl Window {
-    fn minutes(self) -> i64 {
-        match self {
-            Window::FiveMinutes => 5,
-            Window::Hour => 60,
-            Window::Day => 1_440,
-        }
-    }
 }
 
 /// Prints the window (or the channel list) as pretty JSON.
