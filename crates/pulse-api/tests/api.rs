@@ -1536,8 +1536,8 @@ async fn a_replay_job_reads_a_topic_range_into_a_stage() {
     let replayer = pulse_pipeline::replay::Replayer::new(
         &pulse,
         PipelineMetrics::register(&mut Registry::default()),
+        pulse_kafka::create_producer(&pulse.kafka).expect("producer"),
     )
-    .expect("replayer")
     .with_speed(api.speed.clone());
     let state = ApiState::new(
         api.speed.clone(),

@@ -220,6 +220,8 @@ impl Default for SpeedConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ArchiveConfig {
+    /// Whether `pulse up` runs the archive sink too (`pulse sink archive` runs it anyway).
+    pub enabled: bool,
     /// The archive's root folder.
     pub dir: PathBuf,
     /// Consumer group of `pulse sink archive`.
@@ -263,6 +265,7 @@ pub enum ArchiveCompression {
 impl Default for ArchiveConfig {
     fn default() -> Self {
         Self {
+            enabled: false,
             dir: PathBuf::from("archive"),
             group: "pulse-archive".into(),
             block_offsets: 20_000,

@@ -94,6 +94,15 @@ impl StageKind {
         }
     }
 
+    /// Whether `pulse up` runs the stage: the archive writes files into the working folder,
+    /// so it waits to be asked (`archive.enabled`).
+    pub fn in_up(self, config: &PulseConfig) -> bool {
+        match self {
+            StageKind::SinkArchive => config.archive.enabled,
+            StageKind::Enrich | StageKind::SinkSpeed | StageKind::SinkBatch => true,
+        }
+    }
+
     /// What the stage writes with.
     pub fn needs(self) -> Resource {
         match self {
@@ -175,5 +184,17 @@ mod tests {
             Delivery::AtLeastOnce
         );
         assert_eq!(StageKind::Enrich.delivery(&config), Delivery::ExactlyOnce);
+        let up: Vec<StageKind> = StageKind::ALL
+            .into_iter()
+            .filter(|k| k.in_up(&config))
+            .collect();
+        assert_eq!(
+            up,
+            [
+                StageKind::Enrich,
+                StageKind::SinkSpeed,
+                StageKind::SinkBatch
+            ]
+        );
     }
 }

@@ -12,11 +12,9 @@ use std::time::Duration;
 use pulse_batch::BatchStore;
 use pulse_core::config::{PipelineConfig, TopicsConfig};
 use pulse_core::PulseConfig;
-use pulse_kafka::create_producer;
 use pulse_kafka::replay::{PartitionSpan, ReplayError, ReplayRange, ReplayReader};
 use pulse_nlp::Enricher;
 use pulse_speed::SpeedLayer;
-use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -204,17 +202,18 @@ pub struct Replayer {
 }
 
 impl Replayer {
-    /// A replayer with a producer of its own; add the stages' resources with the `with_*`
-    /// methods. Its metrics are labelled `replay-<stage>`.
-    pub fn new(config: &PulseConfig, metrics: PipelineMetrics) -> Result<Self, KafkaError> {
-        Ok(Self {
+    /// A replayer producing through `producer` (idempotent, not transactional: it may be
+    /// shared with the process's other producers); add the stages' resources with the
+    /// `with_*` methods. Its metrics are labelled `replay-<stage>`.
+    pub fn new(config: &PulseConfig, metrics: PipelineMetrics, producer: FutureProducer) -> Self {
+        Self {
             config: config.clone(),
-            producer: create_producer(&config.kafka)?,
+            producer,
             metrics,
             enricher: None,
             speed: None,
             batch: None,
-        })
+        }
     }
 
     pub fn with_enricher(mut self, enricher: Arc<Enricher>) -> Self {

@@ -27,7 +27,7 @@ use chrono::Utc;
 use pulse_core::PulseConfig;
 use pulse_kafka::replay::{group_partitions, ReplayRange, ReplayStart};
 use pulse_speed::SpeedLayer;
-use rdkafka::error::KafkaError;
+use rdkafka::producer::FutureProducer;
 use tokio::sync::{Mutex, MutexGuard};
 use tokio_util::sync::CancellationToken;
 
@@ -113,15 +113,16 @@ enum Moment {
 
 impl SpeedRecovery {
     /// A recovery for the speed sink of `config` (group `speed.group`, the enriched topic),
-    /// replaying with a producer of its own (for dead letters); ends with `shutdown`.
+    /// replaying through `producer` (for dead letters); ends with `shutdown`.
     pub fn new(
         config: &PulseConfig,
         layer: SpeedLayer,
         metrics: PipelineMetrics,
+        producer: FutureProducer,
         shutdown: CancellationToken,
-    ) -> Result<Self, KafkaError> {
-        Ok(Self {
-            replayer: Replayer::new(config, metrics)?.with_speed(layer.clone()),
+    ) -> Self {
+        Self {
+            replayer: Replayer::new(config, metrics, producer).with_speed(layer.clone()),
             layer,
             kafka: config.kafka.clone(),
             group: config.speed.group.clone(),
@@ -129,7 +130,7 @@ impl SpeedRecovery {
             retention_secs: config.speed.retention_secs,
             known: Mutex::new(Known::default()),
             shutdown,
-        })
+        }
     }
 
     /// Checks the Redis process that answers, catching it up first if it is new to this

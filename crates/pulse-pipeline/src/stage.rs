@@ -125,8 +125,10 @@ pub trait Stage: Send + Sync + 'static {
         self.kind().name()
     }
 
-    /// Topic that [`Outcome::Emit`] records go to, if the stage emits any.
-    fn output_topic(&self) -> Option<&str>;
+    /// Topic that [`Outcome::Emit`] records go to, if the stage emits any (sinks do not).
+    fn output_topic(&self) -> Option<&str> {
+        None
+    }
 
     /// Handles a batch; returns exactly one outcome per record, in order.
     fn process(

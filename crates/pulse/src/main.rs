@@ -3,6 +3,7 @@
 
 mod commands;
 mod console;
+mod root;
 mod shutdown;
 mod telemetry;
 

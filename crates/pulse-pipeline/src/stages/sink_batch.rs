@@ -27,10 +27,6 @@ impl Stage for BatchSinkStage {
         StageKind::SinkBatch
     }
 
-    fn output_topic(&self) -> Option<&str> {
-        None
-    }
-
     async fn process(&self, batch: &[SourceRecord]) -> Result<Vec<Outcome>, StageError> {
         let received = enriched_records(batch);
         let outcomes = self.write(&received.posts, received.outcomes).await?;

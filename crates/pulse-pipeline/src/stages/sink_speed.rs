@@ -39,10 +39,6 @@ impl Stage for SpeedSinkStage {
         StageKind::SinkSpeed
     }
 
-    fn output_topic(&self) -> Option<&str> {
-        None
-    }
-
     async fn process(&self, batch: &[SourceRecord]) -> Result<Vec<Outcome>, StageError> {
         let current = match &self.recovery {
             Some(recovery) => Some(recovery.ensure_current().await?),

@@ -2,56 +2,26 @@
 //! finishes the requests in flight.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
-use prometheus_client::registry::Registry;
-use pulse_api::{ApiMetrics, ApiState, Telemetry};
+use pulse_api::ApiState;
 use pulse_core::PulseConfig;
-use pulse_pipeline::replay::Replayer;
-use pulse_pipeline::PipelineMetrics;
-use pulse_speed::SpeedLayer;
 
-use super::{enrich, ingest, sink};
-use crate::{shutdown, telemetry};
+use crate::root::Root;
+use crate::shutdown;
 
 /// Runs the API role until SIGINT/SIGTERM.
 pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
-    let shutdown = shutdown::on_signal()?;
-    let enricher = enrich::load_enricher(&config)?;
+    let mut root = Root::new(config, shutdown::on_signal()?);
     // Waits (with backoff) for the CQL cluster, as the batch sink does.
-    let Some(batch) = sink::connect_batch(&config, &shutdown).await? else {
+    let Some(api) = root.api().await? else {
         return Ok(ExitCode::SUCCESS);
     };
-    let speed = SpeedLayer::connect(&config.speed).context("cannot reach the speed layer")?;
-    let mut registry = Registry::default();
-    let pipeline_metrics = PipelineMetrics::register(&mut registry);
-    let publisher = ingest::publisher(&config, pipeline_metrics.for_stage("api"))?;
-    let replayer = Replayer::new(&config, pipeline_metrics)?
-        .with_enricher(enricher.clone())
-        .with_speed(speed.clone())
-        .with_batch(batch.clone());
-    let metrics = ApiMetrics::register(&mut registry);
-    let registry = Arc::new(registry);
-    let state = ApiState::new(
-        speed,
-        batch,
-        enricher,
-        config.api.clone(),
-        publisher,
-        shutdown.clone(),
-    )
-    .with_replayer(replayer)
-    .with_telemetry(Telemetry {
-        metrics,
-        registry: registry.clone(),
-    });
     // The API's own readiness is `/readyz` on its port (both stores answer); the metrics
     // listener's says the role is up and not draining.
-    telemetry::serve_metrics(&config.metrics, registry, shutdown.clone())
-        .await?
-        .ready();
-    serve(&config, state).await?;
+    let (endpoint, registry) = root.serve_metrics().await?;
+    endpoint.ready();
+    serve(root.config(), api.with_registry(registry)).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -12,16 +12,13 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use prometheus_client::registry::Registry;
 use pulse_core::time::parse_time;
 use pulse_core::PulseConfig;
 use pulse_kafka::replay::{ReplayRange, ReplayStart};
-use pulse_pipeline::catalogue::Resource;
-use pulse_pipeline::replay::{ReplayProgress, Replayer};
-use pulse_pipeline::{PipelineMetrics, StageKind};
-use pulse_speed::SpeedLayer;
+use pulse_pipeline::replay::ReplayProgress;
+use pulse_pipeline::StageKind;
 
-use super::{enrich, sink};
+use crate::root::Root;
 use crate::shutdown;
 
 #[derive(Debug, Args)]
@@ -58,18 +55,10 @@ pub struct ReplayArgs {
 /// Runs the replay; exit 130 when interrupted (the report says where to resume).
 pub async fn run(args: ReplayArgs, config: PulseConfig) -> anyhow::Result<ExitCode> {
     let shutdown = shutdown::on_signal()?;
-    let metrics = PipelineMetrics::register(&mut Registry::default());
-    let mut replayer = Replayer::new(&config, metrics)?;
+    let mut root = Root::new(config, shutdown.clone());
     // Only what the chosen stage writes with is loaded or connected.
-    replayer = match args.into.needs() {
-        Resource::Enricher => replayer.with_enricher(enrich::load_enricher(&config)?),
-        Resource::SpeedLayer => replayer.with_speed(SpeedLayer::connect(&config.speed)?),
-        Resource::BatchStore => match sink::connect_batch(&config, &shutdown).await? {
-            Some(store) => replayer.with_batch(store),
-            None => return Ok(ExitCode::from(130)),
-        },
-        // The stage creates its folder's subfolders as it writes.
-        Resource::ArchiveFolder => replayer,
+    let Some(replayer) = root.replayer(&[args.into]).await? else {
+        return Ok(ExitCode::from(130));
     };
     let start = match (args.from_offset, args.from_time) {
         (Some(start), _) => start,

@@ -1,60 +1,42 @@
 //! A stage wired to its consumer group, input topic, producer and DLQ: what every
-//! consuming role (`pulse enrich`, `pulse sink speed`, `pulse up`) runs.
+//! consuming role (`pulse enrich`, `pulse sink ...`, `pulse up`) runs.
 
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use prometheus_client::registry::Registry;
+use futures::future::BoxFuture;
 use pulse_core::config::Delivery;
 use pulse_core::config::PipelineConfig;
 use pulse_core::PulseConfig;
 use pulse_kafka::consumer::subscribe;
+use pulse_kafka::create_transactional_producer;
 use pulse_kafka::instance::{self, InstanceId};
-use pulse_kafka::{create_producer, create_transactional_producer};
 use pulse_pipeline::metrics::StageMetrics;
 use pulse_pipeline::runner::StageIo;
-use pulse_pipeline::{run_stage, PipelineMetrics, Stage};
+use pulse_pipeline::{run_stage, PipelineMetrics, Stage, StageKind};
+use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
-
-use crate::telemetry;
-
-/// Runs the one role `build` makes, with its `/metrics`, until `shutdown`.
-pub async fn serve<S: Stage>(
-    config: &PulseConfig,
-    shutdown: CancellationToken,
-    build: impl FnOnce(&PulseConfig, &PipelineMetrics) -> anyhow::Result<StageRole<S>>,
-) -> anyhow::Result<ExitCode> {
-    let mut registry = Registry::default();
-    let metrics = PipelineMetrics::register(&mut registry);
-    let endpoint =
-        telemetry::serve_metrics(&config.metrics, Arc::new(registry), shutdown.clone()).await?;
-    let role = build(config, &metrics)?;
-    endpoint.ready();
-    role.run(shutdown).await?;
-    Ok(ExitCode::SUCCESS)
-}
 
 /// A stage ready to run.
 pub struct StageRole<S: Stage> {
     stage: Arc<S>,
     io: StageIo,
     pipeline: PipelineConfig,
-    /// This role's metrics; `pulse up` reads them for its status lines.
-    pub metrics: StageMetrics,
+    metrics: StageMetrics,
     /// Holds the transactional id of an exactly-once role while it runs.
     _instance: Option<InstanceId>,
 }
 
 impl<S: Stage> StageRole<S> {
     /// Wires `stage` to its input topic and consumer group, delivering its outputs as the
-    /// catalogue says (exactly-once: with a transactional producer whose id this process
-    /// claims).
+    /// catalogue says: at-least-once through `shared`, the process's producer; exactly-once
+    /// through a transactional producer of its own, whose id this process claims.
     pub fn build(
         config: &PulseConfig,
         metrics: &PipelineMetrics,
         stage: S,
+        shared: &FutureProducer,
     ) -> anyhow::Result<Self> {
         let kind = stage.kind();
         let (group, input, delivery) = (
@@ -64,7 +46,7 @@ impl<S: Stage> StageRole<S> {
         );
         let consumer = subscribe(&config.kafka, group, &[input], metrics.lag.clone())?;
         let (producer, instance) = match delivery {
-            Delivery::AtLeastOnce => (create_producer(&config.kafka)?, None),
+            Delivery::AtLeastOnce => (shared.clone(), None),
             Delivery::ExactlyOnce => {
                 let instance = instance::claim(
                     &config.enrich.transactional_id,
@@ -112,9 +94,45 @@ impl<S: Stage> StageRole<S> {
         })
     }
 
-    /// Runs until `shutdown`, then drains and commits.
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        run_stage(self.stage, self.io, &self.pipeline, self.metrics, shutdown).await?;
-        Ok(())
+    /// The role, to run until `shutdown`, then drain and commit.
+    pub fn into_role(self, shutdown: CancellationToken) -> Role {
+        let StageRole {
+            stage,
+            io,
+            pipeline,
+            metrics,
+            _instance: instance,
+        } = self;
+        let kind = stage.kind();
+        let role_metrics = metrics.clone();
+        let running = Box::pin(async move {
+            // The transactional id stays claimed while the stage runs.
+            let _claim = instance;
+            run_stage(stage, io, &pipeline, metrics, shutdown).await?;
+            Ok(())
+        });
+        Role {
+            kind,
+            metrics: role_metrics,
+            running,
+        }
+    }
+}
+
+/// A role of any stage, built and ready to run.
+pub struct Role {
+    pub kind: StageKind,
+    /// Its metrics; `pulse up` reads them for its status lines.
+    pub metrics: StageMetrics,
+    running: BoxFuture<'static, anyhow::Result<()>>,
+}
+
+impl Role {
+    /// Runs until the shutdown it was built with, then drains and commits.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let kind = self.kind;
+        self.running
+            .await
+            .with_context(|| format!("stage {kind} failed"))
     }
 }

@@ -1,26 +1,22 @@
-//! `pulse up`: every role in one process (enrich, both sinks, the API, the sources
-//! configured under `[sources.*]`), for a laptop and the demo, with a status line of live
-//! counts.
+//! `pulse up`: every role in one process (each stage of the catalogue that runs in `up`,
+//! the API, the sources configured under `[sources.*]`), for a laptop and the demo, with a
+//! status line of live counts. The parts the roles share are built once, by the root.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use prometheus_client::registry::Registry;
-use pulse_api::{ApiMetrics, ApiState, Telemetry};
+use futures::future::try_join_all;
 use pulse_core::PulseConfig;
 use pulse_ingest::live::{AnySource, LiveSource};
 use pulse_pipeline::metrics::StageMetrics;
 use pulse_pipeline::publish::PublishTally;
-use pulse_pipeline::replay::Replayer;
-use pulse_pipeline::PipelineMetrics;
+use pulse_pipeline::StageKind;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use pulse_speed::SpeedLayer;
-
-use super::{api, enrich, ingest, sink, sources, topics};
-use crate::{console, shutdown, telemetry};
+use super::{api, sources, topics};
+use crate::root::Root;
+use crate::{console, shutdown};
 
 /// Ensures the topics, runs every role, prints counts every few seconds.
 pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
@@ -37,57 +33,37 @@ pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
         ),
         Err(error) => tracing::warn!(%error, "cannot apply the batch schema; retrying to connect"),
     }
-    let Some(store) = sink::connect_batch(&config, &shutdown).await? else {
+    let mut root = Root::new(config, shutdown.clone());
+    let mut roles = Vec::new();
+    for kind in StageKind::ALL {
+        if !kind.in_up(root.config()) {
+            continue;
+        }
+        let Some(role) = root.role(kind).await? else {
+            return Ok(ExitCode::SUCCESS);
+        };
+        roles.push(role);
+    }
+    let Some(api) = root.api().await? else {
         return Ok(ExitCode::SUCCESS);
     };
-    let mut registry = Registry::default();
-    let metrics = PipelineMetrics::register(&mut registry);
-    // One enricher (one session per model) for the enrich stage and the API's analysis.
-    let enricher = enrich::load_enricher(&config)?;
-    let enrich = enrich::build(&config, &metrics, enricher.clone())?;
-    let speed = sink::build_speed(&config, &metrics, &shutdown)?;
-    let batch = sink::build_batch(&config, &metrics, store.clone())?;
-    let api_metrics = ApiMetrics::register(&mut registry);
-    let live_sources = start_sources(&config, &mut registry, &metrics, &shutdown)?;
-    let registry = Arc::new(registry);
-    let speed_layer = SpeedLayer::connect(&config.speed)?;
-    let replayer = Replayer::new(&config, metrics.clone())?
-        .with_enricher(enricher.clone())
-        .with_speed(speed_layer.clone())
-        .with_batch(store.clone());
-    let api_state = ApiState::new(
-        speed_layer,
-        store,
-        enricher,
-        config.api.clone(),
-        ingest::publisher(&config, metrics.for_stage("api"))?,
-        shutdown.clone(),
-    )
-    .with_replayer(replayer)
-    .with_telemetry(Telemetry {
-        metrics: api_metrics,
-        registry: registry.clone(),
-    });
-    let endpoint = telemetry::serve_metrics(&config.metrics, registry, shutdown.clone()).await?;
+    let live_sources = start_sources(&mut root)?;
+    let (endpoint, registry) = root.serve_metrics().await?;
     if let Some(address) = endpoint.address {
         console::out(format_args!("metrics: http://{address}/metrics"));
     }
     endpoint.ready();
+    let api_state = api.with_registry(registry);
     let status = tokio::spawn(print_status(
-        [
-            enrich.metrics.clone(),
-            speed.metrics.clone(),
-            batch.metrics.clone(),
-        ],
+        roles.iter().map(|role| role.metrics.clone()).collect(),
         shutdown.clone(),
     ));
-    let (enriched, applied, written, served) = tokio::join!(
-        enrich.run(shutdown.clone()),
-        speed.run(shutdown.clone()),
-        batch.run(shutdown.clone()),
+    let config = root.config();
+    let (ran, served) = tokio::join!(
+        try_join_all(roles.into_iter().map(|role| role.run())),
         async {
             // An API that cannot serve (address in use) stops the whole process.
-            let served = api::serve(&config, api_state).await;
+            let served = api::serve(config, api_state).await;
             if served.is_err() {
                 shutdown.cancel();
             }
@@ -97,9 +73,7 @@ pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
     shutdown.cancel();
     let _ = status.await;
     live_sources.join_all().await;
-    enriched?;
-    applied?;
-    written?;
+    ran?;
     served?;
     console::out("pulse up: stopped cleanly");
     Ok(ExitCode::SUCCESS)
@@ -107,23 +81,19 @@ pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
 
 /// Starts every source configured under `[sources.*]`. A source that stops with an error
 /// (credentials rejected, fenced by another process) is reported; the other roles go on.
-fn start_sources(
-    config: &PulseConfig,
-    registry: &mut Registry,
-    metrics: &PipelineMetrics,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<JoinSet<()>> {
+fn start_sources(root: &mut Root) -> anyhow::Result<JoinSet<()>> {
     let mut running = JoinSet::new();
+    let config = root.config().clone();
     let limits = config.enrich.post_limits();
-    for mut source in AnySource::configured(&config.sources, &limits, registry)? {
+    for mut source in AnySource::configured(&config.sources, &limits, root.registry())? {
         let key = format!("{}/{}", source.kind(), source.instance());
         let run = sources::live_run(
-            config,
+            &config,
             source.kind(),
             source.instance(),
-            metrics.for_stage("ingest"),
+            root.metrics().for_stage("ingest"),
         )?;
-        let stop = shutdown.clone();
+        let stop = root.shutdown().clone();
         console::out(format_args!("source {key}: starting"));
         running.spawn(async move {
             let tally = PublishTally::default();
@@ -136,9 +106,9 @@ fn start_sources(
     Ok(running)
 }
 
-async fn print_status(stages: [StageMetrics; 3], shutdown: CancellationToken) {
+async fn print_status(stages: Vec<StageMetrics>, shutdown: CancellationToken) {
     let mut ticker = tokio::time::interval(Duration::from_secs(5));
-    let mut last = (Instant::now(), [0u64; 3]);
+    let mut last = (Instant::now(), vec![0u64; stages.len()]);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,

@@ -54,10 +54,6 @@ impl Stage for ArchiveSinkStage {
         StageKind::SinkArchive
     }
 
-    fn output_topic(&self) -> Option<&str> {
-        None
-    }
-
     async fn process(&self, batch: &[SourceRecord]) -> Result<Vec<Outcome>, StageError> {
         let received = enriched_records(batch);
         let mut outcomes = received.outcomes;
