@@ -134,6 +134,8 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
+    use pulse_speed::{MinuteStats, WindowStats};
+
     use crate::serving::{merge, LayerBucket, Layers};
 
     /// Checks that `schema` (resolving references in `doc`) lists every field of `answer`
@@ -269,5 +271,42 @@ mod tests {
         let mut empty = answer.clone();
         empty["watermark"] = Value::Null;
         assert_describes(&doc, schema, &empty, "history");
+    }
+
+    #[test]
+    fn the_live_answer_is_described_field_by_field() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let response = &doc["paths"]["/api/v1/live"]["get"]["responses"]["200"];
+        let schema = &response["content"]["application/json"]["schema"];
+        assert_eq!(schema["$ref"], "#/components/schemas/WindowStats");
+        let minute = |minute, count| MinuteStats {
+            minute,
+            count,
+            labels: [("positive".to_string(), count)].into(),
+            scored: count,
+            score_micros: 600_000,
+            emotion_micros: [("joy".to_string(), -5)].into(),
+            languages: [("und".to_string(), count)].into(),
+        };
+        let term = |term: &str| TermCount {
+            term: term.into(),
+            count: 3,
+        };
+        let mut window = WindowStats {
+            channel: "reddit/rust".into(),
+            from_minute: 29_000_000,
+            to_minute: 29_000_002,
+            totals: minute(29_000_000, 3),
+            mean_score: Some(0.2),
+            emotion_means: [("joy".to_string(), 0.25)].into(),
+            keywords: vec![term("rust")],
+            entities: vec![term("person:Ferris")],
+            series: vec![minute(29_000_000, 3), minute(29_000_001, 0)],
+        };
+        let answer = serde_json::to_value(&window).unwrap();
+        assert_describes(&doc, schema, &answer, "live");
+        window.mean_score = None;
+        let answer = serde_json::to_value(&window).unwrap();
+        assert_describes(&doc, schema, &answer, "live");
     }
 }

@@ -35,9 +35,11 @@ return result
 
 /// Counters of one minute, or summed over a window.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MinuteStats {
     /// Minutes since the Unix epoch (the first minute, for a window's totals).
     pub minute: i64,
+    /// Posts counted.
     pub count: u64,
     /// Posts per sentiment label (`negative`, `neutral`, `positive`).
     pub labels: BTreeMap<String, u64>,
@@ -111,12 +113,18 @@ impl MinuteStats {
 
 /// Everything the live view shows of a channel over `[from_minute, to_minute)`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WindowStats {
+    /// The channel asked for.
     pub channel: String,
+    /// First minute of the window, in minutes since the Unix epoch.
     pub from_minute: i64,
+    /// Minute after the window's last (exclusive).
     pub to_minute: i64,
+    /// The window's counters summed (`minute` is its first minute).
     pub totals: MinuteStats,
-    /// Mean sentiment score of posts that had one.
+    /// Mean sentiment score of posts that had one; null when none had.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub mean_score: Option<f64>,
     /// Mean probability of each emotion over the window's posts.
     pub emotion_means: BTreeMap<String, f64>,

@@ -12,12 +12,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use pulse_batch::RecomputeProgress;
-use pulse_kafka::replay::{ReplayError, ReplayRange, ReplayStart};
-use pulse_pipeline::replay::ReplayFailure;
+use pulse_batch::{RecomputeProgress, RecomputeReport};
+use pulse_kafka::replay::{PartitionSpan, ReplayError, ReplayRange, ReplayStart};
+use pulse_pipeline::replay::{ReplayFailure, ReplayProgress, ReplayReport};
 use pulse_pipeline::StageKind;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 use utoipa::ToSchema;
 
 use crate::auth::Authorized;
@@ -94,20 +93,59 @@ enum JobState {
     Failed,
 }
 
+/// What a recompute job was asked for, defaults filled in.
+#[derive(Debug, Clone, Serialize)]
+struct RecomputeJob {
+    from: Option<DateTime<Utc>>,
+    to: DateTime<Utc>,
+}
+
+/// What a replay job was asked for, with the offsets it planned to read.
+#[derive(Debug, Clone, Serialize)]
+struct ReplayJob {
+    into: StageKind,
+    topic: String,
+    from_offset: Option<OffsetStart>,
+    from_time: Option<String>,
+    to_time: Option<String>,
+    spans: Vec<PartitionSpan>,
+}
+
+/// A job's kind with what it was asked, how far it is and what it did.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum JobWork {
+    Recompute {
+        request: RecomputeJob,
+        /// Null until the first (channel, day) is done.
+        progress: Option<RecomputeProgress>,
+        report: Option<RecomputeReport>,
+    },
+    Replay {
+        request: ReplayJob,
+        progress: ReplayProgress,
+        report: Option<ReplayReport>,
+    },
+}
+
+impl JobWork {
+    fn kind(&self) -> &'static str {
+        match self {
+            JobWork::Recompute { .. } => "recompute",
+            JobWork::Replay { .. } => "replay",
+        }
+    }
+}
+
 /// A background job as `GET /api/v1/admin/jobs/{id}` shows it.
 #[derive(Debug, Clone, Serialize)]
-struct Job {
+pub struct Job {
     id: u64,
-    kind: &'static str,
+    #[serde(flatten)]
+    work: JobWork,
     state: JobState,
     started_at: DateTime<Utc>,
     finished_at: Option<DateTime<Utc>>,
-    /// What was asked for.
-    request: Value,
-    /// How far the job is: for a recompute `days_total`, `days_done`, `posts`; for a replay
-    /// `total`, `replayed`, `emitted`, `dead_lettered`.
-    progress: Value,
-    report: Option<Value>,
     error: Option<String>,
 }
 
@@ -118,12 +156,13 @@ pub struct Jobs {
 }
 
 impl Jobs {
-    /// Registers a running job of `kind`; 409 while another one of that kind runs.
-    fn start(&self, kind: &'static str, request: Value) -> Result<Job, ApiError> {
+    /// Registers `work` as a running job; 409 while another one of its kind runs.
+    fn start(&self, work: JobWork) -> Result<Job, ApiError> {
         let mut jobs = self.jobs.lock().map_err(|_| poisoned())?;
+        let kind = work.kind();
         if let Some(running) = jobs
             .values()
-            .find(|j| j.kind == kind && j.state == JobState::Running)
+            .find(|j| j.work.kind() == kind && j.state == JobState::Running)
         {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -134,13 +173,10 @@ impl Jobs {
         let id = jobs.keys().next_back().map_or(1, |last| last + 1);
         let job = Job {
             id,
-            kind,
+            work,
             state: JobState::Running,
             started_at: Utc::now(),
             finished_at: None,
-            request,
-            progress: json!({}),
-            report: None,
             error: None,
         };
         jobs.insert(id, job.clone());
@@ -158,24 +194,22 @@ impl Jobs {
         }
     }
 
-    fn progress(&self, id: u64, progress: Value) {
-        self.update(id, |job| job.progress = progress);
-    }
-
-    /// Records how job `id` ended: its state and report, or the error it failed with.
-    fn settle(&self, id: u64, outcome: Result<(JobState, Value), impl std::fmt::Display>) {
-        let (state, report, error) = match outcome {
-            Ok((state, report)) => (state, Some(report), None),
-            Err(error) => {
-                tracing::warn!(job = id, %error, "job failed");
-                (JobState::Failed, None, Some(error.to_string()))
-            }
-        };
+    /// Records that job `id` ended in `state`, `record` writing its report.
+    fn finish(&self, id: u64, state: JobState, record: impl FnOnce(&mut JobWork)) {
         self.update(id, |job| {
             job.state = state;
             job.finished_at = Some(Utc::now());
-            job.report = report;
-            job.error = error;
+            record(&mut job.work);
+        });
+    }
+
+    /// Records that job `id` failed with `error`.
+    fn fail(&self, id: u64, error: impl std::fmt::Display) {
+        tracing::warn!(job = id, %error, "job failed");
+        self.update(id, |job| {
+            job.state = JobState::Failed;
+            job.finished_at = Some(Utc::now());
+            job.error = Some(error.to_string());
         });
     }
 
@@ -204,7 +238,7 @@ pub async fn recompute(
     State(state): State<ApiState>,
     _: Authorized,
     ObjectBody(request): ObjectBody<RecomputeRequest>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Job>), ApiError> {
     let from = request
         .from
         .as_deref()
@@ -214,17 +248,32 @@ pub async fn recompute(
         Some(to) => time("to", to)?,
         None => pulse_batch::settled_end(Utc::now()),
     };
-    let request = json!({ "from": from, "to": to });
-    let job = state.jobs.start("recompute", request)?;
+    let job = state.jobs.start(JobWork::Recompute {
+        request: RecomputeJob { from, to },
+        progress: None,
+        report: None,
+    })?;
     let id = job.id;
     let jobs: Arc<Jobs> = state.jobs.clone();
     let batch = state.batch.clone();
     tokio::spawn(async move {
-        let progress = |step: RecomputeProgress| jobs.progress(id, json!(step));
-        let outcome = batch.recompute(from, to, &progress).await;
-        jobs.settle(id, outcome.map(|report| (JobState::Done, json!(report))));
+        let progress = |step: RecomputeProgress| {
+            jobs.update(id, |job| {
+                if let JobWork::Recompute { progress, .. } = &mut job.work {
+                    *progress = Some(step);
+                }
+            })
+        };
+        match batch.recompute(from, to, &progress).await {
+            Ok(done) => jobs.finish(id, JobState::Done, |work| {
+                if let JobWork::Recompute { report, .. } = work {
+                    *report = Some(done);
+                }
+            }),
+            Err(error) => jobs.fail(id, error),
+        }
     });
-    Ok((StatusCode::ACCEPTED, Json(json!(job))))
+    Ok((StatusCode::ACCEPTED, Json(job)))
 }
 
 /// A job's state, progress and outcome.
@@ -237,14 +286,14 @@ pub async fn job(
     State(state): State<ApiState>,
     _: Authorized,
     Segment(id): Segment,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Job>, ApiError> {
     let id: u64 = id
         .parse()
         .map_err(|_| ApiError::bad_parameter(format!("job id {id:?} is not a number")))?;
     state
         .jobs
         .get(id)?
-        .map(|job| Json(json!(job)))
+        .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no job {id}")))
 }
 
@@ -262,7 +311,7 @@ pub async fn replay(
     State(state): State<ApiState>,
     _: Authorized,
     ObjectBody(request): ObjectBody<ReplayRequest>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Job>), ApiError> {
     let stage: StageKind = request.into.parse().map_err(ApiError::bad_parameter)?;
     let start = match (request.from_offset.clone(), request.from_time.as_deref()) {
         (Some(offsets), None) => offsets.start()?,
@@ -291,36 +340,46 @@ pub async fn replay(
         end,
     };
     let mut reader = replayer.open(stage, range).await.map_err(replay_error)?;
-    let job = state.jobs.start(
-        "replay",
-        json!({
-            "into": stage,
-            "topic": topic,
-            "from_offset": request.from_offset,
-            "from_time": request.from_time,
-            "to_time": request.to_time,
-            "spans": reader.spans(),
-        }),
-    )?;
+    let job = state.jobs.start(JobWork::Replay {
+        request: ReplayJob {
+            into: stage,
+            topic,
+            from_offset: request.from_offset,
+            from_time: request.from_time,
+            to_time: request.to_time,
+            spans: reader.spans().to_vec(),
+        },
+        progress: ReplayProgress::default(),
+        report: None,
+    })?;
     let id = job.id;
     let jobs: Arc<Jobs> = state.jobs.clone();
     let shutdown = state.shutdown.clone();
     tokio::spawn(async move {
-        let progress = |done| jobs.progress(id, json!(done));
-        let outcome = replayer.run(stage, &mut reader, &progress, &shutdown).await;
-        jobs.settle(
-            id,
-            outcome.map(|report| {
-                let state = if report.complete {
+        let progress = |done: ReplayProgress| {
+            jobs.update(id, |job| {
+                if let JobWork::Replay { progress, .. } = &mut job.work {
+                    *progress = done;
+                }
+            })
+        };
+        match replayer.run(stage, &mut reader, &progress, &shutdown).await {
+            Ok(done) => {
+                let state = if done.complete {
                     JobState::Done
                 } else {
                     JobState::Stopped
                 };
-                (state, json!(report))
-            }),
-        );
+                jobs.finish(id, state, |work| {
+                    if let JobWork::Replay { report, .. } = work {
+                        *report = Some(done);
+                    }
+                })
+            }
+            Err(error) => jobs.fail(id, error),
+        }
     });
-    Ok((StatusCode::ACCEPTED, Json(json!(job))))
+    Ok((StatusCode::ACCEPTED, Json(job)))
 }
 
 fn replay_error(error: ReplayFailure) -> ApiError {

@@ -34,7 +34,7 @@ pub struct LiveParams {
 /// and emotion sums), mean score, emotion means, top keywords and entities, and a series
 /// with one entry per minute (or per hour, or none).
 #[utoipa::path(get, path = "/api/v1/live", tag = "live", params(LiveParams), responses(
-    (status = 200, description = "the window", content_type = "application/json"),
+    (status = 200, description = "the window", body = WindowStats),
     (status = 400, description = "a parameter is missing, malformed or out of range", body = ErrorBody), (status = 429, description = "over the client's rate", body = ErrorBody), (status = 503, description = "a store is down", body = ErrorBody)))]
 pub async fn window(
     State(state): State<ApiState>,
