@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use futures::future::try_join_all;
+use futures::future::join_all;
 use pulse_core::PulseConfig;
 use pulse_ingest::live::{AnySource, LiveSource};
 use pulse_pipeline::metrics::StageMetrics;
@@ -60,7 +60,8 @@ pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
     ));
     let config = root.config();
     let (ran, served) = tokio::join!(
-        try_join_all(roles.into_iter().map(|role| role.run())),
+        // Every role runs until the shutdown, even when another one fails, and drains.
+        join_all(roles.into_iter().map(|role| role.run())),
         async {
             // An API that cannot serve (address in use) stops the whole process.
             let served = api::serve(config, api_state).await;
@@ -73,7 +74,9 @@ pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
     shutdown.cancel();
     let _ = status.await;
     live_sources.join_all().await;
-    ran?;
+    for outcome in ran {
+        outcome?;
+    }
     served?;
     console::out("pulse up: stopped cleanly");
     Ok(ExitCode::SUCCESS)
