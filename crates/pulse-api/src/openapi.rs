@@ -212,11 +212,15 @@ mod tests {
         }
     }
 
+    /// The schema of `GET path`'s 200 answer.
+    fn answer_schema<'a>(doc: &'a Value, path: &str) -> &'a Value {
+        &doc["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    }
+
     #[test]
     fn the_history_answer_is_described_field_by_field() {
         let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
-        let response = &doc["paths"]["/api/v1/history"]["get"]["responses"]["200"];
-        let schema = &response["content"]["application/json"]["schema"];
+        let schema = answer_schema(&doc, "/api/v1/history");
         assert_eq!(schema["$ref"], "#/components/schemas/History");
 
         let at = |hour| Utc.with_ymd_and_hms(2026, 3, 2, hour, 0, 0).unwrap();
@@ -276,8 +280,7 @@ mod tests {
     #[test]
     fn the_live_answer_is_described_field_by_field() {
         let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
-        let response = &doc["paths"]["/api/v1/live"]["get"]["responses"]["200"];
-        let schema = &response["content"]["application/json"]["schema"];
+        let schema = answer_schema(&doc, "/api/v1/live");
         assert_eq!(schema["$ref"], "#/components/schemas/WindowStats");
         let minute = |minute, count| MinuteStats {
             minute,

@@ -203,6 +203,15 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 3, day, hour, minute, 0).unwrap()
     }
 
+    /// A speed reading from the minute of `first` to `end_minute`.
+    fn speed(first: DateTime<Utc>, end_minute: i64, complete: bool) -> Reading {
+        Reading::Speed {
+            first_minute: minute_of(first),
+            end_minute,
+            complete,
+        }
+    }
+
     fn figures(posts: u64, positive: u64, score_micros: i64, joy_micros: i64) -> LayerBucket {
         LayerBucket {
             tally: Tally {
@@ -234,20 +243,12 @@ mod tests {
         assert_eq!(layers.reading(hour, at(2, 11, 0)), Reading::Batch);
         assert_eq!(
             layers.reading(hour, at(2, 12, 0)),
-            Reading::Speed {
-                first_minute: minute_of(at(2, 12, 0)),
-                end_minute: minute_of(at(2, 13, 0)),
-                complete: true,
-            }
+            speed(at(2, 12, 0), minute_of(at(2, 13, 0)), true)
         );
         // The running hour is read up to and including the current minute.
         assert_eq!(
             layers.reading(hour, at(2, 13, 0)),
-            Reading::Speed {
-                first_minute: minute_of(at(2, 13, 0)),
-                end_minute: minute_of(at(2, 13, 20)) + 1,
-                complete: true,
-            }
+            speed(at(2, 13, 0), minute_of(at(2, 13, 20)) + 1, true)
         );
         assert_eq!(
             layers.reading(hour, at(2, 14, 0)),
@@ -256,11 +257,7 @@ mod tests {
         // A day the watermark is inside is not exact either, whatever its exact hours.
         assert_eq!(
             layers.reading(Granularity::Day, at(2, 0, 0)),
-            Reading::Speed {
-                first_minute: minute_of(at(2, 0, 0)),
-                end_minute: minute_of(at(2, 13, 20)) + 1,
-                complete: true,
-            }
+            speed(at(2, 0, 0), minute_of(at(2, 13, 20)) + 1, true)
         );
         assert_eq!(
             layers.reading(Granularity::Day, at(1, 0, 0)),
@@ -329,11 +326,7 @@ mod tests {
         // 10:00-11:00 straddles the horizon at 10:10: read from it, and incomplete.
         assert_eq!(
             layers.reading(hour, at(2, 10, 0)),
-            Reading::Speed {
-                first_minute: minute_of(at(2, 10, 10)),
-                end_minute: minute_of(at(2, 11, 0)),
-                complete: false,
-            }
+            speed(at(2, 10, 10), minute_of(at(2, 11, 0)), false)
         );
         assert_eq!(
             layers.reading(hour, at(2, 9, 0)),

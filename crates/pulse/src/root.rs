@@ -20,7 +20,7 @@ use pulse_pipeline::publish::Publisher;
 use pulse_pipeline::replay::Replayer;
 use pulse_pipeline::{
     ArchiveSinkStage, BatchSinkStage, EnrichStage, PipelineMetrics, SpeedRecovery, SpeedSinkStage,
-    StageKind,
+    Stage, StageKind,
 };
 use pulse_speed::SpeedLayer;
 use rdkafka::producer::FutureProducer;
@@ -192,8 +192,7 @@ impl Root {
                     self.config.enrich.post_limits(),
                     self.config.kafka.topics.enriched.clone(),
                 );
-                StageRole::build(&self.config, &self.metrics, stage, &producer)?
-                    .into_role(self.shutdown.clone())
+                self.wire(stage, &producer)?
             }
             StageKind::SinkSpeed => {
                 let layer = self.speed_layer()?;
@@ -208,20 +207,13 @@ impl Root {
                 ));
                 tokio::spawn(recovery.clone().watch());
                 let stage = SpeedSinkStage::new(layer).with_recovery(recovery);
-                StageRole::build(&self.config, &self.metrics, stage, &producer)?
-                    .into_role(self.shutdown.clone())
+                self.wire(stage, &producer)?
             }
             StageKind::SinkBatch => {
                 let Some(store) = self.batch_store().await? else {
                     return Ok(None);
                 };
-                StageRole::build(
-                    &self.config,
-                    &self.metrics,
-                    BatchSinkStage::new(store),
-                    &producer,
-                )?
-                .into_role(self.shutdown.clone())
+                self.wire(BatchSinkStage::new(store), &producer)?
             }
             StageKind::SinkArchive => {
                 let archive = &self.config.archive;
@@ -229,11 +221,19 @@ impl Root {
                     format!("cannot create the archive folder {}", archive.dir.display())
                 })?;
                 let stage = ArchiveSinkStage::new(archive);
-                StageRole::build(&self.config, &self.metrics, stage, &producer)?
-                    .into_role(self.shutdown.clone())
+                self.wire(stage, &producer)?
             }
         };
         Ok(Some(role))
+    }
+
+    /// `stage` wired to its input topic and consumer group, as a role that runs until this
+    /// root's shutdown.
+    fn wire<S: Stage>(&self, stage: S, producer: &FutureProducer) -> anyhow::Result<Role> {
+        Ok(
+            StageRole::build(&self.config, &self.metrics, stage, producer)?
+                .into_role(self.shutdown.clone()),
+        )
     }
 
     /// The API's state: both stores, the enricher, a publisher and a replayer into every
