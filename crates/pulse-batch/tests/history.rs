@@ -9,9 +9,9 @@ use chrono::{DateTime, Utc};
 use pulse_batch::{schema, BatchError, BatchStore, Cursor, MentionQuery, PostQuery, TermKind};
 use pulse_core::config::BatchConfig;
 use pulse_core::{
-    entity_member, EnrichedPost, Enrichment, Entity, EntityKind, Granularity, Keyword, Post,
-    Sentiment, SentimentLabel, Tally,
+    entity_member, EnrichedPost, EntityKind, Granularity, Sentiment, SentimentLabel, Tally,
 };
+use pulse_testkit::{post, PostBuilder};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -45,12 +45,9 @@ const NAMES: [(&str, EntityKind); 5] = [
 const TOP_TERMS: usize = 6;
 
 fn config(test: &str) -> BatchConfig {
-    let nanos = Utc::now().timestamp_subsec_nanos();
     BatchConfig {
-        nodes: std::env::var("PULSE_TEST_CQL_NODES").unwrap_or_else(|_| "127.0.0.1:9042".into()),
-        keyspace: format!("t_{test}_{}_{nanos}", std::process::id()),
         top_terms: TOP_TERMS,
-        ..BatchConfig::default()
+        ..pulse_testkit::batch_config(test)
     }
 }
 
@@ -91,57 +88,42 @@ fn posts(
                     probs: BTreeMap::new(),
                 }
             });
-            let emotions = ["joy", "anger", "neutral"]
-                .iter()
-                .map(|e| (e.to_string(), rng.random_range(0..1_000) as f32 / 1_000.0))
+            let emotions: Vec<(&str, f32)> = ["joy", "anger", "neutral"]
+                .into_iter()
+                .map(|e| (e, rng.random_range(0..1_000) as f32 / 1_000.0))
                 .collect();
-            let keywords = (0..rng.random_range(0..5))
-                .map(|_| Keyword {
-                    // Skewed, so counts differ and the top is meaningful.
-                    term: TERMS[rng
+            // Skewed, so counts differ and the top is meaningful.
+            let keywords: Vec<&str> = (0..rng.random_range(0..5))
+                .map(|_| {
+                    TERMS[rng
                         .random_range(0..TERMS.len())
                         .min(rng.random_range(0..TERMS.len()))]
-                    .to_string(),
-                    score: 0.5,
                 })
                 .collect();
-            let entities = (0..rng.random_range(0..3))
-                .map(|_| {
-                    let (text, kind) = NAMES[rng.random_range(0..NAMES.len())];
-                    Entity {
-                        text: text.to_string(),
-                        kind,
-                        start: 0,
-                        end: text.chars().count(),
-                        score: 0.9,
-                    }
-                })
+            let entities: Vec<(&str, EntityKind)> = (0..rng.random_range(0..3))
+                .map(|_| NAMES[rng.random_range(0..NAMES.len())])
                 .collect();
-            let post = Post {
-                id: format!("test:{seed}:{i:06}"),
-                source: "synthetic".into(),
-                channel: channels[rng.random_range(0..channels.len())].to_string(),
-                author: Some(format!("author{}", i % 17)),
-                text: format!("post {i} 🚀 مرحبا"),
-                created_at,
-                url: None,
-                // Languages as the enrich stage records them, and posts stored before it did.
-                lang: match i % 4 {
-                    0 => None,
-                    1 => Some("es".into()),
-                    _ => Some("en".into()),
-                },
-                parent_id: None,
-                meta: Default::default(),
-                extra: Default::default(),
+            let channel = channels[rng.random_range(0..channels.len())];
+            // Languages as the enrich stage records them, and posts stored before it did.
+            let lang = match i % 4 {
+                0 => None,
+                1 => Some("es"),
+                _ => Some("en"),
             };
-            let enrichment = Enrichment {
-                sentiment,
-                emotions,
-                entities,
-                keywords,
-            };
-            EnrichedPost::new(post, enrichment, "test@1".into(), end)
+            let post = post(format!("test:{seed}:{i:06}"), channel, created_at)
+                .author(format!("author{}", i % 17))
+                .text(format!("post {i} 🚀 مرحبا"))
+                .lang(lang)
+                .sentiment_of(sentiment)
+                .enriched_at(end);
+            let post = emotions
+                .into_iter()
+                .fold(post, |post, (emotion, score)| post.emotion(emotion, score));
+            let post = keywords.into_iter().fold(post, PostBuilder::keyword);
+            entities
+                .into_iter()
+                .fold(post, |post, (text, kind)| post.entity(text, kind))
+                .enriched()
         })
         .collect()
 }

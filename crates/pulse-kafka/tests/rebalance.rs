@@ -9,14 +9,12 @@ use std::time::{Duration, Instant};
 
 use pulse_core::config::KafkaConfig;
 use pulse_kafka::consumer::{commit_handled, subscribe, ConsumerLag};
+use pulse_testkit::servers::brokers;
+use pulse_testkit::{kafka_config, unique};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-
-fn brokers() -> String {
-    std::env::var("PULSE_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_string())
-}
 
 fn committed(group: &str, topic: &str, partition: i32) -> i64 {
     let consumer: BaseConsumer = ClientConfig::new()
@@ -37,17 +35,11 @@ fn committed(group: &str, topic: &str, partition: i32) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_never_commits_a_partition_a_rebalance_took_away() {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let topic = format!("test.rebalance.{}.{nanos}", std::process::id());
+    let topic = format!("test.{}", unique("rebalance"));
     let group = format!("{topic}.group");
     let config = KafkaConfig {
-        brokers: brokers(),
-        partitions: 2,
         session_timeout_ms: 6_000,
-        ..KafkaConfig::default()
+        ..kafka_config(2)
     };
     pulse_kafka::admin::create_topics(&config, &[&topic])
         .await

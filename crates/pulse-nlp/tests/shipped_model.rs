@@ -8,10 +8,7 @@ use std::sync::OnceLock;
 use pulse_core::config::EnrichConfig;
 use pulse_core::{Enrichment, EntityKind, SentimentLabel};
 use pulse_nlp::Enricher;
-
-fn shipped_model() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/pulse-minilm-multitask")
-}
+use pulse_testkit::shipped_model;
 
 /// One enricher for the whole test binary, as in a process.
 fn enricher() -> &'static Enricher {

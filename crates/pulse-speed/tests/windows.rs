@@ -7,11 +7,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use pulse_core::config::SpeedConfig;
-use pulse_core::{
-    EnrichedPost, Enrichment, Entity, EntityKind, Keyword, Post, Sentiment, SentimentLabel, Series,
-    TermCount,
-};
+use pulse_core::{EnrichedPost, EntityKind, Sentiment, SentimentLabel, Series, TermCount};
 use pulse_speed::{minute_of, FeedEntry, LogPosition, MinuteStats, PostToApply, SpeedLayer};
+use pulse_testkit::{post, PostBuilder};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -52,14 +50,10 @@ const NAMES: [(&str, EntityKind); 6] = [
 ];
 
 fn layer(test: &str, retention_secs: u64) -> SpeedLayer {
-    let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
     let config = SpeedConfig {
-        redis_url: std::env::var("PULSE_TEST_REDIS_URL")
-            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
-        key_prefix: format!("pulse-test:{test}:{}:{nanos}", std::process::id()),
         retention_secs,
         feed_length: 1_000,
-        group: "unused".into(),
+        ..pulse_testkit::speed_config(test)
     };
     SpeedLayer::connect(&config).expect("redis client")
 }
@@ -80,61 +74,42 @@ fn posts(seed: u64, n: usize, end: DateTime<Utc>, minutes: i64) -> Vec<EnrichedP
                 score: rng.random_range(-10_000..=10_000) as f32 / 10_000.0,
                 probs: BTreeMap::new(),
             });
-            let emotions = ["joy", "anger", "fear"]
-                .iter()
-                .map(|e| (e.to_string(), rng.random_range(0..1_000) as f32 / 1_000.0))
+            let emotions: Vec<(&str, f32)> = ["joy", "anger", "fear"]
+                .into_iter()
+                .map(|e| (e, rng.random_range(0..1_000) as f32 / 1_000.0))
                 .collect();
             // Skewed term choice so that counts differ and ties are rare but possible.
-            let keywords = (0..rng.random_range(0..5))
+            let keywords: Vec<&str> = (0..rng.random_range(0..5))
                 .map(|_| {
                     let index =
                         (rng.random_range(0.0f64..1.0).powi(2) * VOCABULARY.len() as f64) as usize;
-                    Keyword {
-                        term: VOCABULARY[index.min(VOCABULARY.len() - 1)].to_string(),
-                        score: 0.5,
-                    }
+                    VOCABULARY[index.min(VOCABULARY.len() - 1)]
                 })
                 .collect();
-            let entities = (0..rng.random_range(0..3))
-                .map(|_| {
-                    let (text, kind) = NAMES[rng.random_range(0..NAMES.len())];
-                    Entity {
-                        text: text.to_string(),
-                        kind,
-                        start: 0,
-                        end: 1,
-                        score: 0.9,
-                    }
-                })
+            let entities: Vec<(&str, EntityKind)> = (0..rng.random_range(0..3))
+                .map(|_| NAMES[rng.random_range(0..NAMES.len())])
                 .collect();
-            let post = Post {
-                id: format!("speed:{seed}:{i}"),
-                source: "synthetic".into(),
-                channel: CHANNELS[i % CHANNELS.len()].to_string(),
-                author: None,
-                text: "t".into(),
-                created_at,
-                url: None,
-                lang: match i % 5 {
-                    0 => None,
-                    1 | 2 => Some("es".into()),
-                    _ => Some("en".into()),
-                },
-                parent_id: None,
-                meta: Default::default(),
-                extra: Default::default(),
+            let lang = match i % 5 {
+                0 => None,
+                1 | 2 => Some("es"),
+                _ => Some("en"),
             };
-            EnrichedPost::new(
-                post,
-                Enrichment {
-                    sentiment,
-                    emotions,
-                    entities,
-                    keywords,
-                },
-                "test@1".into(),
-                Utc::now(),
+            let post = post(
+                format!("speed:{seed}:{i}"),
+                CHANNELS[i % CHANNELS.len()],
+                created_at,
             )
+            .text("t")
+            .lang(lang)
+            .sentiment_of(sentiment);
+            let post = emotions
+                .into_iter()
+                .fold(post, |post, (emotion, score)| post.emotion(emotion, score));
+            let post = keywords.into_iter().fold(post, PostBuilder::keyword);
+            entities
+                .into_iter()
+                .fold(post, |post, (text, kind)| post.entity(text, kind))
+                .enriched()
         })
         .collect()
 }

@@ -12,9 +12,8 @@ use std::process::Command;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use common::{committed, produce, wait_for, Lane};
-use pulse_core::{
-    EnrichedPost, Enrichment, Entity, EntityKind, Post, Sentiment, SentimentLabel, Tombstone,
-};
+use pulse_core::{EnrichedPost, EntityKind, SentimentLabel, Tombstone};
+use pulse_testkit::post;
 
 const POSTS: usize = 20_000;
 const PARTITIONS: i32 = 4;
@@ -28,41 +27,21 @@ fn start() -> DateTime<Utc> {
 
 /// Post `i`: one of three channels, created over about five hours.
 fn enriched(i: usize) -> EnrichedPost {
-    let post = Post {
-        id: format!("archive:{i:05}"),
-        source: "file".into(),
-        channel: CHANNELS[i % 3].into(),
-        author: Some(format!("author{}", i % 17)),
-        text: format!("Ferris archived post {i}"),
-        created_at: start() + Duration::seconds(i as i64),
-        url: None,
-        lang: Some("en".into()),
-        parent_id: None,
-        meta: Default::default(),
-        extra: Default::default(),
-    };
     let label = [
         SentimentLabel::Negative,
         SentimentLabel::Neutral,
         SentimentLabel::Positive,
     ][i % 3];
-    let enrichment = Enrichment {
-        sentiment: Some(Sentiment {
-            label,
-            score: 0.0,
-            probs: Default::default(),
-        }),
-        emotions: [("joy".to_string(), (i % 100) as f32 / 100.0)].into(),
-        entities: vec![Entity {
-            text: "Ferris".into(),
-            kind: EntityKind::Person,
-            start: 0,
-            end: 6,
-            score: 0.9,
-        }],
-        keywords: vec![],
-    };
-    EnrichedPost::new(post, enrichment, "test@1".into(), Utc::now())
+    let created_at = start() + Duration::seconds(i as i64);
+    post(format!("archive:{i:05}"), CHANNELS[i % 3], created_at)
+        .source("file")
+        .author(format!("author{}", i % 17))
+        .text(format!("Ferris archived post {i}"))
+        .lang(Some("en"))
+        .sentiment(label, 0.0)
+        .emotion("joy", (i % 100) as f32 / 100.0)
+        .entity("Ferris", EntityKind::Person)
+        .enriched()
 }
 
 /// Every 97th post is deleted at its source: its tombstone follows it on the topic.

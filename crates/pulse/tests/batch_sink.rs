@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use common::{committed, high_watermarks, produce, read_all, wait_for, Lane, PrivateStack, Role};
 use pulse_batch::BatchStore;
 use pulse_core::config::BatchConfig;
-use pulse_core::{EnrichedPost, Enrichment, Keyword, Post};
 use pulse_kafka::dlq::header;
+use pulse_testkit::{post, PostBuilder};
 
 const CHANNEL: &str = "test/batch-sink";
 const POSTS: usize = 4_000;
@@ -22,39 +22,16 @@ fn start_time() -> DateTime<Utc> {
     "2026-04-01T10:00:00Z".parse().expect("time")
 }
 
-fn enriched(i: usize) -> EnrichedPost {
-    let post = Post {
-        id: format!("batchsink:{i:05}"),
-        source: "synthetic".into(),
-        channel: CHANNEL.into(),
-        author: None,
-        text: format!("post {i}"),
-        created_at: start_time() + chrono::Duration::seconds(2 * i as i64),
-        url: None,
-        lang: None,
-        parent_id: None,
-        meta: Default::default(),
-        extra: Default::default(),
-    };
-    let enrichment = Enrichment {
-        keywords: vec![Keyword {
-            term: format!("term{}", i % 7),
-            score: 0.5,
-        }],
-        ..Enrichment::default()
-    };
-    EnrichedPost::new(post, enrichment, "test@1".into(), Utc::now())
+/// Post `i`, two seconds after post `i - 1`, without keywords.
+fn batch_post(i: usize) -> PostBuilder {
+    let created_at = start_time() + chrono::Duration::seconds(2 * i as i64);
+    post(format!("batchsink:{i:05}"), CHANNEL, created_at).text(format!("post {i}"))
 }
 
+/// The enriched records of posts `range`, each with one of seven keywords.
 fn posts(range: std::ops::Range<usize>) -> Vec<(String, Vec<u8>)> {
     range
-        .map(|i| {
-            let post = enriched(i);
-            (
-                post.post.id.clone(),
-                serde_json::to_vec(&post).expect("json"),
-            )
-        })
+        .map(|i| batch_post(i).keyword(format!("term{}", i % 7)).record())
         .collect()
 }
 
@@ -63,11 +40,7 @@ fn the_batch_sink_stores_every_post_once_across_a_cql_restart() {
     let lane = Lane::new("batchsink", 2);
     let stack = PrivateStack::start(&["cql"]);
     let nodes = stack.cql_nodes();
-    let keyspace = format!(
-        "t_sink_{}_{}",
-        std::process::id(),
-        Utc::now().timestamp_subsec_nanos()
-    );
+    let keyspace = pulse_testkit::keyspace("sink");
     let group = format!("{}.batch", lane.group);
     let batch_env = |command: &mut Command| {
         command
@@ -186,7 +159,7 @@ fn the_batch_sink_stores_every_post_once_across_a_cql_restart() {
     );
     assert_eq!(stored, want, "every post once, newest first");
     let sample = sample.expect("post 1234 stored");
-    assert_eq!(sample.post, enriched(1234).post);
+    assert_eq!(sample.post, batch_post(1234).build());
 
     // Each malformed record dead-lettered once with its reason.
     let dead: Vec<(Option<Vec<u8>>, String)> = read_all(&lane.dlq, 2)
@@ -243,11 +216,7 @@ fn the_batch_sink_stores_every_post_once_across_a_cql_restart() {
 #[test]
 fn a_post_the_store_refuses_is_dead_lettered_and_the_rest_is_stored() {
     let lane = Lane::new("batch-refused", 2);
-    let keyspace = format!(
-        "t_refused_{}_{}",
-        std::process::id(),
-        Utc::now().timestamp_subsec_nanos()
-    );
+    let keyspace = pulse_testkit::keyspace("refused");
     let group = format!("{}.batch", lane.group);
     let applied = lane
         .pulse(&["schema", "apply"])
@@ -258,17 +227,7 @@ fn a_post_the_store_refuses_is_dead_lettered_and_the_rest_is_stored() {
 
     // Two posts whose keyword is over the 64 KiB key limit of the mentions table, among 30
     // good ones: an enriched record from another producer than Pulse's enrich.
-    let refused = |i: usize| {
-        let mut post = enriched(i);
-        post.enrichment.keywords = vec![Keyword {
-            term: "k".repeat(70_000),
-            score: 0.5,
-        }];
-        (
-            post.post.id.clone(),
-            serde_json::to_vec(&post).expect("json"),
-        )
-    };
+    let refused = |i: usize| batch_post(i).keyword("k".repeat(70_000)).record();
     let mut records = posts(0..15);
     records.push(refused(15));
     records.extend(posts(16..30));
@@ -316,6 +275,7 @@ fn a_post_the_store_refuses_is_dead_lettered_and_the_rest_is_stored() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let mut stored = runtime.block_on(async {
         let config = BatchConfig {
+            nodes: pulse_testkit::servers::cql_nodes(),
             keyspace: keyspace.clone(),
             ..BatchConfig::default()
         };
@@ -331,7 +291,7 @@ fn a_post_the_store_refuses_is_dead_lettered_and_the_rest_is_stored() {
     stored.sort();
     let expected: Vec<String> = (0..30)
         .filter(|i| *i != 15)
-        .map(|i| enriched(i).post.id)
+        .map(|i| batch_post(i).build().id)
         .collect();
     assert_eq!(stored, expected);
 }

@@ -507,11 +507,7 @@ fn every_store_ends_exact_after_random_kills_of_roles_and_servers() {
     println!("roles log to {}", lane.dir.path().display());
     let truth = Truth::new(plan.posts);
     let chunks = truth.write_chunks(lane.dir.path());
-    let keyspace = format!(
-        "chaos_{}_{}",
-        std::process::id(),
-        Utc::now().timestamp_subsec_nanos()
-    );
+    let keyspace = pulse_testkit::keyspace("chaos");
     let prefix = format!("pulse-chaos:{}", lane.group);
     let batch_group = format!("{}.batch", lane.group);
     let speed_group = format!("{}.speed", lane.group);

@@ -14,18 +14,16 @@ use common::Lane;
 #[test]
 fn pulse_up_stops_on_sigterm_with_its_output_closed() {
     let lane = Lane::new("closed-output", 2);
-    let unique = format!(
-        "{}_{}",
-        std::process::id(),
-        Utc::now().timestamp_subsec_nanos()
-    );
     let mut child = lane
         .pulse(&["up"])
-        .env("PULSE_BATCH__KEYSPACE", format!("t_closed_output_{unique}"))
+        .env(
+            "PULSE_BATCH__KEYSPACE",
+            pulse_testkit::keyspace("closed_output"),
+        )
         .env("PULSE_BATCH__GROUP", format!("{}.batch", lane.group))
         .env(
             "PULSE_SPEED__KEY_PREFIX",
-            format!("pulse-test:closed:{unique}"),
+            pulse_testkit::key_prefix("closed"),
         )
         .env("PULSE_SPEED__GROUP", format!("{}.speed", lane.group))
         .env("PULSE_PIPELINE__DRAIN_TIMEOUT_MS", "10000")

@@ -10,7 +10,6 @@ mod common;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use chrono::Utc;
 use common::{caught_up, read_all, wait_for, Lane, Role};
 
 const CHANNEL: &str = "dashboard/tech";
@@ -20,13 +19,8 @@ const BACKFILL: i64 = 400;
 fn the_dashboard_shows_live_and_historical_figures_in_chromium() {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let lane = Lane::new("dashboard", 2);
-    let unique = format!(
-        "{}_{}",
-        std::process::id(),
-        Utc::now().timestamp_subsec_nanos()
-    );
-    let keyspace = format!("t_dashboard_{unique}");
-    let prefix = format!("pulse-test:dashboard:{unique}");
+    let keyspace = pulse_testkit::keyspace("dashboard");
+    let prefix = pulse_testkit::key_prefix("dashboard");
     let batch_group = format!("{}.batch", lane.group);
     let speed_group = format!("{}.speed", lane.group);
     let dashboard_dir = repo.join("dashboards/live");

@@ -165,11 +165,10 @@ fn write_posts(path: &std::path::Path, start: DateTime<Utc>) {
 fn run_with(stack: &PrivateStack, fault: Fault) {
     let tag = format!("{fault:?}").to_lowercase();
     let lane = Lane::on(&stack.brokers(), &format!("fault-{tag}"), PARTITIONS);
-    let nanos = Utc::now().timestamp_subsec_nanos();
     let run = Run {
         stack,
-        keyspace: format!("t_fault_{tag}_{nanos}"),
-        prefix: format!("t:fault:{tag}:{nanos}"),
+        keyspace: pulse_testkit::keyspace(&format!("fault_{tag}")),
+        prefix: pulse_testkit::key_prefix(&format!("fault:{tag}")),
         lane,
     };
     run.run(&["schema", "apply"]);

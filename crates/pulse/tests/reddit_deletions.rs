@@ -60,13 +60,8 @@ fn posts_deleted_at_reddit_leave_every_store() {
         .collect();
 
     let lane = Lane::new("reddit-deletions", 2);
-    let unique = format!(
-        "{}_{}",
-        std::process::id(),
-        Utc::now().timestamp_subsec_nanos()
-    );
-    let keyspace = format!("t_deletions_{unique}");
-    let prefix = format!("pulse-test:deletions:{unique}");
+    let keyspace = pulse_testkit::keyspace("deletions");
+    let prefix = pulse_testkit::key_prefix("deletions");
     let port = free_port();
     let config = lane.write_config(&format!(
         r#"[sources.reddit.fake]
@@ -103,6 +98,7 @@ recheck_interval_ms = 2000
     });
 
     let speed = SpeedConfig {
+        redis_url: pulse_testkit::servers::redis_url(),
         key_prefix: prefix.clone(),
         ..SpeedConfig::default()
     };

@@ -8,43 +8,23 @@ mod common;
 use chrono::{DateTime, Utc};
 use common::{high_watermarks, produce_at, read_all, Lane};
 use pulse_core::config::SpeedConfig;
-use pulse_core::{EnrichedPost, Enrichment, Keyword, Post};
 use pulse_speed::{minute_of, SpeedLayer};
+use pulse_testkit::PostBuilder;
 use serde_json::Value;
 
 const CHANNEL: &str = "test/replay";
 
-fn post(i: usize, created_at: DateTime<Utc>) -> Post {
-    Post {
-        id: format!("replay:{i}"),
-        source: "synthetic".into(),
-        channel: CHANNEL.into(),
-        author: None,
-        text: format!("Replay number {i} of the Berlin marathon was great"),
-        created_at,
-        url: None,
-        lang: None,
-        parent_id: None,
-        meta: Default::default(),
-        extra: Default::default(),
-    }
+fn post(i: usize, created_at: DateTime<Utc>) -> PostBuilder {
+    pulse_testkit::post(format!("replay:{i}"), CHANNEL, created_at).text(format!(
+        "Replay number {i} of the Berlin marathon was great"
+    ))
 }
 
 fn enriched(i: usize, created_at: DateTime<Utc>) -> Vec<u8> {
-    let enrichment = Enrichment {
-        keywords: vec![Keyword {
-            term: format!("term{}", i % 3),
-            score: 0.5,
-        }],
-        ..Enrichment::default()
-    };
-    serde_json::to_vec(&EnrichedPost::new(
-        post(i, created_at),
-        enrichment,
-        "test@1".into(),
-        Utc::now(),
-    ))
-    .expect("json")
+    post(i, created_at)
+        .keyword(format!("term{}", i % 3))
+        .record()
+        .1
 }
 
 /// Runs `pulse replay ARGS`; the exit code, the JSON report (if any) and stderr.
@@ -76,12 +56,8 @@ fn window_count(config: &SpeedConfig) -> (u64, u64) {
 #[test]
 fn a_time_range_of_enriched_posts_replays_into_the_speed_layer_once() {
     let lane = Lane::new("replay-speed", 2);
-    let prefix = format!("pulse-test:replay:{}", lane.group);
-    let env = [("PULSE_SPEED__KEY_PREFIX", prefix.as_str())];
-    let speed = SpeedConfig {
-        key_prefix: prefix.clone(),
-        ..SpeedConfig::default()
-    };
+    let speed = pulse_testkit::speed_config("replay");
+    let env = [("PULSE_SPEED__KEY_PREFIX", speed.key_prefix.as_str())];
     // 30 posts stamped three hours ago, 30 two hours ago (one bad record among them), 30
     // one hour ago: the record times decide the range, the posts' own times their minutes.
     let now = Utc::now();
@@ -175,7 +151,7 @@ fn the_last_raw_posts_of_each_partition_are_enriched_again() {
     let now = Utc::now();
     let records: Vec<_> = (0..24)
         .map(|i| {
-            let payload = serde_json::to_vec(&post(i, now)).expect("json");
+            let payload = serde_json::to_vec(&post(i, now).build()).expect("json");
             (format!("replay:{i}"), payload, now)
         })
         .collect();
@@ -273,11 +249,7 @@ fn bad_replays_fail_with_a_message() {
 #[test]
 fn enriched_posts_replay_into_the_batch_layer() {
     let lane = Lane::new("replay-batch", 2);
-    let keyspace = format!(
-        "t_replay_{}_{}",
-        std::process::id(),
-        Utc::now().timestamp_subsec_nanos()
-    );
+    let keyspace = pulse_testkit::keyspace("replay");
     let env = [("PULSE_BATCH__KEYSPACE", keyspace.as_str())];
     let pulse = |args: &[&str]| {
         let output = lane.pulse(args).envs(env).output().expect("pulse runs");

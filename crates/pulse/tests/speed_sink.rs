@@ -12,8 +12,9 @@ use std::time::Duration;
 use chrono::Utc;
 use common::{committed, free_port, high_watermarks, wait_for, Lane, Role};
 use pulse_core::config::SpeedConfig;
-use pulse_core::{EnrichedPost, Enrichment, Keyword, Post};
+use pulse_core::EnrichedPost;
 use pulse_speed::{minute_of, SpeedLayer};
+use pulse_testkit::post;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
@@ -94,27 +95,9 @@ impl Drop for Redis {
 }
 
 fn enriched(i: usize) -> EnrichedPost {
-    let post = Post {
-        id: format!("sink:{i}"),
-        source: "synthetic".into(),
-        channel: "test/sink".into(),
-        author: None,
-        text: "text".into(),
-        created_at: Utc::now(),
-        url: None,
-        lang: None,
-        parent_id: None,
-        meta: Default::default(),
-        extra: Default::default(),
-    };
-    let enrichment = Enrichment {
-        keywords: vec![Keyword {
-            term: format!("term{}", i % 7),
-            score: 0.5,
-        }],
-        ..Enrichment::default()
-    };
-    EnrichedPost::new(post, enrichment, "test@1".into(), Utc::now())
+    post(format!("sink:{i}"), "test/sink", Utc::now())
+        .keyword(format!("term{}", i % 7))
+        .enriched()
 }
 
 fn producer() -> FutureProducer {

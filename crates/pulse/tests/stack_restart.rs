@@ -27,17 +27,11 @@ fn consumer(brokers: &str, group: &str) -> BaseConsumer {
 
 /// A post stored through the batch layer, to be read back after the restart.
 fn stored_post() -> pulse_core::EnrichedPost {
-    let post: pulse_core::Post = serde_json::from_value(serde_json::json!({
-        "id": "restart:1", "source": "file", "channel": "test/restart",
-        "text": "kept across a restart", "created_at": "2026-11-01T12:00:00Z",
-    }))
-    .expect("post");
-    pulse_core::EnrichedPost::new(
-        post,
-        pulse_core::Enrichment::default(),
-        "test@1".into(),
-        chrono::Utc::now(),
-    )
+    let created_at = "2026-11-01T12:00:00Z".parse().unwrap_or_default();
+    pulse_testkit::post("restart:1", "test/restart", created_at)
+        .source("file")
+        .text("kept across a restart")
+        .enriched()
 }
 
 #[test]

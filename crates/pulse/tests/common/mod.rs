@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use pulse_core::config::KafkaConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -18,18 +18,11 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 /// Longest any test waits for the pipeline to catch up.
 pub const PATIENCE: Duration = Duration::from_secs(180);
 
-/// Brokers of the local stack (or `PULSE_TEST_BROKERS`).
-pub fn brokers() -> String {
-    std::env::var("PULSE_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_string())
-}
+pub use pulse_testkit::servers::brokers;
 
-/// The shipped model directory, by absolute path (the binary runs from the crate folder).
+/// The shipped model directory, by absolute path, as a configuration value.
 pub fn shipped_model() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(pulse_core::config::DEFAULT_MODEL)
-        .display()
-        .to_string()
+    pulse_testkit::shipped_model().display().to_string()
 }
 
 /// One test's private topics and group.
@@ -52,11 +45,7 @@ impl Lane {
 
     /// [`Lane::new`] on the broker at `brokers`.
     pub fn on(brokers: &str, test: &str, partitions: i32) -> Lane {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let suffix = format!("{test}.{}.{nanos}", std::process::id());
+        let suffix = pulse_testkit::unique(test);
         let lane = Lane {
             brokers: brokers.to_string(),
             raw: format!("test.{suffix}.raw"),
@@ -87,12 +76,18 @@ impl Lane {
         }
     }
 
-    /// A `pulse` command configured for this lane through `PULSE_*` variables.
+    /// A `pulse` command configured for this lane, and for the test servers of
+    /// pulse-testkit, through `PULSE_*` variables.
     pub fn pulse(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_pulse"));
         command
             .args(args)
             .env("PULSE_KAFKA__BROKERS", &self.brokers)
+            .env("PULSE_BATCH__NODES", pulse_testkit::servers::cql_nodes())
+            .env(
+                "PULSE_SPEED__REDIS_URL",
+                pulse_testkit::servers::redis_url(),
+            )
             .env("PULSE_KAFKA__TOPICS__RAW", &self.raw)
             .env("PULSE_KAFKA__TOPICS__ENRICHED", &self.enriched)
             .env("PULSE_KAFKA__TOPICS__DLQ", &self.dlq)

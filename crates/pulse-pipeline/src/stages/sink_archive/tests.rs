@@ -10,10 +10,7 @@ use arrow_array::types::{Float32Type, Int64Type};
 use arrow_array::{Array, RecordBatch};
 use chrono::{DateTime, TimeZone, Utc};
 use pulse_core::config::ArchiveConfig;
-use pulse_core::{
-    EnrichedPost, Enrichment, Entity, EntityKind, Keyword, Post, Sentiment, SentimentLabel,
-    Tombstone,
-};
+use pulse_core::{EnrichedPost, EntityKind, Post, Sentiment, SentimentLabel, Tombstone};
 
 use super::layout::is_archive_file;
 use super::table;
@@ -34,47 +31,32 @@ fn post(n: usize) -> EnrichedPost {
     } else {
         "x/#rustlang"
     };
-    EnrichedPost {
-        enrichment: Enrichment {
-            sentiment: Some(Sentiment {
-                label: SentimentLabel::Positive,
-                score: 0.5,
-                probs: [
-                    (SentimentLabel::Negative, 0.2),
-                    (SentimentLabel::Neutral, 0.1),
-                    (SentimentLabel::Positive, 0.7),
-                ]
-                .into(),
-            }),
-            emotions: [("joy".to_string(), 0.75), ("anger".to_string(), 0.125)].into(),
-            entities: vec![Entity {
-                text: "Ferris".into(),
-                kind: EntityKind::Person,
-                start: 0,
-                end: 6,
-                score: 0.9,
-            }],
-            keywords: vec![Keyword {
-                term: "crab".into(),
-                score: 0.25,
-            }],
-        },
-        post: Post {
-            id: format!("file:{n}"),
-            source: "file".into(),
-            channel: channel.into(),
-            author: n.is_multiple_of(2).then(|| format!("author{n}")),
-            text: format!("Ferris the crab, post {n}"),
-            created_at: created((n % 150) as u32),
-            url: None,
-            lang: Some("en".into()),
-            parent_id: None,
-            meta: serde_json::Map::new(),
-            extra: serde_json::Map::new(),
-        },
-        model: "pulse-test@1".into(),
-        enriched_at: created(200),
-    }
+    let built = pulse_testkit::post(format!("file:{n}"), channel, created((n % 150) as u32))
+        .source("file")
+        .text(format!("Ferris the crab, post {n}"))
+        .lang(Some("en"))
+        .sentiment_of(Some(Sentiment {
+            label: SentimentLabel::Positive,
+            score: 0.5,
+            probs: [
+                (SentimentLabel::Negative, 0.2),
+                (SentimentLabel::Neutral, 0.1),
+                (SentimentLabel::Positive, 0.7),
+            ]
+            .into(),
+        }))
+        .emotion("joy", 0.75)
+        .emotion("anger", 0.125)
+        .entity("Ferris", EntityKind::Person)
+        .keyword("crab")
+        .model("pulse-test@1")
+        .enriched_at(created(200));
+    let built = if n.is_multiple_of(2) {
+        built.author(format!("author{n}"))
+    } else {
+        built
+    };
+    built.enriched()
 }
 
 fn record(partition: i32, offset: i64, payload: Vec<u8>) -> SourceRecord {

@@ -1,0 +1,107 @@
+//! `POST /api/v1/analyze`: texts enriched by the shipped model, in order; bad bodies refused.
+
+use pulse_core::config::ApiConfig;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use super::harness::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analyze_enriches_texts_in_order_and_refuses_bad_bodies() {
+    let limits = ApiConfig {
+        max_body_bytes: 4_096,
+        max_analyze_texts: 3,
+        ..ApiConfig::default()
+    };
+    let api = start("analyze", shipped_model(), limits).await;
+    let body = json!({"texts": [
+        "I love this, what a wonderful day!",
+        "",
+        "This is awful, I hate it so much.",
+    ]});
+    let (status, answer) = api
+        .post(
+            "/api/v1/analyze",
+            body.to_string().into(),
+            "application/json",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["model"], "pulse-minilm-multitask@1.0.0");
+    let enrichments = answer["enrichments"].as_array().expect("enrichments");
+    assert_eq!(enrichments.len(), 3);
+    assert_eq!(enrichments[0]["sentiment"]["label"], "positive");
+    assert_eq!(enrichments[1]["sentiment"], Value::Null, "nothing to read");
+    assert_eq!(enrichments[2]["sentiment"]["label"], "negative");
+    assert_eq!(
+        enrichments[0]["emotions"].as_object().map(|e| e.len()),
+        Some(7)
+    );
+
+    // The same texts through `Enricher::enrich` directly (what `pulse analyze` calls).
+    let direct = shipped_model()
+        .enrich(&["I love this, what a wonderful day!"])
+        .expect("enriched");
+    assert_eq!(
+        enrichments[0]["keywords"],
+        serde_json::to_value(&direct[0].keywords).unwrap()
+    );
+
+    let (status, empty) = api
+        .post(
+            "/api/v1/analyze",
+            json!({"texts": []}).to_string().into(),
+            "application/json",
+        )
+        .await;
+    assert_eq!(
+        (status, empty["enrichments"].clone()),
+        (StatusCode::OK, json!([]))
+    );
+
+    let too_many = json!({"texts": ["a", "b", "c", "d"]}).to_string();
+    let detail = assert_error(
+        api.post("/api/v1/analyze", too_many.into(), "application/json")
+            .await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    );
+    assert!(detail.contains("at most 3 texts"), "{detail}");
+    let oversized = json!({"texts": ["x".repeat(5_000)]}).to_string();
+    assert_error(
+        api.post("/api/v1/analyze", oversized.into(), "application/json")
+            .await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    );
+    assert_error(
+        api.post(
+            "/api/v1/analyze",
+            "{\"texts\": [".into(),
+            "application/json",
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "bad_body",
+    );
+    assert_error(
+        api.post(
+            "/api/v1/analyze",
+            json!({"text": "x"}).to_string().into(),
+            "application/json",
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "bad_body",
+    );
+    assert_error(
+        api.post(
+            "/api/v1/analyze",
+            json!({"texts": ["x"]}).to_string().into(),
+            "text/plain",
+        )
+        .await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
+}

@@ -1,0 +1,105 @@
+//! `POST /api/v1/posts`: posts published to the raw topic with a token, refused without.
+
+use pulse_core::config::ApiConfig;
+use pulse_core::Post;
+use pulse_testkit::kafka_config;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use super::harness::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posts_are_published_with_a_token_and_refused_without_one() {
+    let config = ApiConfig {
+        tokens: vec!["s3cret-one".into(), "s3cret-two".into()],
+        max_ingest_posts: 5,
+        ..ApiConfig::default()
+    };
+    let api = start("ingest", keywords_only(), config).await;
+    pulse_kafka::admin::create_topics(
+        &kafka_config(1),
+        &[&api.raw_topic, &format!("{}.dlq", api.raw_topic)],
+    )
+    .await
+    .expect("topics created (is the stack running? scripts/stack start)");
+    let post = |id: &str, text: &str| {
+        json!({"id": id, "source": "http", "channel": "api/ingest", "text": text,
+               "created_at": "2026-11-24T10:00:00Z", "author": "someone"})
+    };
+    let batch = json!([
+        post("h:1", "first post"),
+        post("h:2", "second post"),
+        post("h:3", "third")
+    ]);
+    let send = |body: Value, token: Option<&'static str>| {
+        api.call(reqwest::Method::POST, "/api/v1/posts", Some(body), token)
+    };
+
+    let unauthorized = StatusCode::UNAUTHORIZED;
+    assert_error(
+        send(batch.clone(), None).await,
+        unauthorized,
+        "unauthorized",
+    );
+    // The token is checked before the body is read.
+    assert_error(
+        send(json!({"not": "a list of posts"}), None).await,
+        unauthorized,
+        "unauthorized",
+    );
+    assert_error(
+        send(batch.clone(), Some("s3cret-on")).await,
+        unauthorized,
+        "unauthorized",
+    );
+    assert_error(
+        send(batch.clone(), Some("S3CRET-ONE")).await,
+        unauthorized,
+        "unauthorized",
+    );
+    let detail = assert_error(
+        send(
+            json!([post("h:9", "fine"), {"id": "h:10", "channel": "c"}, post("h:11", "  ")]),
+            Some("s3cret-two"),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_posts",
+    );
+    assert!(
+        detail.starts_with("2 of the posts are not valid"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("post 1:") && detail.contains("post 2:"),
+        "{detail}"
+    );
+    let six: Vec<Value> = (0..6).map(|i| post(&format!("x:{i}"), "text")).collect();
+    assert_error(
+        send(json!(six), Some("s3cret-one")).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    );
+    assert_error(
+        send(json!({"not": "an array"}), Some("s3cret-one")).await,
+        StatusCode::BAD_REQUEST,
+        "bad_body",
+    );
+
+    assert_eq!(
+        send(batch.clone(), Some("s3cret-two")).await,
+        (StatusCode::ACCEPTED, json!({"accepted": 3}))
+    );
+    // Only the accepted request reached the topic, keyed by id, posts unchanged.
+    let topic = api.raw_topic.clone();
+    let published = tokio::task::spawn_blocking(move || records(&topic))
+        .await
+        .expect("read");
+    let keys: Vec<&str> = published.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["h:1", "h:2", "h:3"]);
+    for ((_, value), sent) in published.iter().zip(batch.as_array().expect("posts")) {
+        let stored: Post = serde_json::from_value(value.clone()).expect("a post");
+        let expected: Post = serde_json::from_value(sent.clone()).expect("a post");
+        assert_eq!(stored, expected);
+    }
+}
