@@ -1,11 +1,19 @@
 //! The catalogue of Pulse's stages: the one list of their names, with what each consumes, in
-//! which consumer group, how its outputs are delivered, how it batches and what it needs to
-//! run. Stages, the role builders, `pulse up`, replay and the admin API all read it, so a
-//! stage name is written once, here.
+//! which consumer group, how its outputs are delivered, how it batches, what it needs to
+//! run and how it is built from that ([`StageKind::build`]). Stages, the role builders,
+//! `pulse up`, replay and the admin API all read it, so a stage is listed once, here.
 
+use std::sync::Arc;
+
+use pulse_batch::BatchStore;
 use pulse_core::config::{Delivery, PipelineConfig, TopicsConfig};
 use pulse_core::PulseConfig;
+use pulse_nlp::Enricher;
+use pulse_speed::SpeedLayer;
 use serde::Serialize;
+
+use crate::stage::Stage;
+use crate::{ArchiveSinkStage, BatchSinkStage, EnrichStage, SpeedRecovery, SpeedSinkStage};
 
 /// One stage of the pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -34,7 +42,68 @@ pub enum Resource {
     ArchiveFolder,
 }
 
+/// What stages are built from: each takes the resource its [`StageKind::needs`] names (the
+/// archive's folder is its configuration). A process fills in those of the stages it runs.
+#[derive(Clone, Default)]
+pub struct StageResources {
+    pub enricher: Option<Arc<Enricher>>,
+    pub speed: Option<SpeedLayer>,
+    pub batch: Option<BatchStore>,
+    /// The check, before each batch of the speed sink's role, that Redis still holds what
+    /// its group committed (a replay into the speed layer runs without it).
+    pub speed_recovery: Option<Arc<SpeedRecovery>>,
+}
+
+/// What is done with a stage once [`StageKind::build`] has built it: wired into a role, or
+/// fed a replay. The stages are types of their own, so the catalogue hands each to `with`,
+/// and what uses stages names none of them.
+pub trait WithStage {
+    type Output;
+
+    fn with<S: Stage>(self, stage: S) -> Self::Output;
+}
+
+/// A stage this process cannot build: it lacks what the stage writes with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("this process cannot run {stage}: it has no {missing}")]
+pub struct MissingResource {
+    pub stage: &'static str,
+    pub missing: &'static str,
+}
+
 impl StageKind {
+    /// Builds the stage from `resources` and hands it to `with`.
+    pub fn build<W: WithStage>(
+        self,
+        config: &PulseConfig,
+        resources: &StageResources,
+        with: W,
+    ) -> Result<W::Output, MissingResource> {
+        let missing = |missing| MissingResource {
+            stage: self.name(),
+            missing,
+        };
+        Ok(match self {
+            StageKind::Enrich => with.with(EnrichStage::new(
+                resources.enricher.clone().ok_or(missing("enricher"))?,
+                config.enrich.post_limits(),
+                config.kafka.topics.enriched.clone(),
+            )),
+            StageKind::SinkSpeed => {
+                let stage =
+                    SpeedSinkStage::new(resources.speed.clone().ok_or(missing("speed layer"))?);
+                match &resources.speed_recovery {
+                    Some(recovery) => with.with(stage.with_recovery(recovery.clone())),
+                    None => with.with(stage),
+                }
+            }
+            StageKind::SinkBatch => with.with(BatchSinkStage::new(
+                resources.batch.clone().ok_or(missing("batch layer"))?,
+            )),
+            StageKind::SinkArchive => with.with(ArchiveSinkStage::new(&config.archive)),
+        })
+    }
+
     /// Every stage, in the order data flows.
     pub const ALL: [StageKind; 4] = [
         StageKind::Enrich,
@@ -196,5 +265,53 @@ mod tests {
                 StageKind::SinkBatch
             ]
         );
+    }
+
+    /// Names the kind of the stage it is handed.
+    struct KindOf;
+
+    impl WithStage for KindOf {
+        type Output = StageKind;
+
+        fn with<S: Stage>(self, stage: S) -> StageKind {
+            stage.kind()
+        }
+    }
+
+    #[tokio::test]
+    async fn each_stage_is_built_from_what_it_needs_and_names_what_is_missing() {
+        let config = PulseConfig::default();
+        let nothing = StageResources::default();
+        let built: Vec<Result<StageKind, String>> = StageKind::ALL
+            .into_iter()
+            .map(|kind| {
+                kind.build(&config, &nothing, KindOf)
+                    .map_err(|e| e.to_string())
+            })
+            .collect();
+        assert_eq!(
+            built,
+            [
+                Err("this process cannot run enrich: it has no enricher".to_string()),
+                Err("this process cannot run sink-speed: it has no speed layer".to_string()),
+                Err("this process cannot run sink-batch: it has no batch layer".to_string()),
+                Ok(StageKind::SinkArchive),
+            ]
+        );
+        let keywords_only =
+            Enricher::with_models(&config.enrich, &[]).expect("a keywords-only enricher");
+        let resources = StageResources {
+            enricher: Some(Arc::new(keywords_only)),
+            // The client connects on first use: no Redis is needed to build the stage.
+            speed: Some(SpeedLayer::connect(&config.speed).expect("a Redis client")),
+            ..StageResources::default()
+        };
+        for kind in [
+            StageKind::Enrich,
+            StageKind::SinkSpeed,
+            StageKind::SinkArchive,
+        ] {
+            assert_eq!(kind.build(&config, &resources, KindOf), Ok(kind));
+        }
     }
 }

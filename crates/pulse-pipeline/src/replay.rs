@@ -6,25 +6,22 @@
 //! backfill (into `sink-batch` or `sink-archive`); every sink is idempotent, so replaying twice is harmless.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use pulse_batch::BatchStore;
+use futures::future::BoxFuture;
 use pulse_core::config::{PipelineConfig, TopicsConfig};
 use pulse_core::PulseConfig;
 use pulse_kafka::replay::{PartitionSpan, ReplayError, ReplayRange, ReplayReader};
-use pulse_nlp::Enricher;
 use pulse_speed::SpeedLayer;
 use rdkafka::producer::FutureProducer;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::catalogue::StageKind;
+use crate::catalogue::{MissingResource, StageKind, StageResources, WithStage};
 use crate::delivery::{backoff, consume_pause};
 use crate::metrics::{PipelineMetrics, StageMetrics};
 use crate::runner::{confirm_all, handle_batch, Outputs, RunError};
 use crate::stage::{SourceRecord, Stage};
-use crate::{ArchiveSinkStage, BatchSinkStage, EnrichStage, SpeedSinkStage};
 
 /// How far a replay is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -183,8 +180,8 @@ fn report<S: Stage>(
 pub enum ReplayFailure {
     #[error(transparent)]
     Read(#[from] ReplayError),
-    #[error("this process cannot replay into {0}: it has no {1}")]
-    Unavailable(&'static str, &'static str),
+    #[error(transparent)]
+    Unavailable(#[from] MissingResource),
     #[error(transparent)]
     Stage(#[from] RunError),
 }
@@ -196,9 +193,7 @@ pub struct Replayer {
     config: PulseConfig,
     producer: FutureProducer,
     metrics: PipelineMetrics,
-    enricher: Option<Arc<Enricher>>,
-    speed: Option<SpeedLayer>,
-    batch: Option<BatchStore>,
+    resources: StageResources,
 }
 
 impl Replayer {
@@ -210,24 +205,18 @@ impl Replayer {
             config: config.clone(),
             producer,
             metrics,
-            enricher: None,
-            speed: None,
-            batch: None,
+            resources: StageResources::default(),
         }
     }
 
-    pub fn with_enricher(mut self, enricher: Arc<Enricher>) -> Self {
-        self.enricher = Some(enricher);
+    /// What the stages a replay feeds write with.
+    pub fn with_resources(mut self, resources: StageResources) -> Self {
+        self.resources = resources;
         self
     }
 
     pub fn with_speed(mut self, speed: SpeedLayer) -> Self {
-        self.speed = Some(speed);
-        self
-    }
-
-    pub fn with_batch(mut self, batch: BatchStore) -> Self {
-        self.batch = Some(batch);
+        self.resources.speed = Some(speed);
         self
     }
 
@@ -243,29 +232,8 @@ impl Replayer {
         stage: StageKind,
         range: ReplayRange,
     ) -> Result<ReplayReader, ReplayFailure> {
-        self.target(stage)?;
+        stage.build(&self.config, &self.resources, Buildable)?;
         Ok(ReplayReader::open(&self.config.kafka, range).await?)
-    }
-
-    /// The stage `stage` names, built on this process's resources.
-    fn target(&self, stage: StageKind) -> Result<Target, ReplayFailure> {
-        let unavailable = |what| ReplayFailure::Unavailable(stage.name(), what);
-        Ok(match stage {
-            StageKind::Enrich => Target::Enrich(EnrichStage::new(
-                self.enricher.clone().ok_or(unavailable("enricher"))?,
-                self.config.enrich.post_limits(),
-                self.config.kafka.topics.enriched.clone(),
-            )),
-            StageKind::SinkSpeed => Target::SinkSpeed(SpeedSinkStage::new(
-                self.speed.clone().ok_or(unavailable("speed layer"))?,
-            )),
-            StageKind::SinkBatch => Target::SinkBatch(BatchSinkStage::new(
-                self.batch.clone().ok_or(unavailable("batch layer"))?,
-            )),
-            StageKind::SinkArchive => {
-                Target::SinkArchive(ArchiveSinkStage::new(&self.config.archive))
-            }
-        })
     }
 
     /// Replays what `reader` reads into `stage` (see [`replay_into`]).
@@ -277,35 +245,56 @@ impl Replayer {
         shutdown: &CancellationToken,
     ) -> Result<ReplayReport, ReplayFailure> {
         let metrics = self.metrics.for_stage(&format!("replay-{}", stage.name()));
-        let sink = ReplaySink {
-            producer: &self.producer,
-            dlq_topic: &self.config.kafka.topics.dlq,
-            max_record_bytes: self.config.kafka.max_record_bytes,
-            metrics: &metrics,
+        let pipeline = stage.pipeline(&self.config);
+        let replay = Replay {
+            reader,
+            sink: ReplaySink {
+                producer: &self.producer,
+                dlq_topic: &self.config.kafka.topics.dlq,
+                max_record_bytes: self.config.kafka.max_record_bytes,
+                metrics: &metrics,
+            },
+            pipeline: &pipeline,
+            progress,
+            shutdown,
         };
-        let pipeline = &stage.pipeline(&self.config);
-        let report = match self.target(stage)? {
-            Target::Enrich(stage) => {
-                replay_into(&stage, reader, sink, pipeline, progress, shutdown).await?
-            }
-            Target::SinkSpeed(stage) => {
-                replay_into(&stage, reader, sink, pipeline, progress, shutdown).await?
-            }
-            Target::SinkBatch(stage) => {
-                replay_into(&stage, reader, sink, pipeline, progress, shutdown).await?
-            }
-            Target::SinkArchive(stage) => {
-                replay_into(&stage, reader, sink, pipeline, progress, shutdown).await?
-            }
-        };
+        let report = stage.build(&self.config, &self.resources, replay)?.await?;
         Ok(report)
     }
 }
 
-/// A stage a replay feeds, built (each is a different type for [`replay_into`]).
-enum Target {
-    Enrich(EnrichStage),
-    SinkSpeed(SpeedSinkStage),
-    SinkBatch(BatchSinkStage),
-    SinkArchive(ArchiveSinkStage),
+/// Builds a stage only to learn that it can be built.
+struct Buildable;
+
+impl WithStage for Buildable {
+    type Output = ();
+
+    fn with<S: Stage>(self, _stage: S) {}
+}
+
+/// A replay of one range into whichever stage is built.
+struct Replay<'a> {
+    reader: &'a mut ReplayReader,
+    sink: ReplaySink<'a>,
+    pipeline: &'a PipelineConfig,
+    progress: &'a (dyn Fn(ReplayProgress) + Sync),
+    shutdown: &'a CancellationToken,
+}
+
+impl<'a> WithStage for Replay<'a> {
+    type Output = BoxFuture<'a, Result<ReplayReport, RunError>>;
+
+    fn with<S: Stage>(self, stage: S) -> Self::Output {
+        Box::pin(async move {
+            replay_into(
+                &stage,
+                self.reader,
+                self.sink,
+                self.pipeline,
+                self.progress,
+                self.shutdown,
+            )
+            .await
+        })
+    }
 }

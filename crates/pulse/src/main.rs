@@ -43,9 +43,8 @@ enum Command {
     /// Re-read a topic from an offset or a time into a stage (model upgrade, Redis loss,
     /// backfill).
     Replay(commands::replay::ReplayArgs),
-    /// Write enriched posts to a store.
-    #[command(subcommand)]
-    Sink(commands::sink::SinkCommand),
+    /// Write enriched posts to a store: `pulse sink speed|batch|archive`.
+    Sink(commands::sink::SinkArgs),
     /// The batch layer: recompute rollups, read the history.
     #[command(subcommand)]
     Batch(commands::batch::BatchCommand),

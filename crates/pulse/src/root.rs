@@ -15,13 +15,10 @@ use pulse_batch::{BatchError, BatchStore};
 use pulse_core::PulseConfig;
 use pulse_kafka::create_producer;
 use pulse_nlp::Enricher;
-use pulse_pipeline::catalogue::Resource;
+use pulse_pipeline::catalogue::{Resource, StageResources, WithStage};
 use pulse_pipeline::publish::Publisher;
 use pulse_pipeline::replay::Replayer;
-use pulse_pipeline::{
-    ArchiveSinkStage, BatchSinkStage, EnrichStage, PipelineMetrics, SpeedRecovery, SpeedSinkStage,
-    Stage, StageKind,
-};
+use pulse_pipeline::{PipelineMetrics, SpeedRecovery, Stage, StageKind};
 use pulse_speed::SpeedLayer;
 use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
@@ -160,42 +157,45 @@ impl Root {
         ))
     }
 
+    /// What `stages` write with, built here once. `None` if shut down while waiting for
+    /// the batch layer.
+    async fn resources(&mut self, stages: &[StageKind]) -> anyhow::Result<Option<StageResources>> {
+        let mut resources = StageResources::default();
+        for stage in stages {
+            match stage.needs() {
+                Resource::Enricher => resources.enricher = Some(self.enricher()?),
+                Resource::SpeedLayer => resources.speed = Some(self.speed_layer()?),
+                Resource::BatchStore => match self.batch_store().await? {
+                    Some(store) => resources.batch = Some(store),
+                    None => return Ok(None),
+                },
+                // The stage creates its folder's subfolders as it writes.
+                Resource::ArchiveFolder => {}
+            }
+        }
+        Ok(Some(resources))
+    }
+
     /// A replayer holding what replays into `stages` write with. `None` if shut down while
     /// waiting for the batch layer.
     pub async fn replayer(&mut self, stages: &[StageKind]) -> anyhow::Result<Option<Replayer>> {
         let producer = self.producer()?;
-        let mut replayer = Replayer::new(&self.config, self.metrics.clone(), producer);
-        for stage in stages {
-            replayer = match stage.needs() {
-                Resource::Enricher => replayer.with_enricher(self.enricher()?),
-                Resource::SpeedLayer => replayer.with_speed(self.speed_layer()?),
-                Resource::BatchStore => match self.batch_store().await? {
-                    Some(store) => replayer.with_batch(store),
-                    None => return Ok(None),
-                },
-                // The stage creates its folder's subfolders as it writes.
-                Resource::ArchiveFolder => replayer,
-            };
-        }
-        Ok(Some(replayer))
+        let Some(resources) = self.resources(stages).await? else {
+            return Ok(None);
+        };
+        let replayer = Replayer::new(&self.config, self.metrics.clone(), producer);
+        Ok(Some(replayer.with_resources(resources)))
     }
 
     /// The role of stage `kind`, wired to its input topic and consumer group. `None` if
     /// shut down while waiting for a store.
     pub async fn role(&mut self, kind: StageKind) -> anyhow::Result<Option<Role>> {
         let producer = self.producer()?;
-        let role = match kind {
-            StageKind::Enrich => {
-                let enricher = self.enricher()?;
-                let stage = EnrichStage::new(
-                    enricher,
-                    self.config.enrich.post_limits(),
-                    self.config.kafka.topics.enriched.clone(),
-                );
-                self.wire(stage, &producer)?
-            }
-            StageKind::SinkSpeed => {
-                let layer = self.speed_layer()?;
+        let Some(mut resources) = self.resources(&[kind]).await? else {
+            return Ok(None);
+        };
+        match (kind.needs(), &resources.speed) {
+            (Resource::SpeedLayer, Some(layer)) => {
                 // Checks before each batch, and every few seconds while idle, that Redis
                 // still holds what the group committed.
                 let recovery = Arc::new(SpeedRecovery::new(
@@ -206,34 +206,24 @@ impl Root {
                     self.shutdown.clone(),
                 ));
                 tokio::spawn(recovery.clone().watch());
-                let stage = SpeedSinkStage::new(layer).with_recovery(recovery);
-                self.wire(stage, &producer)?
+                resources.speed_recovery = Some(recovery);
             }
-            StageKind::SinkBatch => {
-                let Some(store) = self.batch_store().await? else {
-                    return Ok(None);
-                };
-                self.wire(BatchSinkStage::new(store), &producer)?
-            }
-            StageKind::SinkArchive => {
-                let archive = &self.config.archive;
-                std::fs::create_dir_all(&archive.dir).with_context(|| {
-                    format!("cannot create the archive folder {}", archive.dir.display())
+            // Fails at start, not at the first batch, on a folder that cannot be made.
+            (Resource::ArchiveFolder, _) => {
+                let dir = &self.config.archive.dir;
+                std::fs::create_dir_all(dir).with_context(|| {
+                    format!("cannot create the archive folder {}", dir.display())
                 })?;
-                let stage = ArchiveSinkStage::new(archive);
-                self.wire(stage, &producer)?
             }
+            _ => {}
+        }
+        let wire = Wire {
+            config: &self.config,
+            metrics: &self.metrics,
+            producer: &producer,
+            shutdown: &self.shutdown,
         };
-        Ok(Some(role))
-    }
-
-    /// `stage` wired to its input topic and consumer group, as a role that runs until this
-    /// root's shutdown.
-    fn wire<S: Stage>(&self, stage: S, producer: &FutureProducer) -> anyhow::Result<Role> {
-        Ok(
-            StageRole::build(&self.config, &self.metrics, stage, producer)?
-                .into_role(self.shutdown.clone()),
-        )
+        Ok(Some(kind.build(&self.config, &resources, wire)??))
     }
 
     /// The API's state: both stores, the enricher, a publisher and a replayer into every
@@ -284,5 +274,25 @@ impl Root {
         endpoint.ready();
         role.run().await?;
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// A built stage wired to its input topic and consumer group, as a role that runs until the
+/// root's shutdown.
+struct Wire<'a> {
+    config: &'a PulseConfig,
+    metrics: &'a PipelineMetrics,
+    producer: &'a FutureProducer,
+    shutdown: &'a CancellationToken,
+}
+
+impl WithStage for Wire<'_> {
+    type Output = anyhow::Result<Role>;
+
+    fn with<S: Stage>(self, stage: S) -> Self::Output {
+        Ok(
+            StageRole::build(self.config, self.metrics, stage, self.producer)?
+                .into_role(self.shutdown.clone()),
+        )
     }
 }
