@@ -11,7 +11,7 @@ use pulse_core::config::BatchConfig;
 use pulse_core::{
     entity_member, EnrichedPost, EntityKind, Granularity, Sentiment, SentimentLabel, Tally,
 };
-use pulse_testkit::{post, PostBuilder};
+use pulse_testkit::post;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -110,19 +110,15 @@ fn posts(
                 1 => Some("es"),
                 _ => Some("en"),
             };
-            let post = post(format!("test:{seed}:{i:06}"), channel, created_at)
+            post(format!("test:{seed}:{i:06}"), channel, created_at)
                 .author(format!("author{}", i % 17))
                 .text(format!("post {i} 🚀 مرحبا"))
                 .lang(lang)
                 .sentiment_of(sentiment)
-                .enriched_at(end);
-            let post = emotions
-                .into_iter()
-                .fold(post, |post, (emotion, score)| post.emotion(emotion, score));
-            let post = keywords.into_iter().fold(post, PostBuilder::keyword);
-            entities
-                .into_iter()
-                .fold(post, |post, (text, kind)| post.entity(text, kind))
+                .emotions(emotions)
+                .keywords(keywords)
+                .entities(entities)
+                .enriched_at(end)
                 .enriched()
         })
         .collect()

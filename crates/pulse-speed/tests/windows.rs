@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use pulse_core::config::SpeedConfig;
 use pulse_core::{EnrichedPost, EntityKind, Sentiment, SentimentLabel, Series, TermCount};
 use pulse_speed::{minute_of, FeedEntry, LogPosition, MinuteStats, PostToApply, SpeedLayer};
-use pulse_testkit::{post, PostBuilder};
+use pulse_testkit::post;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -94,22 +94,18 @@ fn posts(seed: u64, n: usize, end: DateTime<Utc>, minutes: i64) -> Vec<EnrichedP
                 1 | 2 => Some("es"),
                 _ => Some("en"),
             };
-            let post = post(
+            post(
                 format!("speed:{seed}:{i}"),
                 CHANNELS[i % CHANNELS.len()],
                 created_at,
             )
             .text("t")
             .lang(lang)
-            .sentiment_of(sentiment);
-            let post = emotions
-                .into_iter()
-                .fold(post, |post, (emotion, score)| post.emotion(emotion, score));
-            let post = keywords.into_iter().fold(post, PostBuilder::keyword);
-            entities
-                .into_iter()
-                .fold(post, |post, (text, kind)| post.entity(text, kind))
-                .enriched()
+            .sentiment_of(sentiment)
+            .emotions(emotions)
+            .keywords(keywords)
+            .entities(entities)
+            .enriched()
         })
         .collect()
 }

@@ -116,6 +116,25 @@ impl PostBuilder {
         self
     }
 
+    /// Several emotions' scores (added to those already set).
+    pub fn emotions<'a>(self, emotions: impl IntoIterator<Item = (&'a str, f32)>) -> Self {
+        emotions
+            .into_iter()
+            .fold(self, |post, (emotion, score)| post.emotion(emotion, score))
+    }
+
+    /// Several keywords of score 0.5 (after those already set).
+    pub fn keywords<T: Into<String>>(self, terms: impl IntoIterator<Item = T>) -> Self {
+        terms.into_iter().fold(self, PostBuilder::keyword)
+    }
+
+    /// Several named entities, as [`PostBuilder::entity`] makes them.
+    pub fn entities<'a>(self, entities: impl IntoIterator<Item = (&'a str, EntityKind)>) -> Self {
+        entities
+            .into_iter()
+            .fold(self, |post, (text, kind)| post.entity(text, kind))
+    }
+
     /// The whole enrichment, replacing what was set.
     pub fn enrichment(mut self, enrichment: Enrichment) -> Self {
         self.enrichment = enrichment;
@@ -178,5 +197,32 @@ mod tests {
                 "model": "test@1", "enriched_at": "2026-11-30T22:00:00Z",
             })
         );
+    }
+
+    #[test]
+    fn the_plural_setters_add_as_the_singular_ones_do() {
+        let at = Utc::now();
+        let plural = post("test:2", "x/#rust", at)
+            .emotions([("joy", 0.5), ("anger", 0.25)])
+            .keywords(["ferris", "crab"])
+            .entities([
+                ("Ferris", EntityKind::Person),
+                ("Berlin", EntityKind::Location),
+            ])
+            .enriched();
+        let singular = post("test:2", "x/#rust", at)
+            .emotion("joy", 0.5)
+            .emotion("anger", 0.25)
+            .keyword("ferris")
+            .keyword("crab")
+            .entity("Ferris", EntityKind::Person)
+            .entity("Berlin", EntityKind::Location)
+            .enriched();
+        assert_eq!(
+            serde_json::to_value(&plural).ok(),
+            serde_json::to_value(&singular).ok()
+        );
+        assert_eq!(plural.enrichment.keywords.len(), 2);
+        assert_eq!(plural.enrichment.entities.len(), 2);
     }
 }
