@@ -201,9 +201,19 @@ async fn run_at_least_once<S: Stage>(
             "records left unhandled; they will be redelivered"
         );
     }
-    let _ = io.producer.flush(Duration::from_secs(5));
+    flush(&io.producer).await;
     stopped(stage.name(), &metrics);
     result?
+}
+
+/// Waits up to 5 s for what the producer still holds to reach the broker, off the async
+/// workers: the wait blocks, and a producer shared with other roles may hold their records.
+pub(crate) async fn flush(producer: &FutureProducer) {
+    let producer = producer.clone();
+    let flushed = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(5))).await;
+    if let Ok(Err(error)) = flushed {
+        tracing::warn!(%error, "producer not flushed at stop");
+    }
 }
 
 /// Logs the end of a stage loop with its counts.

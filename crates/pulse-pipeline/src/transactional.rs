@@ -28,7 +28,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::delivery::{backoff, consume_pause, is_permanent, refused, send, OutgoingRecord};
 use crate::metrics::StageMetrics;
-use crate::runner::{process_until_done, source_record, stopped, Outputs, RunError, StageIo};
+use crate::runner::{
+    flush, process_until_done, source_record, stopped, Outputs, RunError, StageIo,
+};
 use crate::stage::{SourceRecord, Stage};
 
 /// Runs `stage` with exactly-once delivery until `shutdown`; the batch in hand when it
@@ -113,7 +115,7 @@ pub(crate) async fn run<S: Stage>(
             Err(error) => break Err(error),
         }
     };
-    let _ = io.producer.flush(Duration::from_secs(5));
+    flush(&io.producer).await;
     stopped(stage.name(), &metrics);
     result
 }
