@@ -45,6 +45,13 @@ pub enum SentimentLabel {
 }
 
 impl SentimentLabel {
+    /// Every label, in the models' order.
+    pub const ALL: [SentimentLabel; 3] = [
+        SentimentLabel::Negative,
+        SentimentLabel::Neutral,
+        SentimentLabel::Positive,
+    ];
+
     /// The label's name, as serialized.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -52,6 +59,21 @@ impl SentimentLabel {
             SentimentLabel::Neutral => "neutral",
             SentimentLabel::Positive => "positive",
         }
+    }
+}
+
+impl std::str::FromStr for SentimentLabel {
+    type Err = String;
+
+    /// A label by its serialized name.
+    fn from_str(name: &str) -> Result<Self, String> {
+        SentimentLabel::ALL
+            .into_iter()
+            .find(|label| label.as_str() == name)
+            .ok_or_else(|| {
+                let names = SentimentLabel::ALL.map(SentimentLabel::as_str).join(", ");
+                format!("unknown sentiment `{name}`, expected one of {names}")
+            })
     }
 }
 
@@ -191,13 +213,14 @@ mod tests {
 
     #[test]
     fn names_are_the_serialized_names() {
-        for label in [
-            SentimentLabel::Negative,
-            SentimentLabel::Neutral,
-            SentimentLabel::Positive,
-        ] {
+        for label in SentimentLabel::ALL {
             assert_eq!(serde_json::to_value(label).unwrap(), json!(label.as_str()));
+            assert_eq!(label.as_str().parse(), Ok(label));
         }
+        assert_eq!(
+            "happy".parse::<SentimentLabel>(),
+            Err("unknown sentiment `happy`, expected one of negative, neutral, positive".into())
+        );
         for kind in [
             EntityKind::Person,
             EntityKind::Organization,

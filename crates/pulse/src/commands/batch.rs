@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use pulse_batch::{BatchStore, Cursor, MentionQuery, PostPage, PostQuery, TermKind};
 use pulse_core::time::parse_time;
@@ -68,8 +68,9 @@ pub struct PostsArgs {
     channel: String,
     #[command(flatten)]
     page: PageArgs,
-    #[arg(long, value_enum)]
-    sentiment: Option<Label>,
+    /// Only posts of this sentiment: negative, neutral or positive.
+    #[arg(long, value_parser = |s: &str| s.parse::<SentimentLabel>())]
+    sentiment: Option<SentimentLabel>,
     /// Entity text or kind:text, case-insensitive.
     #[arg(long)]
     entity: Option<String>,
@@ -114,13 +115,6 @@ pub struct RollupsArgs {
     top: usize,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Label {
-    Negative,
-    Neutral,
-    Positive,
-}
-
 fn cursor(token: Option<&str>) -> anyhow::Result<Option<Cursor>> {
     Ok(token.map(Cursor::decode).transpose()?)
 }
@@ -146,11 +140,7 @@ pub async fn run(command: BatchCommand, config: PulseConfig) -> anyhow::Result<E
                 channel: args.channel,
                 from: args.page.range.from,
                 to: args.page.range.to,
-                sentiment: args.sentiment.map(|label| match label {
-                    Label::Negative => SentimentLabel::Negative,
-                    Label::Neutral => SentimentLabel::Neutral,
-                    Label::Positive => SentimentLabel::Positive,
-                }),
+                sentiment: args.sentiment,
                 entity: args.entity,
                 keyword: args.keyword,
                 lang: args.lang,
