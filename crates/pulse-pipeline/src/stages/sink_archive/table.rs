@@ -332,13 +332,37 @@ pub fn replace(
 
 /// An exclusive lock on `folder` (created if absent), held until the returned file is
 /// dropped: two processes (a rebalance's old and new owner of a partition) never interleave
-/// their read-merge-writes of one folder's files, so neither loses the other's rows.
+/// their read-merge-writes of one folder's files, so neither loses the other's rows. The
+/// temporary files a writer killed mid-write left in the folder are removed: while the lock
+/// is held no other writer is at work there.
 pub fn lock_folder(folder: &Path) -> Result<File, TableError> {
     let io = |source| TableError::io(folder)(source);
     std::fs::create_dir_all(folder).map_err(io)?;
     let handle = File::open(folder).map_err(io)?;
     handle.lock().map_err(io)?;
+    remove_temporaries(folder).map_err(io)?;
     Ok(handle)
+}
+
+/// Removes the `.<name>.<pid>.tmp` files of [`replace`] from `folder`.
+fn remove_temporaries(folder: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(folder)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with('.') && name.ends_with(".tmp")) {
+            continue;
+        }
+        match std::fs::remove_file(entry.path()) {
+            Ok(()) => tracing::info!(
+                file = %entry.path().display(),
+                "removed a temporary file left by a writer that stopped mid-write"
+            ),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
 }
 
 /// Makes a rename or removal in `folder` durable.

@@ -344,3 +344,30 @@ async fn tombstones_remove_their_posts_and_bad_records_are_rejected() {
         "a file left empty is removed"
     );
 }
+
+#[tokio::test]
+async fn temporaries_left_by_a_killed_writer_are_removed_when_their_folder_is_written() {
+    let root = tempfile::tempdir().unwrap();
+    let sink = stage(root.path(), 100);
+    let all = records(2);
+    sink.process(&all).await.unwrap();
+    let written: Vec<String> = files(root.path()).into_keys().collect();
+    let folder = root
+        .path()
+        .join(&written[0])
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    // What a SIGKILL between create and rename leaves, and a file that only looks alike.
+    let left = folder.join(".test.archive.enriched-0-0-99.parquet.4242.tmp");
+    std::fs::write(&left, b"half a parquet file").unwrap();
+    let kept = folder.join("notes.tmp");
+    std::fs::write(&kept, b"not the archive's").unwrap();
+
+    // Redelivered: the same files are written again.
+    sink.process(&all).await.unwrap();
+    assert!(!left.exists(), "{} left behind", left.display());
+    assert!(kept.exists());
+    let after: Vec<String> = files(root.path()).into_keys().collect();
+    assert_eq!(after, written, "the same files, and only them");
+}
