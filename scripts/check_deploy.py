@@ -92,7 +92,7 @@ def compose_config(path, *extra):
 
 def check_compose():
     text = COMPOSE_FILE.read_text()
-    for profile in ([], ["--profile", "sources"]):
+    for profile in ([], ["--profile", "sources"], ["--profile", "archive"]):
         broken_text = text.replace("condition: service_healthy", "condition: service_exploded", 1)
         broken = ROOT / ".compose-broken.yml"  # beside the original: relative paths resolve
         broken.write_text(broken_text)
@@ -109,7 +109,7 @@ def check_compose():
 
 def compose_services():
     result = run([compose_binary(), "-f", str(COMPOSE_FILE), "--profile", "sources",
-                  "config", "--format", "json"], cwd=ROOT)
+                  "--profile", "archive", "config", "--format", "json"], cwd=ROOT)
     if result.returncode != 0:
         raise SystemExit(f"compose config failed:\n{result.stderr}")
     return json.loads(result.stdout)["services"]
