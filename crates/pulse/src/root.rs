@@ -23,7 +23,7 @@ use pulse_speed::SpeedLayer;
 use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 
-use crate::commands::role::{Role, StageRole};
+use crate::commands::role::Role;
 use crate::telemetry::{self, MetricsEndpoint};
 
 /// The shared parts of one process, each built at most once.
@@ -290,9 +290,12 @@ impl WithStage for Wire<'_> {
     type Output = anyhow::Result<Role>;
 
     fn with<S: Stage>(self, stage: S) -> Self::Output {
-        Ok(
-            StageRole::build(self.config, self.metrics, stage, self.producer)?
-                .into_role(self.shutdown.clone()),
+        Role::build(
+            self.config,
+            self.metrics,
+            stage,
+            self.producer,
+            self.shutdown.clone(),
         )
     }
 }

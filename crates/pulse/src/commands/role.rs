@@ -7,36 +7,35 @@ use std::time::Duration;
 use anyhow::Context;
 use futures::future::BoxFuture;
 use pulse_core::config::Delivery;
-use pulse_core::config::PipelineConfig;
 use pulse_core::PulseConfig;
 use pulse_kafka::consumer::subscribe;
 use pulse_kafka::create_transactional_producer;
-use pulse_kafka::instance::{self, InstanceId};
+use pulse_kafka::instance;
 use pulse_pipeline::metrics::StageMetrics;
 use pulse_pipeline::runner::StageIo;
 use pulse_pipeline::{run_stage, PipelineMetrics, Stage, StageKind};
 use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 
-/// A stage ready to run.
-pub struct StageRole<S: Stage> {
-    stage: Arc<S>,
-    io: StageIo,
-    pipeline: PipelineConfig,
-    metrics: StageMetrics,
-    /// Holds the transactional id of an exactly-once role while it runs.
-    _instance: Option<InstanceId>,
+/// A role of any stage, built and ready to run.
+pub struct Role {
+    pub kind: StageKind,
+    /// Its metrics; `pulse up` reads them for its status lines.
+    pub metrics: StageMetrics,
+    running: BoxFuture<'static, anyhow::Result<()>>,
 }
 
-impl<S: Stage> StageRole<S> {
+impl Role {
     /// Wires `stage` to its input topic and consumer group, delivering its outputs as the
     /// catalogue says: at-least-once through `shared`, the process's producer; exactly-once
-    /// through a transactional producer of its own, whose id this process claims.
-    pub fn build(
+    /// through a transactional producer of its own, whose id this process claims while the
+    /// role runs. The role runs until `shutdown`, then drains and commits.
+    pub fn build<S: Stage>(
         config: &PulseConfig,
         metrics: &PipelineMetrics,
         stage: S,
         shared: &FutureProducer,
+        shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
         let kind = stage.kind();
         let (group, input, delivery) = (
@@ -85,49 +84,24 @@ impl<S: Stage> StageRole<S> {
             transactional_id = io.transactional_id,
             "role ready"
         );
-        Ok(Self {
-            metrics: metrics.for_stage(stage.name()),
-            stage: Arc::new(stage),
-            io,
-            pipeline: kind.pipeline(config),
-            _instance: instance,
+        let stage_metrics = metrics.for_stage(stage.name());
+        let pipeline = kind.pipeline(config);
+        let running = {
+            let metrics = stage_metrics.clone();
+            Box::pin(async move {
+                // The transactional id stays claimed while the stage runs.
+                let _claim = instance;
+                run_stage(Arc::new(stage), io, &pipeline, metrics, shutdown).await?;
+                Ok(())
+            })
+        };
+        Ok(Role {
+            kind,
+            metrics: stage_metrics,
+            running,
         })
     }
 
-    /// The role, to run until `shutdown`, then drain and commit.
-    pub fn into_role(self, shutdown: CancellationToken) -> Role {
-        let StageRole {
-            stage,
-            io,
-            pipeline,
-            metrics,
-            _instance: instance,
-        } = self;
-        let kind = stage.kind();
-        let role_metrics = metrics.clone();
-        let running = Box::pin(async move {
-            // The transactional id stays claimed while the stage runs.
-            let _claim = instance;
-            run_stage(stage, io, &pipeline, metrics, shutdown).await?;
-            Ok(())
-        });
-        Role {
-            kind,
-            metrics: role_metrics,
-            running,
-        }
-    }
-}
-
-/// A role of any stage, built and ready to run.
-pub struct Role {
-    pub kind: StageKind,
-    /// Its metrics; `pulse up` reads them for its status lines.
-    pub metrics: StageMetrics,
-    running: BoxFuture<'static, anyhow::Result<()>>,
-}
-
-impl Role {
     /// Runs until the shutdown it was built with, then drains and commits.
     pub async fn run(self) -> anyhow::Result<()> {
         let kind = self.kind;
