@@ -79,8 +79,10 @@ def load_sentiment(data: Path):
     return train, val
 
 
-def load_emotion(data: Path):
-    folder = data / "goemotions" / "ekman"
+def load_emotion(data: Path, grouping: str = "ekman"):
+    """GoEmotions as (labels, train rows, dev rows), a row being (text, multi-hot target).
+    The groupings' files hold the same comments in the same order."""
+    folder = data / "goemotions" / grouping
     labels = [line.strip() for line in read_lines(folder / "labels.txt") if line.strip()]
 
     def rows(name: str):
@@ -140,6 +142,7 @@ class Example:
     target: object  # int (sentiment), list[float] (emotion), list[int] (token tags)
     case: list[int] | None = None  # casing class per piece (zeros when None)
     teacher: object = None  # the teacher's logits for distillation (sentiment, emotion)
+    fine: list[float] | None = None  # an emotion text's 28 original GoEmotions labels
 
 
 def case_ids(text: str, encoding) -> list[int]:
@@ -224,9 +227,11 @@ def collate(batch: list[Example]):
 class MultiTask(nn.Module):
     """One encoder pass, three heads: mean-pooled sentiment and emotion logits, per-token
     entity tag logits. The entity head is a small MLP over each token state and an embedding
-    of its piece's casing, which the uncased encoder cannot see."""
+    of its piece's casing, which the uncased encoder cannot see. With `fine` > 0 a training-only
+    head also learns GoEmotions' 28 original labels, which the 7 Ekman groups merge; it is
+    not exported."""
 
-    def __init__(self, encoder, emotions: int):
+    def __init__(self, encoder, emotions: int, fine: int = 0):
         super().__init__()
         self.encoder = encoder
         hidden = encoder.config.hidden_size
@@ -236,8 +241,9 @@ class MultiTask(nn.Module):
         self.case = nn.Embedding(len(CASE_CLASSES), CASE_WIDTH)
         self.entity_hidden = nn.Linear(hidden + CASE_WIDTH, hidden // 2)
         self.entities = nn.Linear(hidden // 2, len(TAGS))
+        self.fine = nn.Linear(hidden, fine) if fine else None
 
-    def forward(self, input_ids, attention_mask, token_type_ids, case_ids):
+    def forward(self, input_ids, attention_mask, token_type_ids, case_ids, with_fine=False):
         states = self.encoder(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
         ).last_hidden_state
@@ -245,15 +251,16 @@ class MultiTask(nn.Module):
         pooled = (states * weights).sum(1) / weights.sum(1).clamp(min=1.0)
         pooled = self.dropout(pooled)
         tokens = torch.cat([self.dropout(states), self.case(case_ids)], dim=-1)
-        return (
+        heads = (
             self.sentiment(pooled),
             self.emotion(pooled),
             self.entities(F.gelu(self.entity_hidden(tokens))),
         )
+        return heads + (self.fine(pooled),) if with_fine else heads
 
 
-def run(model, ids, mask, cases):
-    return model(ids, mask, torch.zeros_like(ids), cases)
+def run(model, ids, mask, cases, with_fine=False):
+    return model(ids, mask, torch.zeros_like(ids), cases, with_fine)
 
 
 def keep_layers(encoder, count: int) -> list[int]:
@@ -321,6 +328,20 @@ def emotion_macro_f1(gold: np.ndarray, chosen: np.ndarray) -> tuple[float, list[
         g, p = gold[:, c] > 0.5, chosen[:, c]
         per.append(f1(int((g & p).sum()), int((~g & p).sum()), int((g & ~p).sum())))
     return float(np.mean(per)), per
+
+
+def tune_thresholds(probs: np.ndarray, gold: np.ndarray) -> np.ndarray:
+    """Per-label thresholds by coordinate ascent on macro-F1: each label's given the others."""
+    thresholds = np.full(gold.shape[1], 0.5)
+    for _ in range(2):
+        for c in range(gold.shape[1]):
+            scores = []
+            for t in np.arange(0.05, 0.96, 0.025):
+                trial = thresholds.copy()
+                trial[c] = t
+                scores.append((emotion_macro_f1(gold, emotion_decisions(probs, trial))[0], t))
+            thresholds[c] = max(scores)[1]
+    return np.round(thresholds, 3)
 
 
 # --- inference helpers ------------------------------------------------------------------
@@ -427,6 +448,21 @@ def main() -> int:
     )
     parser.add_argument("--distill", type=float, default=0.5, help="weight of the teacher's targets")
     parser.add_argument("--temperature", type=float, default=2.0)
+    parser.add_argument(
+        "--fine-emotions",
+        type=float,
+        default=0.0,
+        help="weight of a training-only head on GoEmotions' 28 original labels (0: none)",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="a state saved by --save-epochs (give the --epochs it was saved after): export it "
+        "instead of training",
+    )
+    parser.add_argument(
+        "--save-epochs", type=Path, help="a folder to save the state after each epoch in (epoch-N.pt)"
+    )
     parser.add_argument("--limit", type=int, default=0, help="examples per task (smoke runs)")
     args = parser.parse_args()
 
@@ -450,8 +486,14 @@ def main() -> int:
     rng.shuffle(sentiment_train)
     sentiment_tune, sentiment_train = sentiment_train[:2000], sentiment_train[2000:]
     emotions, emotion_train, emotion_val = load_emotion(args.data)
-    rng.shuffle(emotion_train)
+    fine_emotions, fine_train, _ = load_emotion(args.data, "original")
+    # Shuffling the positions draws what shuffling the rows did, so the slices stay the same.
+    order = list(range(len(emotion_train)))
+    rng.shuffle(order)
+    emotion_train = [emotion_train[i] for i in order]
+    fine_train = [fine_train[i][1] for i in order]
     emotion_tune, emotion_train = emotion_train[:3000], emotion_train[3000:]
+    fine_train = fine_train[3000:]
     wnut_train = read_conll(args.data / "wnut17" / "wnut17train.conll", WNUT_KINDS)
     wnut_val = read_conll(args.data / "wnut17" / "emerging.dev.conll", WNUT_KINDS)
     btc_train = read_conll(args.data / "btc" / "btc.train", BTC_KINDS)
@@ -460,7 +502,7 @@ def main() -> int:
     wnut_tune, wnut_train = wnut_train[:400], wnut_train[400:]
     if args.limit:
         sentiment_train = sentiment_train[: args.limit]
-        emotion_train = emotion_train[: args.limit]
+        emotion_train, fine_train = emotion_train[: args.limit], fine_train[: args.limit]
         wnut_train, btc_train = wnut_train[: args.limit // 2], btc_train[: args.limit // 2]
         sentiment_val, emotion_val = sentiment_val[: args.limit], emotion_val[: args.limit]
         wnut_val = wnut_val[: args.limit]
@@ -482,8 +524,10 @@ def main() -> int:
         # WNUT is the target domain and smaller: seen twice per epoch.
         "entities": encode_ner(tokenizer, wnut_train + wnut_train + btc_train, args.max_len),
     }
+    for example, fine in zip(sets["emotion"], fine_train):
+        example.fine = fine
 
-    if args.teacher:
+    if args.teacher and not args.checkpoint:
         for task in ("sentiment", "emotion"):
             began = time.time()
             for example, logits in zip(
@@ -498,20 +542,25 @@ def main() -> int:
     # The 30,522 x 384 word-embedding matrix is half the parameters: frozen, each step costs
     # about a third less on CPU, and the pre-trained vocabulary is kept as it is.
     encoder.embeddings.word_embeddings.weight.requires_grad_(False)
-    model = MultiTask(encoder, len(emotions))
+    model = MultiTask(encoder, len(emotions), len(fine_emotions) if args.fine_emotions else 0)
+    if args.checkpoint:
+        model.load_state_dict(torch.load(args.checkpoint))
+        log(f"loaded {args.checkpoint}: exported without training")
 
     counts = np.bincount([label for _, label in sentiment_train], minlength=3)
     sentiment_weights = torch.tensor(counts.sum() / (3 * counts), dtype=torch.float)
-    positives = np.array([target for _, target in emotion_train]).sum(0)
-    emotion_pos_weight = torch.tensor(
-        np.sqrt((len(emotion_train) - positives) / positives), dtype=torch.float
-    )
+    def pos_weight(targets: list[list[float]]) -> torch.Tensor:
+        positives = np.maximum(np.array(targets).sum(0), 1.0)
+        return torch.tensor(np.sqrt((len(targets) - positives) / positives), dtype=torch.float)
+
+    emotion_pos_weight = pos_weight([target for _, target in emotion_train])
+    fine_pos_weight = pos_weight(fine_train)
     log(f"sentiment class weights {sentiment_weights.tolist()}")
     log(f"emotion positive weights {[round(x, 2) for x in emotion_pos_weight.tolist()]}")
 
-    plan = []
+    plan, epoch_ends = [], []
     whole = math.floor(args.epochs)
-    for epoch in range(math.ceil(args.epochs)):
+    for epoch in range(0 if args.checkpoint else math.ceil(args.epochs)):
         epoch_batches = []
         for task, examples in sets.items():
             part = batches(examples, args.batch, rng)
@@ -520,6 +569,7 @@ def main() -> int:
             epoch_batches.extend((task, b) for b in part)
         rng.shuffle(epoch_batches)
         plan.extend(epoch_batches)
+        epoch_ends.append(len(plan))
     steps = len(plan)
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     heads = [p for n, p in trainable if not n.startswith("encoder.")]
@@ -533,12 +583,42 @@ def main() -> int:
         optimizer,
         lambda step: min((step + 1) / warmup, max(0.0, (steps - step) / (steps - warmup))),
     )
+    def torch_forward(ids, mask, cases):
+        with torch.no_grad():
+            return tuple(x.numpy() for x in run(model, ids, mask, cases))
+
+    tune_sentiment = text_examples(sentiment_tune)
+    tune_emotion = text_examples(emotion_tune)
+    tune_entities = encode_ner(tokenizer, wnut_tune, 512)
+    attach_token_index(tokenizer, tune_entities, wnut_tune)
+    e_gold = np.array([target for _, target in emotion_tune])
+
+    def tune_figures() -> str:
+        """Each head on its held-out tuning slice, before the decision rules are tuned (the
+        emotion thresholds excepted), to follow the heads from epoch to epoch."""
+        s_logits, _, _ = predict(torch_forward, tune_sentiment)
+        _, e_logits, _ = predict(torch_forward, tune_emotion)
+        _, _, n_logits = predict(torch_forward, tune_entities)
+        e_probs = sigmoid(e_logits)
+        s_gold = [label for _, label in sentiment_tune]
+        return (
+            f"sentiment {macro_recall(s_gold, list(s_logits.argmax(1)), 3):.4f}, emotion "
+            f"{emotion_macro_f1(e_gold, emotion_decisions(e_probs, tune_thresholds(e_probs, e_gold)))[0]:.4f}, "
+            f"WNUT {ner_f1(wnut_tune, ner_spans(tune_entities, wnut_tune, n_logits, 0.0))[0]:.4f}"
+        )
+
     log(f"training: {steps} steps of {args.batch} ({args.epochs} epochs), {args.threads} threads")
     model.train()
     window_loss, window_start, train_start = {}, time.time(), time.time()
     for step, (task, batch) in enumerate(plan, 1):
         ids, mask, cases = collate(batch)
-        sentiment_logits, emotion_logits, entity_logits = run(model, ids, mask, cases)
+        fine_logits = None
+        if task == "emotion" and model.fine is not None:
+            sentiment_logits, emotion_logits, entity_logits, fine_logits = run(
+                model, ids, mask, cases, with_fine=True
+            )
+        else:
+            sentiment_logits, emotion_logits, entity_logits = run(model, ids, mask, cases)
         soft = args.distill if args.teacher else 0.0
         if task == "sentiment":
             target = torch.tensor([e.target for e in batch])
@@ -562,6 +642,11 @@ def main() -> int:
                 loss = (1 - soft) * loss + soft * F.binary_cross_entropy_with_logits(
                     emotion_logits, teacher
                 )
+            if fine_logits is not None:
+                fine = torch.tensor([e.fine for e in batch])
+                loss = loss + args.fine_emotions * F.binary_cross_entropy_with_logits(
+                    fine_logits, fine, pos_weight=fine_pos_weight
+                )
         else:
             target = torch.full(ids.shape, IGNORE, dtype=torch.long)
             for row, e in enumerate(batch):
@@ -584,15 +669,18 @@ def main() -> int:
                 f" loss: {losses}"
             )
             window_loss, window_start = {}, time.time()
+        if step in epoch_ends:
+            epoch = epoch_ends.index(step) + 1
+            model.eval()
+            if args.save_epochs:
+                args.save_epochs.mkdir(parents=True, exist_ok=True)
+                torch.save(model.state_dict(), args.save_epochs / f"epoch-{epoch}.pt")
+            log(f"after epoch {epoch}, on the tuning slices: {tune_figures()}")
+            model.train()
     train_minutes = (time.time() - train_start) / 60
     model.eval()
 
     # --- decision rules on the held-out training slices ---------------------------------
-    def torch_forward(ids, mask, cases):
-        with torch.no_grad():
-            return tuple(x.numpy() for x in run(model, ids, mask, cases))
-
-    tune_sentiment = text_examples(sentiment_tune)
     s_logits, _, _ = predict(torch_forward, tune_sentiment)
     gold = [label for _, label in sentiment_tune]
     best = (macro_recall(gold, list(s_logits.argmax(1)), 3), 0.0, 0.0)
@@ -605,24 +693,10 @@ def main() -> int:
     sentiment_bias = np.array([best[1], 0.0, best[2]], dtype=np.float32)
     log(f"sentiment logit biases {sentiment_bias.tolist()} (tune macro recall {best[0]:.4f})")
 
-    tune_emotion = text_examples(emotion_tune)
     _, e_logits, _ = predict(torch_forward, tune_emotion)
-    e_probs = sigmoid(e_logits)
-    e_gold = np.array([target for _, target in emotion_tune])
-    thresholds = np.full(len(emotions), 0.5)
-    for _ in range(2):  # coordinate ascent: each label's threshold given the others
-        for c in range(len(emotions)):
-            scores = []
-            for t in np.arange(0.05, 0.96, 0.025):
-                trial = thresholds.copy()
-                trial[c] = t
-                scores.append((emotion_macro_f1(e_gold, emotion_decisions(e_probs, trial))[0], t))
-            thresholds[c] = max(scores)[1]
-    thresholds = np.round(thresholds, 3)
+    thresholds = tune_thresholds(sigmoid(e_logits), e_gold)
     log(f"emotion thresholds {dict(zip(emotions, thresholds.tolist()))}")
 
-    tune_entities = encode_ner(tokenizer, wnut_tune, 512)
-    attach_token_index(tokenizer, tune_entities, wnut_tune)
     _, _, n_logits = predict(torch_forward, tune_entities)
     o_bias = max(
         (ner_f1(wnut_tune, ner_spans(tune_entities, wnut_tune, n_logits, b))[0], -float(b))
@@ -777,6 +851,8 @@ def main() -> int:
         "teacher": str(args.teacher) if args.teacher else None,
         "distill": args.distill if args.teacher else 0.0,
         "temperature": args.temperature,
+        "fine_emotions": args.fine_emotions,
+        "checkpoint": str(args.checkpoint) if args.checkpoint else None,
     }
     log(json.dumps(metrics, indent=2))
 
@@ -830,6 +906,18 @@ def model_card(args, metrics, manifest) -> str:
         "logits computed one text at a time as Pulse runs it) next to the labels"
         if t["teacher"]
         else "trained on the labels alone"
+    )
+    fine = (
+        f" A training-only head (not exported) also learnt GoEmotions' 28 original labels of "
+        f"the same comments (BCE, sqrt-balanced, weight {t['fine_emotions']})."
+        if t.get("fine_emotions")
+        else ""
+    )
+    run = (
+        f"Trained by an earlier run of this script that saved its state after each epoch; this "
+        f"graph is exported from `{t['checkpoint']}` (that run's log has its steps and minutes)"
+        if t.get("checkpoint")
+        else f"{t['steps']} steps in {t['minutes']} min on {t['threads']} CPU threads"
     )
     return f"""# {args.name} {args.version}
 
@@ -900,8 +988,7 @@ Seed {t["seed"]}; {teacher}; word embeddings frozen; {t["epochs"]} epoch(s) of s
 {t["max_len"]} tokens, batches formed by length); AdamW, learning rate {t["lr"]} for the encoder
 and 10x for the heads, 6% warm-up then linear decay; class-weighted cross-entropy for
 sentiment, BCE with sqrt-balanced positive weights for emotion, per-word cross-entropy for
-entities. {t["steps"]} steps in {t["minutes"]} min on {t["threads"]} CPU threads (whole script
-{t["total_minutes"]} min), torch {t["torch"]}.
+entities.{fine} {run} (whole script {t["total_minutes"]} min), torch {t["torch"]}.
 
 Limits: English only; the tokenizer is uncased (the entity head sees capitals only through
 `case_ids`);
