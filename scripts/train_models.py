@@ -275,6 +275,12 @@ def keep_layers(encoder, count: int) -> list[int]:
     return kept
 
 
+def teacher_name(teacher: Path) -> str:
+    """The teacher as `name@version` from its manifest (a folder's contents change)."""
+    manifest = json.loads((teacher / "manifest.json").read_text(encoding="utf-8"))
+    return f"{manifest['name']}@{manifest['version']}"
+
+
 def teacher_logits(teacher: Path, examples: list[Example], threads: int):
     """The sentiment and emotion logits of a Pulse model directory (the distillation
     teacher), one text at a time as Pulse runs it."""
@@ -457,8 +463,9 @@ def main() -> int:
     parser.add_argument(
         "--checkpoint",
         type=Path,
-        help="a state saved by --save-epochs (give the --epochs it was saved after): export it "
-        "instead of training",
+        nargs="+",
+        help="states saved by --save-epochs (give the --epochs of the last): export them, their "
+        "weights averaged when more than one, instead of training",
     )
     parser.add_argument(
         "--save-epochs", type=Path, help="a folder to save the state after each epoch in (epoch-N.pt)"
@@ -544,8 +551,18 @@ def main() -> int:
     encoder.embeddings.word_embeddings.weight.requires_grad_(False)
     model = MultiTask(encoder, len(emotions), len(fine_emotions) if args.fine_emotions else 0)
     if args.checkpoint:
-        model.load_state_dict(torch.load(args.checkpoint))
-        log(f"loaded {args.checkpoint}: exported without training")
+        # Averaging the weights of the last epochs (a "model soup") keeps what each adds to
+        # some head without the other's loss on another.
+        states = [torch.load(path) for path in args.checkpoint]
+        model.load_state_dict(
+            {
+                name: sum(s[name] for s in states) / len(states)
+                if tensor.is_floating_point()
+                else tensor
+                for name, tensor in states[0].items()
+            }
+        )
+        log(f"loaded {', '.join(map(str, args.checkpoint))}: exported without training")
 
     counts = np.bincount([label for _, label in sentiment_train], minlength=3)
     sentiment_weights = torch.tensor(counts.sum() / (3 * counts), dtype=torch.float)
@@ -848,11 +865,11 @@ def main() -> int:
         "sentiment_logit_bias": sentiment_bias.tolist(),
         "entity_o_bias": o_bias,
         "layers": kept,
-        "teacher": str(args.teacher) if args.teacher else None,
+        "teacher": teacher_name(args.teacher) if args.teacher else None,
         "distill": args.distill if args.teacher else 0.0,
         "temperature": args.temperature,
         "fine_emotions": args.fine_emotions,
-        "checkpoint": str(args.checkpoint) if args.checkpoint else None,
+        "checkpoint": [p.name for p in args.checkpoint] if args.checkpoint else None,
     }
     log(json.dumps(metrics, indent=2))
 
@@ -913,10 +930,13 @@ def model_card(args, metrics, manifest) -> str:
         if t.get("fine_emotions")
         else ""
     )
+    saved = t.get("checkpoint") or []
     run = (
-        f"Trained by an earlier run of this script that saved its state after each epoch; this "
-        f"graph is exported from `{t['checkpoint']}` (that run's log has its steps and minutes)"
-        if t.get("checkpoint")
+        f"Trained by an earlier run of this script that saved its state after each epoch "
+        f"(`--save-epochs`; that run's log has its steps and minutes); this graph is exported "
+        f"from {' and '.join(f'`{name}`' for name in saved)}"
+        + (", their weights averaged" if len(saved) > 1 else "")
+        if saved
         else f"{t['steps']} steps in {t['minutes']} min on {t['threads']} CPU threads"
     )
     return f"""# {args.name} {args.version}

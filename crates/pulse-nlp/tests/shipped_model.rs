@@ -45,7 +45,7 @@ fn assert_spans_are_original_text(text: &str, enrichment: &Enrichment) {
 
 #[test]
 fn the_model_names_itself_and_reads_clear_sentiment() {
-    assert_eq!(enricher().model_name(), "pulse-minilm-multitask@1.0.0");
+    assert_eq!(enricher().model_name(), "pulse-minilm-multitask@2.0.0");
     let texts = [
         "I absolutely love this new phone, best purchase ever!",
         "This is the worst airline, they lost my bag and were rude about it.",

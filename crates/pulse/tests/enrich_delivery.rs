@@ -54,7 +54,7 @@ fn enriched_ids(lane: &Lane, by_model: bool) -> (BTreeSet<String>, usize) {
         );
         if by_model {
             // Enriched by the shipped model: every task answered.
-            assert_eq!(post["model"], "pulse-minilm-multitask@1.0.0", "{post}");
+            assert_eq!(post["model"], "pulse-minilm-multitask@2.0.0", "{post}");
             assert!(post["sentiment"]["label"].is_string(), "{post}");
             assert_eq!(
                 post["emotions"].as_object().map(|e| e.len()),

@@ -114,7 +114,7 @@ fn every_post_is_enriched_exactly_once_across_two_sigkills() {
         let post = record.json();
         let id = post["id"].as_str().expect("id").to_string();
         assert_eq!(record.key.as_deref(), Some(id.as_bytes()), "keyed by id");
-        assert_eq!(post["model"], "pulse-minilm-multitask@1.0.0", "{post}");
+        assert_eq!(post["model"], "pulse-minilm-multitask@2.0.0", "{post}");
         assert!(post["sentiment"]["label"].is_string(), "{post}");
         *seen.entry(id).or_default() += 1;
     }

@@ -27,7 +27,7 @@ async fn analyze_enriches_texts_in_order_and_refuses_bad_bodies() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
-    assert_eq!(answer["model"], "pulse-minilm-multitask@1.0.0");
+    assert_eq!(answer["model"], "pulse-minilm-multitask@2.0.0");
     let enrichments = answer["enrichments"].as_array().expect("enrichments");
     assert_eq!(enrichments.len(), 3);
     assert_eq!(enrichments[0]["sentiment"]["label"], "positive");
