@@ -629,13 +629,9 @@ def main() -> int:
     window_loss, window_start, train_start = {}, time.time(), time.time()
     for step, (task, batch) in enumerate(plan, 1):
         ids, mask, cases = collate(batch)
-        fine_logits = None
-        if task == "emotion" and model.fine is not None:
-            sentiment_logits, emotion_logits, entity_logits, fine_logits = run(
-                model, ids, mask, cases, with_fine=True
-            )
-        else:
-            sentiment_logits, emotion_logits, entity_logits = run(model, ids, mask, cases)
+        with_fine = task == "emotion" and model.fine is not None
+        outputs = run(model, ids, mask, cases, with_fine)
+        sentiment_logits, emotion_logits, entity_logits = outputs[:3]
         soft = args.distill if args.teacher else 0.0
         if task == "sentiment":
             target = torch.tensor([e.target for e in batch])
@@ -659,10 +655,10 @@ def main() -> int:
                 loss = (1 - soft) * loss + soft * F.binary_cross_entropy_with_logits(
                     emotion_logits, teacher
                 )
-            if fine_logits is not None:
+            if with_fine:
                 fine = torch.tensor([e.fine for e in batch])
                 loss = loss + args.fine_emotions * F.binary_cross_entropy_with_logits(
-                    fine_logits, fine, pos_weight=fine_pos_weight
+                    outputs[3], fine, pos_weight=fine_pos_weight
                 )
         else:
             target = torch.full(ids.shape, IGNORE, dtype=torch.long)
