@@ -4,9 +4,10 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use pulse_core::config::KafkaConfig;
@@ -524,12 +525,41 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
-/// A free TCP port on loopback.
+/// A free TCP port on loopback, for a server a test may stop and start again on it.
+///
+/// It is drawn outside the kernel's ephemeral range: while its server is down, a port from
+/// that range can become the local end of any outgoing connection (a client reconnecting to
+/// that very port can even connect to itself), and the restarted server then fails to bind
+/// (Cassandra exits during start). No port is handed out twice by one test process.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use rand::Rng;
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let (low, high) = ephemeral_ports();
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let mut rng = rand::rng();
+    for _ in 0..10_000 {
+        // Above the usual servers' ports (9042, 9092, 6379...), below or above the range.
+        let port = rng.random_range(10_000..=u16::MAX);
+        if (low..=high).contains(&port) || handed_out.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.insert(port);
+            return port;
+        }
+    }
+    panic!("no free port outside the ephemeral range {low}-{high}");
+}
+
+/// The kernel's range of ports for outgoing connections (Linux's default when unreadable).
+fn ephemeral_ports() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| {
+            let mut ends = range.split_whitespace().map(|end| end.parse::<u16>());
+            Some((ends.next()?.ok()?, ends.next()?.ok()?))
+        })
+        .unwrap_or((32_768, 60_999))
 }
 
 /// A stack of this test's own (`scripts/stack` on free ports and a temporary directory),
