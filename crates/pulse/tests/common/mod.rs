@@ -667,6 +667,19 @@ impl Drop for PrivateStack {
             .env("PULSE_STACK_DIR", self.dir.path())
             .envs(self.ports.iter().map(|(k, v)| (*k, v.as_str())))
             .output();
+        if std::thread::panicking() {
+            // The servers' logs explain a failed start or a lost write; their data may go.
+            let kept = tempfile::Builder::new()
+                .prefix("pulse-stack-logs-")
+                .tempdir()
+                .map(|dir| dir.keep().join("logs"));
+            match kept.and_then(|kept| {
+                std::fs::rename(self.dir.path().join("logs"), &kept).map(|()| kept)
+            }) {
+                Ok(kept) => eprintln!("the private stack's logs are kept in {}", kept.display()),
+                Err(e) => eprintln!("cannot keep the private stack's logs: {e}"),
+            }
+        }
     }
 }
 
