@@ -672,10 +672,11 @@ impl Drop for PrivateStack {
             let kept = tempfile::Builder::new()
                 .prefix("pulse-stack-logs-")
                 .tempdir()
-                .map(|dir| dir.keep().join("logs"));
-            match kept.and_then(|kept| {
-                std::fs::rename(self.dir.path().join("logs"), &kept).map(|()| kept)
-            }) {
+                .map(|dir| dir.keep().join("logs"))
+                .and_then(|kept| {
+                    std::fs::rename(self.dir.path().join("logs"), &kept).map(|()| kept)
+                });
+            match kept {
                 Ok(kept) => eprintln!("the private stack's logs are kept in {}", kept.display()),
                 Err(e) => eprintln!("cannot keep the private stack's logs: {e}"),
             }
