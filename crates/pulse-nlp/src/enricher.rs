@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use pulse_core::config::EnrichConfig;
 use pulse_core::Enrichment;
+use serde::Serialize;
 
 use crate::language;
 use crate::manifest::Task;
@@ -33,9 +34,11 @@ pub struct PostText<'a> {
 }
 
 /// What the enricher says of one post: its enrichment and its language
-/// ([`crate::language::resolve`]).
-#[derive(Debug, Clone, PartialEq)]
+/// ([`crate::language::resolve`]). Serialized as the enrichment's fields and `lang`, as
+/// `pulse analyze` and `POST /api/v1/analyze` answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Enriched {
+    #[serde(flatten)]
     pub enrichment: Enrichment,
     pub lang: String,
 }
@@ -169,7 +172,7 @@ impl Enricher {
     fn enrich_one(&self, worker: usize, post: &PostText<'_>) -> Result<Enriched, NlpError> {
         let lang = language::resolve(post.text, post.lang);
         let mut enrichment = Enrichment {
-            keywords: self.keywords.extract(post.text),
+            keywords: self.keywords.extract(post.text, &lang),
             ..Enrichment::default()
         };
         for (model, tasks) in &self.models {

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -138,4 +138,58 @@ fn a_missing_model_directory_is_a_clear_error() {
         "{stderr}"
     );
     assert!(stderr.contains("no/such/model"), "{stderr}");
+}
+
+#[test]
+fn each_line_gets_its_language_and_only_read_languages_get_scores() {
+    let german = "Die neue Bahnstrecke zwischen Berlin und Hamburg ist seit Montag wegen eines \
+                  Unwetters gesperrt, und niemand kann sagen, wann der Zug wieder fährt.";
+    let input = [
+        json!({"text": german, "lang": "de-AT"}),
+        json!({"text": german}),
+        json!({"text": "What a fantastic day, I am so happy!", "lang": "en-GB"}),
+        json!({"text": "What a fantastic day at the beach with all of my friends, I am so happy!", "lang": "und"}),
+        json!({"text": "So happy today", "lang": null}),
+        json!({"text": "What a fantastic day", "lang": 7}),
+    ]
+    .iter()
+    .map(|line| format!("{line}\n"))
+    .collect::<String>();
+    let output = analyze(&[], input.as_bytes());
+    assert_eq!(output.status.code(), Some(1), "the last line is refused");
+    let records = records(&output);
+    assert_eq!(records.len(), 6);
+    let langs: Vec<&str> = records[..5]
+        .iter()
+        .map(|r| r["lang"].as_str().expect("lang"))
+        .collect();
+    // Tagged, detected, tagged, detected (the tag `und` names no language), too short to tell.
+    assert_eq!(langs, ["de", "de", "en", "en", "und"]);
+    for german in &records[..2] {
+        // The English model does not read German: keywords, never a confident wrong label.
+        assert_eq!(german["sentiment"], Value::Null, "{german}");
+        assert_eq!(german["emotions"], json!({}), "{german}");
+        assert_eq!(german["entities"], json!([]), "{german}");
+        let keywords: Vec<&str> = german["keywords"]
+            .as_array()
+            .expect("keywords")
+            .iter()
+            .map(|k| k["term"].as_str().unwrap_or_default())
+            .collect();
+        assert!(keywords.contains(&"bahnstrecke"), "{keywords:?}");
+        // German stopwords, not English ones: no keyword is a function word of the post.
+        assert!(
+            keywords
+                .iter()
+                .all(|k| !["und", "seit", "wegen", "eines", "wann", "wieder", "kann"].contains(k)),
+            "{keywords:?}"
+        );
+    }
+    assert_eq!(label(&records[2]), "positive");
+    assert_eq!(label(&records[3]), "positive");
+    assert_eq!(label(&records[4]), "positive");
+    assert_eq!(
+        records[5],
+        json!({"line": 6, "error": "field `lang` is not a string"})
+    );
 }

@@ -1,9 +1,11 @@
-//! `POST /api/v1/analyze` {"texts": [...]}: enrichments of the given texts, in order, by
-//! the same enricher (and code path) as `pulse analyze` and the enrich stage.
+//! `POST /api/v1/analyze` {"texts": [...], "lang"?}: enrichments of the given texts, in
+//! order, each with its language, by the same enricher (and code path) as `pulse analyze`
+//! and the enrich stage.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use pulse_nlp::PostText;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
@@ -17,10 +19,15 @@ use crate::{ApiError, ApiState, ErrorBody};
 pub struct AnalyzeRequest {
     /// At most `api.max_analyze_texts`.
     texts: Vec<String>,
+    /// The language tag of every text (`de`, `pt-BR`), when the client knows it; otherwise
+    /// each text's language is detected.
+    #[serde(default)]
+    lang: Option<String>,
 }
 
-/// Enrichments of the given texts, in order (`{"model", "enrichments"}`), by the same
-/// enricher as `pulse analyze` and the enrich stage.
+/// Enrichments of the given texts, in order (`{"model", "enrichments"}`, each enrichment with
+/// the `lang` Pulse gave its text), by the same enricher as `pulse analyze` and the enrich
+/// stage. A model scores only the languages its manifest declares.
 #[utoipa::path(post, path = "/api/v1/analyze", tag = "analysis", request_body = AnalyzeRequest, responses(
     (status = 200, description = "one enrichment per text", content_type = "application/json"),
     (status = 400, description = "not the expected JSON", body = ErrorBody),
@@ -44,8 +51,15 @@ pub async fn texts(
     let enricher = state.enricher.clone();
     // Tokenization and inference are CPU work: off the async runtime.
     let enrichments = tokio::task::spawn_blocking(move || {
-        let texts: Vec<&str> = request.texts.iter().map(String::as_str).collect();
-        enricher.enrich(&texts)
+        let posts: Vec<PostText<'_>> = request
+            .texts
+            .iter()
+            .map(|text| PostText {
+                text,
+                lang: request.lang.as_deref(),
+            })
+            .collect();
+        enricher.enrich_posts(&posts)
     })
     .await
     .map_err(|e| {

@@ -38,6 +38,50 @@ async fn analyze_enriches_texts_in_order_and_refuses_bad_bodies() {
         Some(7)
     );
 
+    // Each text's language: detected, or the request's tag for every text. A model scores
+    // only the languages it reads, so a German text gets keywords and no English scores.
+    let german = "Die neue Bahnstrecke zwischen Berlin und Hamburg ist seit Montag wegen eines \
+                  Unwetters gesperrt, und niemand kann sagen, wann der Zug wieder fährt.";
+    let english = "What a fantastic day at the beach with all of my friends, I am so happy!";
+    for (lang, expected) in [(None, ["de", "en"]), (Some("de-AT"), ["de", "de"])] {
+        let body = json!({"texts": [german, english], "lang": lang});
+        let (status, answer) = api
+            .post(
+                "/api/v1/analyze",
+                body.to_string().into(),
+                "application/json",
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        let enrichments = answer["enrichments"].as_array().expect("enrichments");
+        let langs: Vec<&str> = enrichments
+            .iter()
+            .filter_map(|e| e["lang"].as_str())
+            .collect();
+        assert_eq!(langs, expected, "{answer}");
+        for (enrichment, lang) in enrichments.iter().zip(expected) {
+            assert_eq!(
+                enrichment["sentiment"].is_null(),
+                lang == "de",
+                "{enrichment}"
+            );
+            assert!(!enrichment["keywords"]
+                .as_array()
+                .expect("keywords")
+                .is_empty());
+        }
+    }
+    assert_error(
+        api.post(
+            "/api/v1/analyze",
+            json!({"texts": ["x"], "lang": 7}).to_string().into(),
+            "application/json",
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "bad_body",
+    );
+
     // The same texts through `Enricher::enrich` directly (what `pulse analyze` calls).
     let direct = shipped_model()
         .enrich(&["I love this, what a wonderful day!"])

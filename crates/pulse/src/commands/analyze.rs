@@ -1,6 +1,7 @@
 //! `pulse analyze`: enrichment without Kafka. Reads texts (one per line, or JSON lines with a
-//! `text` field) from a file or standard input and writes one JSON enrichment per input line
-//! to standard output, in input order.
+//! `text` field and optionally the source's `lang` tag) from a file or standard input and
+//! writes one JSON enrichment per input line to standard output, in input order, with the
+//! language Pulse gave the text (a model scores only the languages it reads).
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
@@ -11,13 +12,13 @@ use anyhow::Context;
 use clap::Args;
 use pulse_core::PulseConfig;
 use pulse_ingest::file::lines::{read_line, Line};
-use pulse_nlp::Enricher;
+use pulse_nlp::{Enricher, PostText};
 use serde_json::{json, Value};
 
 #[derive(Debug, Args)]
 pub struct AnalyzeArgs {
-    /// Texts, one per line, or JSON lines with a `text` field (told apart by the first
-    /// non-blank line); standard input when absent.
+    /// Texts, one per line, or JSON lines with a `text` field and optionally a `lang` tag
+    /// (told apart by the first non-blank line); standard input when absent.
     #[arg(long, value_name = "FILE")]
     input: Option<PathBuf>,
     /// A model directory to use instead of `enrich.models`.
@@ -33,7 +34,11 @@ pub struct AnalyzeArgs {
 
 /// What one input line asks for.
 enum Request {
-    Text(String),
+    /// A text and the language tag its line gave, if any.
+    Post {
+        text: String,
+        lang: Option<String>,
+    },
     Invalid(String),
 }
 
@@ -57,15 +62,25 @@ impl Mode {
         }
         match *self {
             Mode::Json if !line.trim().is_empty() => match serde_json::from_str::<Value>(&line) {
-                Ok(Value::Object(mut object)) => match object.remove("text") {
-                    Some(Value::String(text)) => Request::Text(text),
-                    Some(_) => Request::Invalid("field `text` is not a string".into()),
-                    None => Request::Invalid("no `text` field".into()),
-                },
+                Ok(Value::Object(mut object)) => {
+                    let lang = match object.remove("lang") {
+                        Some(Value::String(lang)) => Some(lang),
+                        None | Some(Value::Null) => None,
+                        Some(_) => return Request::Invalid("field `lang` is not a string".into()),
+                    };
+                    match object.remove("text") {
+                        Some(Value::String(text)) => Request::Post { text, lang },
+                        Some(_) => Request::Invalid("field `text` is not a string".into()),
+                        None => Request::Invalid("no `text` field".into()),
+                    }
+                }
                 Ok(_) => Request::Invalid("not a JSON object".into()),
                 Err(e) => Request::Invalid(format!("not JSON: {e}")),
             },
-            _ => Request::Text(line),
+            _ => Request::Post {
+                text: line,
+                lang: None,
+            },
         }
     }
 }
@@ -117,18 +132,21 @@ fn analyze(args: AnalyzeArgs, config: PulseConfig) -> anyhow::Result<ExitCode> {
             number += 1;
             requests.push((number, request));
         }
-        let texts: Vec<&str> = requests
+        let posts: Vec<PostText<'_>> = requests
             .iter()
             .filter_map(|(_, r)| match r {
-                Request::Text(text) => Some(text.as_str()),
+                Request::Post { text, lang } => Some(PostText {
+                    text,
+                    lang: lang.as_deref(),
+                }),
                 Request::Invalid(_) => None,
             })
             .collect();
-        let mut enrichments = enricher.enrich(&texts)?.into_iter();
+        let mut analyses = enricher.enrich_posts(&posts)?.into_iter();
         for (line, request) in &requests {
             let record = match request {
-                Request::Text(_) => match enrichments.next() {
-                    Some(enrichment) => serde_json::to_value(enrichment)?,
+                Request::Post { .. } => match analyses.next() {
+                    Some(enriched) => serde_json::to_value(enriched)?,
                     None => anyhow::bail!("the enricher returned fewer results than texts"),
                 },
                 Request::Invalid(error) => {
