@@ -54,7 +54,7 @@ pub struct KeywordExtractor {
     /// Stopwords by language code.
     stop_words: HashMap<&'static str, StopWords>,
     /// For posts of an undetermined language or one without a list: most such posts are
-    /// short English ones, and English stopwords match nothing in the rest.
+    /// short English ones, and in other scripts English stopwords match nothing.
     english: StopWords,
     config: Config,
     per_post: usize,
