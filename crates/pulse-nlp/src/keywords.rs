@@ -7,9 +7,9 @@ use yake_rust::{Config, StopWords};
 
 use crate::clean::clean_for_keywords;
 
-/// yake-rust's stopword lists by Pulse's language code ([`crate::language`]): yake-rust
-/// names Czech `cz` and has one Norwegian list; its `br` is Brazilian Portuguese, not Breton,
-/// so Breton gets none.
+/// yake-rust's stopword lists by Pulse's language code ([`crate::language`]), English aside
+/// (it is also the fallback): yake-rust names Czech `cz` and has one Norwegian list; its `br`
+/// is Brazilian Portuguese, not Breton, so Breton gets none.
 const STOPWORD_LISTS: &[(&str, &str)] = &[
     ("ar", "ar"),
     ("bg", "bg"),
@@ -17,7 +17,6 @@ const STOPWORD_LISTS: &[(&str, &str)] = &[
     ("da", "da"),
     ("de", "de"),
     ("el", "el"),
-    ("en", "en"),
     ("es", "es"),
     ("et", "et"),
     ("fa", "fa"),
@@ -51,10 +50,11 @@ const STOPWORD_LISTS: &[(&str, &str)] = &[
 /// Extracts the most relevant key phrases of a post.
 #[derive(Debug, Clone)]
 pub struct KeywordExtractor {
-    /// Stopwords by language code.
+    /// Stopwords by language code, English aside.
     stop_words: HashMap<&'static str, StopWords>,
-    /// For posts of an undetermined language or one without a list: most such posts are
-    /// short English ones, and in other scripts English stopwords match nothing.
+    /// For English posts, and for posts of an undetermined language or one without a list:
+    /// most such posts are short English ones, and in other scripts English stopwords match
+    /// nothing.
     english: StopWords,
     config: Config,
     per_post: usize,

@@ -6,6 +6,16 @@ use serde_json::{json, Value};
 
 use super::harness::*;
 
+/// Posts `body` to the route as JSON.
+async fn analyze(api: &Api, body: Value) -> (StatusCode, Value) {
+    api.post(
+        "/api/v1/analyze",
+        body.to_string().into(),
+        "application/json",
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn analyze_enriches_texts_in_order_and_refuses_bad_bodies() {
     let limits = ApiConfig {
@@ -19,13 +29,7 @@ async fn analyze_enriches_texts_in_order_and_refuses_bad_bodies() {
         "",
         "This is awful, I hate it so much.",
     ]});
-    let (status, answer) = api
-        .post(
-            "/api/v1/analyze",
-            body.to_string().into(),
-            "application/json",
-        )
-        .await;
+    let (status, answer) = analyze(&api, body).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["model"], "pulse-minilm-multitask@2.0.0");
     let enrichments = answer["enrichments"].as_array().expect("enrichments");
@@ -45,13 +49,7 @@ async fn analyze_enriches_texts_in_order_and_refuses_bad_bodies() {
     let english = "What a fantastic day at the beach with all of my friends, I am so happy!";
     for (lang, expected) in [(None, ["de", "en"]), (Some("de-AT"), ["de", "de"])] {
         let body = json!({"texts": [german, english], "lang": lang});
-        let (status, answer) = api
-            .post(
-                "/api/v1/analyze",
-                body.to_string().into(),
-                "application/json",
-            )
-            .await;
+        let (status, answer) = analyze(&api, body).await;
         assert_eq!(status, StatusCode::OK, "{answer}");
         let enrichments = answer["enrichments"].as_array().expect("enrichments");
         let langs: Vec<&str> = enrichments
@@ -72,12 +70,7 @@ async fn analyze_enriches_texts_in_order_and_refuses_bad_bodies() {
         }
     }
     assert_error(
-        api.post(
-            "/api/v1/analyze",
-            json!({"texts": ["x"], "lang": 7}).to_string().into(),
-            "application/json",
-        )
-        .await,
+        analyze(&api, json!({"texts": ["x"], "lang": 7})).await,
         StatusCode::BAD_REQUEST,
         "bad_body",
     );
@@ -91,30 +84,22 @@ async fn analyze_enriches_texts_in_order_and_refuses_bad_bodies() {
         serde_json::to_value(&direct[0].keywords).unwrap()
     );
 
-    let (status, empty) = api
-        .post(
-            "/api/v1/analyze",
-            json!({"texts": []}).to_string().into(),
-            "application/json",
-        )
-        .await;
+    let (status, empty) = analyze(&api, json!({"texts": []})).await;
     assert_eq!(
         (status, empty["enrichments"].clone()),
         (StatusCode::OK, json!([]))
     );
 
-    let too_many = json!({"texts": ["a", "b", "c", "d"]}).to_string();
+    let too_many = json!({"texts": ["a", "b", "c", "d"]});
     let detail = assert_error(
-        api.post("/api/v1/analyze", too_many.into(), "application/json")
-            .await,
+        analyze(&api, too_many).await,
         StatusCode::PAYLOAD_TOO_LARGE,
         "payload_too_large",
     );
     assert!(detail.contains("at most 3 texts"), "{detail}");
-    let oversized = json!({"texts": ["x".repeat(5_000)]}).to_string();
+    let oversized = json!({"texts": ["x".repeat(5_000)]});
     assert_error(
-        api.post("/api/v1/analyze", oversized.into(), "application/json")
-            .await,
+        analyze(&api, oversized).await,
         StatusCode::PAYLOAD_TOO_LARGE,
         "payload_too_large",
     );
@@ -129,12 +114,7 @@ async fn analyze_enriches_texts_in_order_and_refuses_bad_bodies() {
         "bad_body",
     );
     assert_error(
-        api.post(
-            "/api/v1/analyze",
-            json!({"text": "x"}).to_string().into(),
-            "application/json",
-        )
-        .await,
+        analyze(&api, json!({"text": "x"})).await,
         StatusCode::BAD_REQUEST,
         "bad_body",
     );
