@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use pulse_core::validate::{check_post, check_tombstone};
-use pulse_core::{DeadLetterKind, PostLimits};
+use pulse_core::{DeadLetterKind, Post, PostLimits};
 use pulse_ingest::SourceItem;
 use pulse_kafka::{DeadLetter, Origin};
 use rdkafka::producer::FutureProducer;
@@ -125,6 +125,13 @@ impl Publisher {
             }
         }
         Err(Interrupted { unconfirmed })
+    }
+
+    /// The size of `post` as a record of the raw topic when it is more than
+    /// `kafka.max_record_bytes`: such a post is refused for good, however often it is sent.
+    pub fn oversized(&self, post: &Post) -> Option<usize> {
+        let bytes = serde_json::to_vec(post).map_or(0, |record| record.len());
+        (bytes > self.max_record_bytes).then_some(bytes)
     }
 
     /// Counts a confirmed record; `false` when it was not confirmed.

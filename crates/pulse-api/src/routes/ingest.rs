@@ -26,7 +26,8 @@ const NAMED: usize = 10;
     (status = 202, description = "`{\"accepted\": n}` once Kafka acknowledged every post", content_type = "application/json"),
     (status = 400, description = "some posts are not valid; nothing was published", body = ErrorBody),
     (status = 401, description = "missing or wrong token", body = ErrorBody),
-    (status = 413, description = "too many posts or too large a body", body = ErrorBody), (status = 429, description = "over the client's rate", body = ErrorBody), (status = 503, description = "a store is down", body = ErrorBody)))]
+    (status = 413, description = "too many posts, too large a body, or a post larger than a Kafka record may be (`record_too_large`, naming `kafka.max_record_bytes`); nothing was published", body = ErrorBody),
+    (status = 422, description = "the broker refused some posts for good (`refused_by_broker`); they were dead-lettered, the others published", body = ErrorBody), (status = 429, description = "over the client's rate", body = ErrorBody), (status = 503, description = "a store is down", body = ErrorBody)))]
 pub async fn posts(
     State(state): State<ApiState>,
     _: Authorized,
@@ -62,6 +63,29 @@ pub async fn posts(
         ));
     }
 
+    // Checked before anything is sent, so that a refusal for good is the client's to fix
+    // (a 413 naming the limit), never a 503 inviting the same request again.
+    let limit = publisher.max_record_bytes;
+    let oversized: Vec<String> = posts
+        .iter()
+        .enumerate()
+        .filter_map(|(index, post)| {
+            let bytes = publisher.oversized(post)?;
+            Some(format!("post {index} ({}) is {bytes} bytes", post.id))
+        })
+        .collect();
+    if !oversized.is_empty() {
+        let count = oversized.len();
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "record_too_large",
+            format!(
+                "{count} of the posts are larger as a Kafka record than the limit of {limit} \
+                 bytes (kafka.max_record_bytes), nothing was published: {}",
+                oversized[..count.min(NAMED)].join("; ")
+            ),
+        ));
+    }
     let count = posts.len();
     let (items, received) = mpsc::channel(count.max(1));
     for (index, post) in posts.into_iter().enumerate() {
@@ -82,10 +106,19 @@ pub async fn posts(
         .map_err(|e| ApiError::unavailable(format!("kafka: {e}")))?;
     let accepted = tally.posts.load(std::sync::atomic::Ordering::Relaxed);
     if accepted != count as u64 {
-        return Err(ApiError::unavailable(format!(
-            "kafka acknowledged {accepted} of {count} posts; sending the same posts again is \
-             safe (same ids)"
-        )));
+        // The publisher retries what can succeed: a post it gave up on was refused by the
+        // broker for good, and sending it again would only dead-letter it again.
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "refused_by_broker",
+            format!(
+                "the broker refused {} of the {count} posts for good (each dead-lettered to {} \
+                 with its reason); the other {accepted} were published; sending the refused \
+                 posts again will not help",
+                count as u64 - accepted,
+                publisher.dlq_topic
+            ),
+        ));
     }
     Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": accepted }))))
 }

@@ -103,3 +103,49 @@ async fn posts_are_published_with_a_token_and_refused_without_one() {
         assert_eq!(stored, expected);
     }
 }
+
+/// A post that is valid but larger as a Kafka record than `kafka.max_record_bytes` (under
+/// the body limit, through a large field of its own) is refused for good: 413 naming the
+/// limit, and nothing published or dead-lettered, so a client that sends it again gets the
+/// same answer and fills nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_larger_than_a_record_may_be_is_413_naming_the_limit() {
+    let config = ApiConfig {
+        tokens: vec!["t0ken".into()],
+        ..ApiConfig::default()
+    };
+    let api = start("ingest-large", keywords_only(), config).await;
+    let dlq = format!("{}.dlq", api.raw_topic);
+    pulse_kafka::admin::create_topics(&kafka_config(1), &[&api.raw_topic, &dlq])
+        .await
+        .expect("topics created (is the stack running? scripts/stack start)");
+    let large = json!([{
+        "id": "h:large", "source": "http", "channel": "api/ingest", "text": "a short text",
+        "created_at": "2026-11-24T10:00:00Z", "attachment": "x".repeat(1_040_000),
+    }]);
+    for _ in 0..2 {
+        let detail = assert_error(
+            api.call(
+                reqwest::Method::POST,
+                "/api/v1/posts",
+                Some(large.clone()),
+                Some("t0ken"),
+            )
+            .await,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "record_too_large",
+        );
+        assert!(
+            detail.starts_with(
+                "1 of the posts are larger as a Kafka record than the limit of 1000000 bytes \
+                 (kafka.max_record_bytes), nothing was published: post 0 (h:large) is 1040"
+            ) && detail.ends_with(" bytes"),
+            "{detail}"
+        );
+    }
+    let raw_topic = api.raw_topic.clone();
+    let (raw, dead) = tokio::task::spawn_blocking(move || (records(&raw_topic), records(&dlq)))
+        .await
+        .expect("read");
+    assert_eq!((raw.len(), dead.len()), (0, 0), "{raw:?} {dead:?}");
+}
