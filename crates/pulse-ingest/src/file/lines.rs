@@ -2,6 +2,11 @@
 
 use std::io::{self, BufRead};
 
+/// The longest line read by default, by every command that reads lines (`pulse ingest
+/// file`, `pulse analyze`): 1 MiB, the size of Kafka's default largest record, which a
+/// longer post could not be published as anyway.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
+
 /// One line of a file, without its line terminator.
 pub enum Line {
     Bytes(Vec<u8>),

@@ -232,16 +232,19 @@ fn decompress(path: &Path, file: CountingReader) -> Box<dyn BufRead + Send> {
 }
 
 /// The reader past a UTF-8 byte order mark at the start of the text, which editors on
-/// Windows write and which would otherwise make the first line invalid JSON. A read error
-/// here is left for the format's reader to report on line 1.
+/// Windows write and which would otherwise make the first line invalid JSON.
 fn skip_bom(mut reader: Box<dyn BufRead + Send>) -> Box<dyn BufRead + Send> {
-    if reader
-        .fill_buf()
-        .is_ok_and(|start| start.starts_with(b"\xEF\xBB\xBF"))
-    {
-        reader.consume(3);
+    match reader.fill_buf() {
+        Ok(start) if start.starts_with(b"\xEF\xBB\xBF") => {
+            reader.consume(3);
+            reader
+        }
+        Ok(_) => reader,
+        // A decoder reports a corrupt start once, then reads as an empty stream (flate2 does):
+        // the error is kept for the format's reader to report on line 1, so a corrupt archive
+        // is an error naming the file, not an empty file.
+        Err(error) => Box::new(BufReader::new(FailingReader(Some(error)))),
     }
-    reader
 }
 
 /// A reader that fails once with a stored error (a decoder that could not start).
