@@ -93,6 +93,30 @@ pub struct SchemaReport {
     pub columns_added: Vec<String>,
 }
 
+/// How the keyspace differs from `schema.cql`: empty lists when it is up to date.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SchemaDiff {
+    pub keyspace_missing: bool,
+    /// Tables of the schema that exist, by name.
+    pub tables_present: Vec<String>,
+    pub tables_missing: Vec<TableDefinition>,
+    /// Columns the schema names that existing tables lack: table, column and CQL type.
+    pub columns_missing: Vec<(String, String, String)>,
+}
+
+impl SchemaDiff {
+    /// Whether `pulse schema apply` has nothing to do.
+    pub fn is_up_to_date(&self) -> bool {
+        !self.keyspace_missing && self.tables_missing.is_empty() && self.columns_missing.is_empty()
+    }
+}
+
+/// Compares the keyspace with `schema.cql` without changing anything.
+pub async fn compare(config: &BatchConfig) -> Result<SchemaDiff, BatchError> {
+    let session = open_session(config).await?;
+    diff(&session, &config.keyspace).await
+}
+
 /// Creates the keyspace and every missing table, and adds to existing tables the columns
 /// the schema names that they lack (a newer Pulse's additions; adding a regular column is
 /// cheap and leaves existing rows as they are, the new column empty).
@@ -100,38 +124,52 @@ pub async fn apply(config: &BatchConfig) -> Result<SchemaReport, BatchError> {
     let keyspace_cql = keyspace_statement(config)?;
     let keyspace = config.keyspace.as_str();
     let session = open_session(config).await?;
-    let mut report = SchemaReport::default();
-    let existing = existing_tables(&session, keyspace).await?;
-    match &existing {
-        Some(_) => {}
-        None => {
-            run(&session, &keyspace_cql).await?;
-            report.keyspace_created = true;
-        }
+    let diff = diff(&session, keyspace).await?;
+    if diff.keyspace_missing {
+        run(&session, &keyspace_cql).await?;
     }
+    for (table, column, kind) in &diff.columns_missing {
+        run(
+            &session,
+            &format!("ALTER TABLE {keyspace}.{table} ADD {column} {kind}"),
+        )
+        .await?;
+    }
+    for table in &diff.tables_missing {
+        run(&session, &table.statement).await?;
+    }
+    Ok(SchemaReport {
+        keyspace_created: diff.keyspace_missing,
+        tables_created: diff.tables_missing.into_iter().map(|t| t.name).collect(),
+        tables_present: diff.tables_present,
+        columns_added: diff
+            .columns_missing
+            .into_iter()
+            .map(|(table, column, _)| format!("{table}.{column}"))
+            .collect(),
+    })
+}
+
+async fn diff(session: &Session, keyspace: &str) -> Result<SchemaDiff, BatchError> {
+    let existing = existing_tables(session, keyspace).await?;
+    let mut diff = SchemaDiff {
+        keyspace_missing: existing.is_none(),
+        ..SchemaDiff::default()
+    };
     let existing = existing.unwrap_or_default();
     for table in tables(keyspace) {
         match existing.iter().find(|(name, _)| *name == table.name) {
             Some((_, columns)) => {
-                for (missing, kind) in table.columns.iter().filter(|(c, _)| !columns.contains(c)) {
-                    run(
-                        &session,
-                        &format!("ALTER TABLE {keyspace}.{} ADD {missing} {kind}", table.name),
-                    )
-                    .await?;
-                    report
-                        .columns_added
-                        .push(format!("{}.{missing}", table.name));
+                for (column, kind) in table.columns.iter().filter(|(c, _)| !columns.contains(c)) {
+                    diff.columns_missing
+                        .push((table.name.clone(), column.clone(), kind.clone()));
                 }
-                report.tables_present.push(table.name);
+                diff.tables_present.push(table.name);
             }
-            None => {
-                run(&session, &table.statement).await?;
-                report.tables_created.push(table.name);
-            }
+            None => diff.tables_missing.push(table),
         }
     }
-    Ok(report)
+    Ok(diff)
 }
 
 async fn run(session: &Session, statement: &str) -> Result<(), BatchError> {

@@ -19,6 +19,9 @@ pub enum Granularity {
 }
 
 impl Granularity {
+    /// Every granularity, finest first.
+    pub const ALL: [Granularity; 2] = [Granularity::Hour, Granularity::Day];
+
     /// The name used in storage and in the API.
     pub fn as_str(self) -> &'static str {
         match self {

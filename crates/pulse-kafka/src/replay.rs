@@ -86,6 +86,8 @@ pub enum ReplayError {
 pub struct ReplayRecord {
     pub partition: i32,
     pub offset: i64,
+    /// The record's timestamp, in milliseconds since the Unix epoch, when it has one.
+    pub timestamp_ms: Option<i64>,
     pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
 }
@@ -235,6 +237,7 @@ impl ReplayReader {
             batch.push(ReplayRecord {
                 partition,
                 offset,
+                timestamp_ms: message.timestamp().to_millis(),
                 key: message.key().map(<[u8]>::to_vec),
                 payload: message.payload().map(<[u8]>::to_vec),
             });

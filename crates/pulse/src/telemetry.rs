@@ -78,9 +78,7 @@ pub async fn serve_metrics(
             built,
         });
     }
-    let listener = tokio::net::TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| format!("cannot listen for metrics on {}", config.listen))?;
+    let listener = bind_metrics(&config.listen).await?;
     let address = listener.local_addr()?;
     let app = Router::new()
         .route("/metrics", get(move || metrics(registry.clone())))
@@ -104,6 +102,32 @@ pub async fn serve_metrics(
         address: Some(address),
         built,
     })
+}
+
+/// Binds `listen`; when its port is taken (another Pulse process on the same machine, such
+/// as a `pulse ingest` beside `pulse up`), binds a free port on the same host instead and
+/// says where. Metrics are worth less than the role: a busy port never stops it.
+async fn bind_metrics(listen: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    let error = match tokio::net::TcpListener::bind(listen).await {
+        Ok(listener) => return Ok(listener),
+        Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => error,
+        Err(error) => {
+            return Err(error).with_context(|| format!("cannot listen for metrics on {listen}"))
+        }
+    };
+    let host = listen
+        .rsplit_once(':')
+        .map_or(listen, |(host, _)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let listener = tokio::net::TcpListener::bind((host, 0))
+        .await
+        .with_context(|| {
+            format!("cannot listen for metrics on {listen} ({error}) nor on a free port")
+        })?;
+    let address = listener.local_addr()?;
+    tracing::warn!(configured = listen, %address, %error, "metrics port taken; serving on a free port");
+    Ok(listener)
 }
 
 async fn ready(ready: bool) -> (StatusCode, Json<Value>) {

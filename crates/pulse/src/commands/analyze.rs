@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use pulse_core::PulseConfig;
-use pulse_ingest::file::lines::{read_line, Line};
+use pulse_ingest::file::lines::{read_line, Line, DEFAULT_MAX_LINE_BYTES};
 use pulse_nlp::{Enricher, PostText};
 use serde_json::{json, Value};
 
@@ -27,8 +27,8 @@ pub struct AnalyzeArgs {
     /// Lines enriched together (they are batched by length for the model).
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     batch: u32,
-    /// Longest line read; longer ones are reported, not read whole.
-    #[arg(long, default_value_t = 16 << 20)]
+    /// Longest line read, in bytes; longer ones are reported, not read whole.
+    #[arg(long, default_value_t = DEFAULT_MAX_LINE_BYTES)]
     max_line_bytes: usize,
 }
 
@@ -151,17 +151,20 @@ fn analyze(args: AnalyzeArgs, config: PulseConfig) -> anyhow::Result<ExitCode> {
                 },
                 Request::Invalid(error) => {
                     failed += 1;
-                    eprintln!("error: {name}:{line}: {error}");
+                    crate::console::err(format_args!("error: {name}:{line}: {error}"));
                     json!({ "line": line, "error": error })
                 }
             };
-            serde_json::to_writer(&mut out, &record)?;
-            out.write_all(b"\n")?;
+            serde_json::to_writer(&mut out, &record)
+                .map_err(|e| crate::console::write_error(e.into()))?;
+            out.write_all(b"\n").map_err(crate::console::write_error)?;
         }
-        out.flush()?;
+        out.flush().map_err(crate::console::write_error)?;
     }
     if failed > 0 {
-        eprintln!("{failed} line(s) of {name} could not be analyzed");
+        crate::console::err(format_args!(
+            "{failed} line(s) of {name} could not be analyzed"
+        ));
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)

@@ -10,8 +10,10 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use pulse_batch::{BatchStore, Cursor, MentionQuery, PostPage, PostQuery, TermKind};
 use pulse_core::time::parse_time;
-use pulse_core::{Granularity, PulseConfig, SentimentLabel};
+use pulse_core::{EnrichedPost, Granularity, PulseConfig, SentimentLabel};
 use serde_json::json;
+
+use crate::console::{self, Output};
 
 #[derive(Debug, Subcommand)]
 pub enum BatchCommand {
@@ -44,8 +46,10 @@ pub struct RecomputeArgs {
 /// `[from, to)` of a read.
 #[derive(Debug, Args)]
 pub struct RangeArgs {
+    /// Start of the range, included: `now-1h`, RFC 3339 or YYYY-MM-DD.
     #[arg(long, value_parser = parse_time)]
     from: DateTime<Utc>,
+    /// End of the range, excluded, in the same forms as `--from`.
     #[arg(long, value_parser = parse_time, default_value = "now")]
     to: DateTime<Utc>,
 }
@@ -55,6 +59,7 @@ pub struct RangeArgs {
 pub struct PageArgs {
     #[command(flatten)]
     range: RangeArgs,
+    /// Posts per page.
     #[arg(long, default_value_t = 50)]
     limit: usize,
     /// The next_cursor of the previous page.
@@ -64,12 +69,13 @@ pub struct PageArgs {
 
 #[derive(Debug, Args)]
 pub struct PostsArgs {
+    /// The channel, e.g. reddit/r/rust.
     #[arg(long)]
     channel: String,
     #[command(flatten)]
     page: PageArgs,
-    /// Only posts of this sentiment: negative, neutral or positive.
-    #[arg(long, value_parser = |s: &str| s.parse::<SentimentLabel>())]
+    /// Only posts of this sentiment.
+    #[arg(long, value_parser = super::choice::<SentimentLabel>(SentimentLabel::ALL.map(SentimentLabel::as_str)))]
     sentiment: Option<SentimentLabel>,
     /// Entity text or kind:text, case-insensitive.
     #[arg(long)]
@@ -94,6 +100,7 @@ pub struct MentionsArgs {
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
 pub struct TermArgs {
+    /// A keyword, case-insensitive.
     #[arg(long)]
     keyword: Option<String>,
     /// As kind:text, e.g. person:ada lovelace.
@@ -103,12 +110,13 @@ pub struct TermArgs {
 
 #[derive(Debug, Args)]
 pub struct RollupsArgs {
+    /// The channel, e.g. reddit/r/rust.
     #[arg(long)]
     channel: String,
     #[command(flatten)]
     range: RangeArgs,
-    /// Bucket size: hour or day.
-    #[arg(long, default_value = "hour")]
+    /// Bucket size.
+    #[arg(long, default_value = "hour", value_parser = super::choice::<Granularity>(Granularity::ALL.map(Granularity::as_str)))]
     granularity: Granularity,
     /// Top terms per kind to show per bucket.
     #[arg(long, default_value_t = 10)]
@@ -119,22 +127,51 @@ fn cursor(token: Option<&str>) -> anyhow::Result<Option<Cursor>> {
     Ok(token.map(Cursor::decode).transpose()?)
 }
 
-fn print_page(page: PostPage) -> anyhow::Result<()> {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&json!({
-            "posts": page.posts,
-            "next_cursor": page.next_cursor,
-        }))?
-    );
+/// A page of posts: a line per post and where the next page starts, or with `--json` the
+/// page as one JSON line (`{"posts": [...], "next_cursor"}`, as the API answers).
+fn print_page(page: PostPage, output: Output) -> anyhow::Result<()> {
+    if output == Output::Json {
+        return output.result(
+            &json!({ "posts": page.posts, "next_cursor": page.next_cursor }),
+            String::new,
+        );
+    }
+    if page.posts.is_empty() {
+        console::err("no stored post in the range");
+    }
+    for post in &page.posts {
+        console::print(post_line(post))?;
+    }
+    if let Some(cursor) = page.next_cursor {
+        console::print(format_args!("more: --cursor {cursor}"))?;
+    }
     Ok(())
 }
 
+/// One post on one line: time, id, sentiment, the start of its text.
+fn post_line(post: &EnrichedPost) -> String {
+    let sentiment = post.enrichment.sentiment.as_ref().map_or_else(
+        || "-".to_string(),
+        |s| format!("{} {:+.2}", s.label.as_str(), s.score),
+    );
+    format!(
+        "{}  {:<28} {:<15} {}",
+        post.post.created_at.format("%F %T"),
+        post.post.id,
+        sentiment,
+        console::snippet(&post.post.text, 80)
+    )
+}
+
 /// Runs a `pulse batch` subcommand.
-pub async fn run(command: BatchCommand, config: PulseConfig) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    command: BatchCommand,
+    config: PulseConfig,
+    output: Output,
+) -> anyhow::Result<ExitCode> {
     let store = BatchStore::connect(&config.batch).await?;
     match command {
-        BatchCommand::Recompute(args) => recompute(&store, args).await?,
+        BatchCommand::Recompute(args) => recompute(&store, args, output).await?,
         BatchCommand::Posts(args) => {
             let query = PostQuery {
                 channel: args.channel,
@@ -147,14 +184,11 @@ pub async fn run(command: BatchCommand, config: PulseConfig) -> anyhow::Result<E
                 limit: args.page.limit,
                 cursor: cursor(args.page.cursor.as_deref())?,
             };
-            print_page(store.posts(&query).await?)?;
+            print_page(store.posts(&query).await?, output)?;
         }
         BatchCommand::Post { id } => match store.post(&id).await? {
-            Some(post) => println!("{}", serde_json::to_string_pretty(&post)?),
-            None => {
-                eprintln!("error: no stored post has id {id:?}");
-                return Ok(ExitCode::FAILURE);
-            }
+            Some(post) => output.result(&post, || describe_post(&post))?,
+            None => anyhow::bail!("no stored post has id {id:?}"),
         },
         BatchCommand::Mentions(args) => {
             let (kind, term) = match (args.term.keyword, args.term.entity) {
@@ -170,14 +204,65 @@ pub async fn run(command: BatchCommand, config: PulseConfig) -> anyhow::Result<E
                 limit: args.page.limit,
                 cursor: cursor(args.page.cursor.as_deref())?,
             };
-            print_page(store.mentioning(&query).await?)?;
+            print_page(store.mentioning(&query).await?, output)?;
         }
-        BatchCommand::Rollups(args) => rollups(&store, args).await?,
+        BatchCommand::Rollups(args) => rollups(&store, args, output).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
-async fn recompute(store: &BatchStore, args: RecomputeArgs) -> anyhow::Result<()> {
+/// A stored post as a person reads it: the post, then what enrichment found.
+fn describe_post(post: &EnrichedPost) -> String {
+    let enrichment = &post.enrichment;
+    let terms = |terms: Vec<String>| {
+        if terms.is_empty() {
+            "-".to_string()
+        } else {
+            terms.join(", ")
+        }
+    };
+    let emotions: Vec<String> = enrichment
+        .emotions
+        .iter()
+        .filter(|(_, p)| **p >= 0.1)
+        .map(|(label, p)| format!("{label} {p:.2}"))
+        .collect();
+    [
+        format!(
+            "{}  {}  {}",
+            post.post.id,
+            post.post.channel,
+            post.post.created_at.to_rfc3339()
+        ),
+        format!("author    {}", post.post.author.as_deref().unwrap_or("-")),
+        format!("text      {}", post.post.text),
+        format!(
+            "sentiment {}",
+            enrichment.sentiment.as_ref().map_or("-".to_string(), |s| {
+                format!("{} {:+.3}", s.label.as_str(), s.score)
+            })
+        ),
+        format!("emotions  {}", terms(emotions)),
+        format!(
+            "entities  {}",
+            terms(
+                enrichment
+                    .entities
+                    .iter()
+                    .map(|e| format!("{} ({})", e.text, e.kind.as_str()))
+                    .collect()
+            )
+        ),
+        format!(
+            "keywords  {}",
+            terms(enrichment.keywords.iter().map(|k| k.term.clone()).collect())
+        ),
+        format!("model     {}", post.model),
+    ]
+    .join("\n")
+}
+
+async fn recompute(store: &BatchStore, args: RecomputeArgs, output: Output) -> anyhow::Result<()> {
     let to = args
         .to
         .unwrap_or_else(|| pulse_batch::settled_end(Utc::now()));
@@ -200,26 +285,29 @@ async fn recompute(store: &BatchStore, args: RecomputeArgs) -> anyhow::Result<()
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
     let time = |t: Option<DateTime<Utc>>| t.map_or("none".to_string(), |t| t.to_rfc3339());
-    println!(
-        "recomputed {} channel-days ({} hours, {} posts) from {} to {} in {seconds:.1} s \
-         ({:.0} posts/s); watermark {} -> {}",
-        report.channel_days,
-        report.hours,
-        report.posts,
-        report.from.to_rfc3339(),
-        report.to.to_rfc3339(),
-        report.posts as f64 / seconds.max(0.001),
-        time(report.watermark_before),
-        time(report.watermark),
-    );
-    Ok(())
+    output.result(&report, || {
+        format!(
+            "recomputed {} channel-days ({} hours, {} posts) from {} to {} in {seconds:.1} s \
+             ({:.0} posts/s); watermark {} -> {}",
+            report.channel_days,
+            report.hours,
+            report.posts,
+            report.from.to_rfc3339(),
+            report.to.to_rfc3339(),
+            report.posts as f64 / seconds.max(0.001),
+            time(report.watermark_before),
+            time(report.watermark),
+        )
+    })
 }
 
-async fn rollups(store: &BatchStore, args: RollupsArgs) -> anyhow::Result<()> {
+/// A channel's rollups: a table row per bucket, or a JSON line per bucket with `--json`.
+async fn rollups(store: &BatchStore, args: RollupsArgs, output: Output) -> anyhow::Result<()> {
     let granularity = args.granularity;
     let rollups = store
         .rollups(&args.channel, granularity, args.range.from, args.range.to)
         .await?;
+    let mut header_printed = false;
     for rollup in rollups {
         let mut keywords = store
             .top_terms(&args.channel, granularity, rollup.bucket, TermKind::Keyword)
@@ -229,24 +317,48 @@ async fn rollups(store: &BatchStore, args: RollupsArgs) -> anyhow::Result<()> {
             .top_terms(&args.channel, granularity, rollup.bucket, TermKind::Entity)
             .await?;
         entities.truncate(args.top);
-        println!(
-            "{}",
-            json!({
-                "bucket": rollup.bucket.to_rfc3339(),
-                "granularity": granularity.as_str(),
-                "posts": rollup.tally.posts,
-                "sentiment": {
-                    "negative": rollup.tally.negative,
-                    "neutral": rollup.tally.neutral,
-                    "positive": rollup.tally.positive,
-                },
-                "mean_score": rollup.tally.mean_score(),
-                "emotion_means": rollup.tally.emotion_means(),
-                "keywords": keywords,
-                "entities": entities,
-                "computed_at": rollup.computed_at.to_rfc3339(),
-            })
-        );
+        let tally = &rollup.tally;
+        let bucket = json!({
+            "bucket": rollup.bucket.to_rfc3339(),
+            "granularity": granularity.as_str(),
+            "posts": tally.posts,
+            "sentiment": {
+                "negative": tally.negative,
+                "neutral": tally.neutral,
+                "positive": tally.positive,
+            },
+            "mean_score": tally.mean_score(),
+            "emotion_means": tally.emotion_means(),
+            "keywords": keywords,
+            "entities": entities,
+            "computed_at": rollup.computed_at.to_rfc3339(),
+        });
+        if output == Output::Text && !header_printed {
+            header_printed = true;
+            console::print(format_args!(
+                "{:<17} {:>7} {:>6} {:>6} {:>6} {:>7}  top keywords",
+                "bucket", "posts", "neg", "neu", "pos", "mean"
+            ))?;
+        }
+        output.result(&bucket, || {
+            let mean = tally
+                .mean_score()
+                .map_or("-".to_string(), |m| format!("{m:+.3}"));
+            let top: Vec<&str> = keywords.iter().take(5).map(|k| k.term.as_str()).collect();
+            format!(
+                "{:<17} {:>7} {:>6} {:>6} {:>6} {:>7}  {}",
+                rollup.bucket.format("%F %H:%M"),
+                tally.posts,
+                tally.negative,
+                tally.neutral,
+                tally.positive,
+                mean,
+                top.join(", ")
+            )
+        })?;
+    }
+    if output == Output::Text && !header_printed {
+        console::err("no rollup in the range (run `pulse batch recompute` first?)");
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use prometheus_client::registry::Registry;
 use pulse_core::config::SourceSection;
 use pulse_core::PulseConfig;
+use pulse_ingest::file::lines::DEFAULT_MAX_LINE_BYTES;
 use pulse_ingest::file::{FileOptions, FileSource};
 use pulse_ingest::live::LiveSource;
 use pulse_ingest::{FileFormat, SourceItem, SyntheticSource};
@@ -22,10 +23,12 @@ use pulse_pipeline::metrics::StageMetrics;
 use pulse_pipeline::publish::{PublishTally, Publisher};
 use pulse_pipeline::PipelineMetrics;
 use rdkafka::producer::FutureProducer;
+use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::sources;
+use crate::console::{self, Output};
 use crate::shutdown;
 use crate::telemetry;
 
@@ -44,7 +47,7 @@ pub enum IngestCommand {
         #[arg(long, value_enum)]
         format: Option<FormatArg>,
         /// Longest accepted line in bytes; longer lines go to the DLQ.
-        #[arg(long, default_value_t = 1 << 20)]
+        #[arg(long, default_value_t = DEFAULT_MAX_LINE_BYTES)]
         max_line_bytes: usize,
     },
     /// Generated posts (source `synthetic`) for demos and load tests.
@@ -162,7 +165,11 @@ pub fn publisher_with(
 }
 
 /// Runs an ingest command to completion (or Ctrl-C).
-pub async fn run(command: IngestCommand, config: PulseConfig) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    command: IngestCommand,
+    config: PulseConfig,
+    output: Output,
+) -> anyhow::Result<ExitCode> {
     let abort = shutdown::on_signal()?;
     // As `pulse up` does: on a fresh stack producing to a missing topic only retries
     // ("unknown topic") until someone creates it.
@@ -176,7 +183,7 @@ pub async fn run(command: IngestCommand, config: PulseConfig) -> anyhow::Result<
         let overrides = SourceSection::new();
         let source = sources::build(&config, "bluesky", instance, overrides, &mut registry)?;
         let run = sources::live_run(&config, "bluesky", instance, metrics.for_stage("ingest"))?;
-        return run_live(run, source, registry, &config, abort).await;
+        return run_live(run, source, registry, &config, abort, output).await;
     }
     if let IngestCommand::X {
         instance,
@@ -194,7 +201,7 @@ pub async fn run(command: IngestCommand, config: PulseConfig) -> anyhow::Result<
         }
         let source = sources::build(&config, "x", instance, overrides, &mut registry)?;
         let run = sources::live_run(&config, "x", instance, metrics.for_stage("ingest"))?;
-        return run_live(run, source, registry, &config, abort).await;
+        return run_live(run, source, registry, &config, abort, output).await;
     }
     if let IngestCommand::Reddit {
         instance,
@@ -218,9 +225,9 @@ pub async fn run(command: IngestCommand, config: PulseConfig) -> anyhow::Result<
         }
         let source = sources::build(&config, "reddit", &instance, overrides, &mut registry)?;
         let run = sources::live_run(&config, "reddit", &instance, metrics.for_stage("ingest"))?;
-        return run_live(run, source, registry, &config, abort).await;
+        return run_live(run, source, registry, &config, abort, output).await;
     }
-    read_items(command, config, registry, metrics, abort).await
+    read_items(command, config, registry, metrics, abort, output).await
 }
 
 /// Runs a file or synthetic ingest: a blocking reader feeding the publisher.
@@ -230,11 +237,12 @@ async fn read_items(
     registry: Registry,
     metrics: PipelineMetrics,
     abort: CancellationToken,
+    output: Output,
 ) -> anyhow::Result<ExitCode> {
     let publisher = publisher(&config, metrics.for_stage("ingest"))?;
     // `/metrics` lets an alert see a long-running source stop producing. A producer started
-    // next to `pulse up` on one machine finds the default address taken: it then ingests
-    // without `/metrics` rather than refusing to run.
+    // next to `pulse up` on one machine serves it on a free port; an address that cannot be
+    // used at all (a bad host) still leaves the ingest running, without `/metrics`.
     match telemetry::serve_metrics(&config.metrics, Arc::new(registry), abort.clone()).await {
         Ok(endpoint) => endpoint.ready(),
         Err(error) => tracing::warn!(error = format!("{error:#}"), "ingesting without /metrics"),
@@ -301,20 +309,47 @@ async fn read_items(
     let posts = tally.posts.load(Ordering::Relaxed);
     let dead = tally.dead_letters.load(Ordering::Relaxed);
     let seconds = started.elapsed().as_secs_f64();
-    eprintln!(
-        "ingested {posts} posts from {what} in {seconds:.1} s ({:.0} posts/s); {dead} malformed records sent to {}",
+    let summary = format!(
+        "ingested {posts} posts from {what} in {seconds:.1} s ({:.0} posts/s); {dead} malformed \
+         records sent to {}",
         posts as f64 / seconds.max(0.001),
         config.kafka.topics.dlq,
     );
+    summarize(
+        output,
+        &json!({
+            "posts": posts,
+            "dead_letters": dead,
+            "unreadable_files": file_errors,
+            "seconds": seconds,
+            "interrupted": published.is_err(),
+        }),
+        &summary,
+    )?;
     if let Err(interrupted) = published {
-        eprintln!("error: {interrupted}");
+        console::err(format_args!("error: {interrupted}"));
         return Ok(ExitCode::from(130));
     }
-    Ok(if file_errors > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    if file_errors > 0 {
+        console::err(format_args!(
+            "error: {file_errors} file(s) could not be read whole (named above); the \
+             records read before each error were ingested"
+        ));
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What an ingest did: a line on stderr beside the progress for a person, or a JSON line
+/// on stdout with `--json`.
+fn summarize(output: Output, value: &serde_json::Value, text: &str) -> anyhow::Result<()> {
+    match output {
+        Output::Json => output.result(value, String::new),
+        Output::Text => {
+            console::err(text);
+            Ok(())
+        }
+    }
 }
 
 /// Runs a live source until interrupted; prints what it published.
@@ -324,6 +359,7 @@ async fn run_live<S: LiveSource>(
     registry: Registry,
     config: &PulseConfig,
     stop: CancellationToken,
+    output: Output,
 ) -> anyhow::Result<ExitCode> {
     match telemetry::serve_metrics(&config.metrics, Arc::new(registry), stop.clone()).await {
         Ok(endpoint) => endpoint.ready(),
@@ -332,13 +368,20 @@ async fn run_live<S: LiveSource>(
     let tally = PublishTally::default();
     let started = Instant::now();
     let ran = run.run(&mut source, &tally, &stop).await;
-    eprintln!(
-        "published {} posts and tombstones and {} dead letters in {:.1} s; {}",
+    let (posts, dead) = (
         tally.posts.load(Ordering::Relaxed),
         tally.dead_letters.load(Ordering::Relaxed),
-        started.elapsed().as_secs_f64(),
+    );
+    let seconds = started.elapsed().as_secs_f64();
+    let summary = format!(
+        "published {posts} posts and tombstones and {dead} dead letters in {seconds:.1} s; {}",
         source.status()
     );
+    summarize(
+        output,
+        &json!({ "posts": posts, "dead_letters": dead, "seconds": seconds }),
+        &summary,
+    )?;
     ran?;
     Ok(ExitCode::SUCCESS)
 }
@@ -350,7 +393,7 @@ fn read_files(paths: &[PathBuf], options: &FileOptions, items: &mpsc::Sender<Sou
         let source = match FileSource::open(path, options) {
             Ok(source) => source,
             Err(error) => {
-                eprintln!("error: {error}");
+                console::err(format_args!("error: {error}"));
                 failed += 1;
                 continue;
             }
@@ -363,7 +406,7 @@ fn read_files(paths: &[PathBuf], options: &FileOptions, items: &mpsc::Sender<Sou
                     }
                 }
                 Err(error) => {
-                    eprintln!("error: {error}");
+                    console::err(format_args!("error: {error}"));
                     failed += 1;
                     break;
                 }
@@ -423,7 +466,7 @@ async fn report_progress(
         bar.set_position(bytes_read.load(Ordering::Relaxed));
         bar.set_message(message.clone());
         if !terminal && posts > 0 {
-            crate::console::err(format_args!("progress: {message}"));
+            console::err(format_args!("progress: {message}"));
         }
     }
     bar.finish_and_clear();

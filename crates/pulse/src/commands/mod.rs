@@ -1,4 +1,4 @@
-//! One module per subcommand.
+//! One module per subcommand, and the argument parsers they share.
 
 pub mod analyze;
 pub mod api;
@@ -11,5 +11,20 @@ pub mod role;
 pub mod schema;
 pub mod sink;
 pub mod sources;
+pub mod status;
 pub mod topics;
 pub mod up;
+
+use std::str::FromStr;
+
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+
+/// A closed choice among `names`, parsed into `T`: `--help` lists the names and shell
+/// completions offer them (clap's `ValueEnum`, for the domain's own enums).
+pub fn choice<T>(names: impl IntoIterator<Item = &'static str>) -> impl TypedValueParser<Value = T>
+where
+    T: FromStr + Clone + Send + Sync + 'static,
+    T::Err: std::fmt::Display,
+{
+    PossibleValuesParser::new(names).try_map(|name| name.parse::<T>().map_err(|e| e.to_string()))
+}

@@ -2,7 +2,7 @@
 //! the topic's current end, into one stage: raw posts into `enrich` after a model upgrade,
 //! enriched posts into `sink-speed` after Redis lost its windows, or into `sink-batch` or
 //! `sink-archive` for a backfill. Reads outside any consumer group, so the running roles are not disturbed.
-//! Shows progress; prints the report as JSON on stdout.
+//! Shows progress; prints what it did (the report as a JSON line with `--json`).
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -18,6 +18,7 @@ use pulse_kafka::replay::{ReplayRange, ReplayStart};
 use pulse_pipeline::replay::ReplayProgress;
 use pulse_pipeline::StageKind;
 
+use crate::console::{self, Output};
 use crate::root::Root;
 use crate::shutdown;
 
@@ -46,14 +47,26 @@ pub struct ReplayArgs {
     /// topic has when the replay begins).
     #[arg(long, value_parser = parse_time)]
     to_time: Option<DateTime<Utc>>,
-    /// The stage to replay into: enrich, sink-speed (or speed), sink-batch (or batch),
-    /// sink-archive (or archive).
-    #[arg(long, value_parser = |s: &str| s.parse::<StageKind>())]
+    /// The stage to replay into (the sinks also by their short names: speed, batch,
+    /// archive).
+    #[arg(long, value_parser = super::choice::<StageKind>(stage_names()))]
     into: StageKind,
 }
 
+/// Every name `--into` takes: the catalogue's, and the sinks' short forms.
+fn stage_names() -> Vec<&'static str> {
+    StageKind::ALL
+        .into_iter()
+        .flat_map(|kind| std::iter::once(kind.name()).chain(kind.name().strip_prefix("sink-")))
+        .collect()
+}
+
 /// Runs the replay; exit 130 when interrupted (the report says where to resume).
-pub async fn run(args: ReplayArgs, config: PulseConfig) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    args: ReplayArgs,
+    config: PulseConfig,
+    output: Output,
+) -> anyhow::Result<ExitCode> {
     let shutdown = shutdown::on_signal()?;
     let mut root = Root::new(config, shutdown.clone());
     // Only what the chosen stage writes with is loaded or connected.
@@ -74,7 +87,7 @@ pub async fn run(args: ReplayArgs, config: PulseConfig) -> anyhow::Result<ExitCo
         end: args.to_time,
     };
     let mut reader = replayer.open(args.into, range).await?;
-    eprintln!(
+    console::err(format_args!(
         "replaying {} records of {topic} into {} ({})",
         reader.total(),
         args.into.name(),
@@ -84,7 +97,7 @@ pub async fn run(args: ReplayArgs, config: PulseConfig) -> anyhow::Result<ExitCo
             .map(|s| format!("partition {}: {}..{}", s.partition, s.from, s.to))
             .collect::<Vec<_>>()
             .join(", ")
-    );
+    ));
 
     let bar = if std::io::stderr().is_terminal() {
         ProgressBar::new(reader.total()).with_style(
@@ -109,7 +122,10 @@ pub async fn run(args: ReplayArgs, config: PulseConfig) -> anyhow::Result<ExitCo
                 if done.replayed >= *last + (done.total / 10).max(1) || done.replayed == done.total
                 {
                     *last = done.replayed;
-                    eprintln!("replayed {}/{} records", done.replayed, done.total);
+                    console::err(format_args!(
+                        "replayed {}/{} records",
+                        done.replayed, done.total
+                    ));
                 }
             }
         }
@@ -118,28 +134,29 @@ pub async fn run(args: ReplayArgs, config: PulseConfig) -> anyhow::Result<ExitCo
         .run(args.into, &mut reader, &progress, &shutdown)
         .await?;
     bar.finish_and_clear();
-    println!("{}", serde_json::to_string(&report)?);
     let done = report.progress;
-    eprintln!(
-        "replayed {} records of {topic} into {}: {} emitted, {} dead-lettered{}",
-        done.replayed,
-        args.into.name(),
-        done.emitted,
-        done.dead_lettered,
-        if report.complete {
-            String::new()
-        } else {
-            format!(
-                "; interrupted, resume with --from-offset {}",
-                report
-                    .resume_at
-                    .iter()
-                    .map(|(p, o)| format!("{p}:{o}"))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            )
-        }
-    );
+    output.result(&report, || {
+        format!(
+            "replayed {} records of {topic} into {}: {} emitted, {} dead-lettered{}",
+            done.replayed,
+            args.into.name(),
+            done.emitted,
+            done.dead_lettered,
+            if report.complete {
+                String::new()
+            } else {
+                format!(
+                    "; interrupted, resume with --from-offset {}",
+                    report
+                        .resume_at
+                        .iter()
+                        .map(|(p, o)| format!("{p}:{o}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                )
+            }
+        )
+    })?;
     Ok(if report.complete {
         ExitCode::SUCCESS
     } else {

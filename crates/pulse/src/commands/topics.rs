@@ -4,15 +4,20 @@ use std::process::ExitCode;
 
 use pulse_core::PulseConfig;
 use pulse_kafka::admin::{create_compacted_topic, create_topics, TopicStatus};
+use serde_json::json;
+
+use crate::console::Output;
 
 /// Creates the raw, enriched and DLQ topics and prints what happened to each.
-pub async fn create(config: &PulseConfig) -> anyhow::Result<ExitCode> {
+pub async fn create(config: &PulseConfig, output: Output) -> anyhow::Result<ExitCode> {
     for (topic, status) in ensure(config).await? {
         let status = match status {
             TopicStatus::Created => "created",
             TopicStatus::AlreadyExists => "exists",
         };
-        println!("{topic}: {status}");
+        output.result(&json!({ "topic": topic, "status": status }), || {
+            format!("{topic}: {status}")
+        })?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -73,18 +73,36 @@ pub async fn run(config: PulseConfig) -> anyhow::Result<ExitCode> {
     );
     shutdown.cancel();
     let _ = status.await;
-    live_sources.join_all().await;
-    for outcome in ran {
-        outcome?;
+    // Every failure is reported, not only the first; any of them fails the process, so a
+    // supervisor (systemd, a shell's `&&`) sees that something stopped early.
+    let mut failures: Vec<String> = live_sources
+        .join_all()
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    failures.extend(
+        ran.into_iter()
+            .filter_map(Result::err)
+            .map(|e| format!("{e:#}")),
+    );
+    if let Err(error) = served {
+        failures.push(format!("api: {error:#}"));
     }
-    served?;
+    if let Some((last, others)) = failures.split_last() {
+        for failure in others {
+            console::err(format_args!("error: {failure}"));
+        }
+        anyhow::bail!("{last}");
+    }
     console::out("pulse up: stopped cleanly");
     Ok(ExitCode::SUCCESS)
 }
 
 /// Starts every source configured under `[sources.*]`. A source that stops with an error
-/// (credentials rejected, fenced by another process) is reported; the other roles go on.
-fn start_sources(root: &mut Root) -> anyhow::Result<JoinSet<()>> {
+/// (credentials rejected, fenced by another process) is reported when it stops, and its
+/// error is its task's outcome; the other roles go on.
+fn start_sources(root: &mut Root) -> anyhow::Result<JoinSet<Option<String>>> {
     let mut running = JoinSet::new();
     let config = root.config().clone();
     let limits = config.enrich.post_limits();
@@ -100,10 +118,9 @@ fn start_sources(root: &mut Root) -> anyhow::Result<JoinSet<()>> {
         console::out(format_args!("source {key}: starting"));
         running.spawn(async move {
             let tally = PublishTally::default();
-            if let Err(error) = run.run(&mut source, &tally, &stop).await {
-                tracing::error!(%error, "source stopped");
-                console::out(format_args!("source {key} stopped: {error}"));
-            }
+            let error = run.run(&mut source, &tally, &stop).await.err()?;
+            tracing::error!(source = key, %error, "source stopped");
+            Some(format!("source {key}: {error:#}"))
         });
     }
     Ok(running)
