@@ -4,7 +4,7 @@
 //! virtualenv): every post exactly once, in its channel and hour, deleted posts absent.
 //! A replay of the whole topic into the archive then rewrites the same files.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -233,7 +233,14 @@ fn the_archive_holds_each_post_once_across_two_sigkills_and_a_replay() {
     // A replay of the whole topic into the archive writes the same files, byte for byte.
     let before = snapshot(&root);
     let output = lane
-        .pulse(&["replay", "--into", "sink-archive", "--from-offset", "0"])
+        .pulse(&[
+            "--json",
+            "replay",
+            "--into",
+            "sink-archive",
+            "--from-offset",
+            "0",
+        ])
         .envs(settings.iter().copied())
         .output()
         .expect("pulse replay runs");

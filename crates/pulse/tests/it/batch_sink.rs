@@ -4,7 +4,7 @@
 //! stored exactly once; records that are not enriched posts are dead-lettered; `pulse batch
 //! recompute` and `pulse batch rollups` then count every post.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 
@@ -189,6 +189,7 @@ fn the_batch_sink_stores_every_post_once_across_a_cql_restart() {
         "{recomputed}"
     );
     let rollups = run(&[
+        "--json",
         "batch",
         "rollups",
         "--channel",

@@ -10,7 +10,7 @@
 //! `PULSE_CHAOS_SEED` replays a run's schedule (each run prints its seed). `scripts/chaos`
 //! runs the long form for release checks.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;

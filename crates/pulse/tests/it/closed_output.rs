@@ -2,7 +2,7 @@
 //! up | head`, a terminal closed after Ctrl-C) keeps working, and SIGTERM still drains and
 //! stops it cleanly (exit 0) within its drain deadline.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;

@@ -5,7 +5,7 @@
 //! KPI and chart has data, the history has batch and speed parts, and the live stream
 //! grows. The screenshot is saved under the target directory.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

@@ -2,7 +2,7 @@
 //! written straight to the raw topic, lands in the DLQ with its reason and origin, and every
 //! good post is delivered.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! topic with no id missing across SIGKILLs of `pulse enrich` (duplicates counted); two
 //! processes in one group (exactly-once, the default) split the partitions.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::io::Write;

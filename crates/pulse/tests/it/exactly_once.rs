@@ -3,7 +3,7 @@
 //! enrich` a reader of committed data sees every post once and every bad record once, and
 //! an instance whose transactional id another one took over is fenced and stops.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;

@@ -5,7 +5,7 @@
 //! stores exactly once, the speed layer's window and the recomputed rollups equal the ground
 //! truth computed from the enriched topic, and no role died.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;

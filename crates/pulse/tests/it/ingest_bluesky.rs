@@ -3,7 +3,7 @@
 //! the source and a dropped connection (each resumes at the committed cursor), posts of no
 //! channel are left out, and deletions arrive as tombstones.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! comments the archive marks as deleted in the DLQ; and topics that do not exist yet are
 //! created rather than waited for.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -136,4 +136,51 @@ fn missing_topics_are_created_not_waited_for() {
         .collect();
     texts.sort();
     assert_eq!(texts, ["first", "second", "third"]);
+}
+
+/// A file that cannot be decoded (256 KiB of noise named `.jsonl.gz`) is an error naming the
+/// file, with a non-zero exit, not an empty file; the good file beside it still goes in
+/// whole, and the summary counts only what arrived.
+#[test]
+fn a_corrupt_archive_fails_the_ingest_by_name_and_the_good_file_goes_in() {
+    let lane = Lane::new("ingestcorrupt", 1);
+    let corrupt = lane.dir.path().join("dump.jsonl.gz");
+    // A seeded xorshift: the same noise on every run.
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let noise: Vec<u8> = (0..256 * 1024)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    std::fs::write(&corrupt, noise).expect("noise written");
+    let good = lane.dir.path().join("good.txt");
+    std::fs::write(&good, "one\ntwo\n").expect("file written");
+    let output = lane
+        .pulse(&["ingest", "file"])
+        .args([&corrupt, &good])
+        .env("PULSE_LOG__FORMAT", "text")
+        .output()
+        .expect("pulse ingest runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("error: {}:1: cannot read:", corrupt.display())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("ingested 2 posts from 2 file(s)"),
+        "{stderr}"
+    );
+    let mut texts: Vec<String> = read_all(&lane.raw, 1)
+        .iter()
+        .map(|record| {
+            let post: serde_json::Value = serde_json::from_slice(&record.payload).expect("json");
+            post["text"].as_str().expect("text").to_string()
+        })
+        .collect();
+    texts.sort();
+    assert_eq!(texts, ["one", "two"]);
 }

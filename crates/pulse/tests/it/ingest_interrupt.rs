@@ -1,7 +1,7 @@
 //! Acceptance: Ctrl-C during `pulse ingest` stops reading, confirms what was already sent,
 //! and reports exactly what reached the raw topic.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 

@@ -3,7 +3,7 @@
 //! within Reddit's budget of 100 requests a minute; then edits and deletions come through
 //! as updates and tombstones.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! cut mid-line (what the stream missed comes from recent search since the checkpoint's
 //! last id), the stream rules are synced once, and edits arrive as updates of the first id.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -108,4 +108,61 @@ backoff_scale = 0.01
     assert!(stats.connects >= 4, "{stats:?}");
     assert!(stats.searches >= 6, "gaps filled: {stats:?}");
     assert_eq!(stats.unauthorized, 0);
+}
+
+/// `pulse up` whose X source is refused its credentials keeps the other roles running, and
+/// when stopped exits non-zero, naming the source and why, once.
+#[test]
+fn pulse_up_exits_non_zero_when_a_source_failed() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let fake = runtime.block_on(FakeX::start(TOKEN)).expect("fake X API");
+    let lane = Lane::new("up-source-failed", 1);
+    let config = lane.write_config(&format!(
+        r##"[sources.x.refused]
+bearer_token = "not-{TOKEN}"
+api_url = "{url}"
+rules = [{{ tag = "rust", value = "#rustlang" }}]
+backoff_scale = 0.01
+"##,
+        url = fake.url()
+    ));
+    let checkpoints = format!("{}.checkpoints", lane.raw);
+    let keyspace = pulse_testkit::keyspace("up_source_failed");
+    let prefix = pulse_testkit::key_prefix("up-source-failed");
+    let (batch_group, speed_group) = (
+        format!("{}.batch", lane.group),
+        format!("{}.speed", lane.group),
+    );
+    let mut up = lane.spawn(
+        "up",
+        &["--config", config.as_str(), "up"],
+        &[
+            ("PULSE_KAFKA__TOPICS__CHECKPOINTS", checkpoints.as_str()),
+            ("PULSE_BATCH__KEYSPACE", keyspace.as_str()),
+            ("PULSE_BATCH__GROUP", batch_group.as_str()),
+            ("PULSE_SPEED__KEY_PREFIX", prefix.as_str()),
+            ("PULSE_SPEED__GROUP", speed_group.as_str()),
+            ("PULSE_LOG__FORMAT", "text"),
+        ],
+    );
+    wait_for("the source to be refused", || {
+        up.logs().contains("source stopped")
+    });
+    // The other roles went on: a post still goes through enrich.
+    common::produce(
+        &lane.raw,
+        [(
+            "up:1".to_string(),
+            br#"{"id":"up:1","source":"http","channel":"up/c","text":"still enriched","created_at":"2026-12-01T10:00:00Z"}"#.to_vec(),
+        )],
+    );
+    wait_for("the post enriched after the source stopped", || {
+        common::count(&lane.enriched, 1) >= 1
+    });
+    let status = up.terminate();
+    let logs = up.logs();
+    assert_eq!(status.code(), Some(1), "{logs}");
+    let errors: Vec<&str> = logs.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "{logs}");
+    assert!(errors[0].starts_with("error: source x/refused: "), "{logs}");
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use prometheus_client::registry::Registry;
 use pulse_api::ApiMetrics;
+use pulse_ingest::live::SourceMetrics;
 use pulse_pipeline::PipelineMetrics;
 use serde_json::Value;
 
@@ -28,7 +29,7 @@ fn metric_names(text: &str) -> impl Iterator<Item = &str> {
         .filter(|word| word.starts_with("pulse_"))
 }
 
-/// Every metric family a Pulse process registers, by the name in its `# TYPE` line. Families
+/// Every metric family a Pulse process registers (its stages, its API, its live sources), by the name in its `# TYPE` line. Families
 /// without series are not encoded, so each gets one, as a running process would.
 fn registered() -> BTreeSet<String> {
     let mut registry = Registry::default();
@@ -43,6 +44,12 @@ fn registered() -> BTreeSet<String> {
         ])
         .set(1);
     ApiMetrics::register(&mut registry).record("/api/v1/live", "GET", 200, 0.001);
+    let source = SourceMetrics::register(&mut registry, "reddit", "default");
+    source.request("200");
+    source.event("post");
+    source.skip("deleted");
+    source.set_rate_limit_remaining(99.0);
+    source.set_lag_seconds(3);
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).expect("encoded");
     text.lines()

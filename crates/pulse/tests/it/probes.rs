@@ -2,7 +2,7 @@
 //! port: `/healthz` (alive), `/readyz` (ready for work) and `/metrics`; and a source's
 //! `/metrics`, which the "source stopped producing" alert reads.
 
-mod common;
+use crate::common;
 
 use common::{count, free_port, http_get as get, wait_for, Lane};
 
@@ -43,7 +43,7 @@ fn a_role_answers_liveness_readiness_and_metrics() {
 }
 
 #[test]
-fn a_source_serves_what_it_published_and_runs_without_a_free_metrics_address() {
+fn a_source_serves_what_it_published_and_moves_off_a_taken_metrics_port() {
     let lane = Lane::new("probes-source", 1);
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
@@ -80,7 +80,8 @@ fn a_source_serves_what_it_published_and_runs_without_a_free_metrics_address() {
         "metrics said {seen} posts, the topic holds {published}"
     );
 
-    // Another process holds the metrics address: the source ingests all the same.
+    // Another process holds the metrics address: the source serves its metrics on a free
+    // port, says where, and ingests all the same.
     let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
     let taken = holder.local_addr().expect("its address").to_string();
     let output = lane
@@ -90,6 +91,12 @@ fn a_source_serves_what_it_published_and_runs_without_a_free_metrics_address() {
         .expect("pulse ingest runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
-    assert!(stderr.contains("ingesting without /metrics"), "{stderr}");
+    let moved = stderr
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|event| event["fields"]["message"] == "metrics port taken; serving on a free port")
+        .unwrap_or_else(|| panic!("no word of the taken port in {stderr}"));
+    assert_eq!(moved["fields"]["configured"], taken.as_str(), "{moved}");
+    assert_ne!(moved["fields"]["address"], taken.as_str(), "{moved}");
     assert_eq!(count(&lane.raw, 1), published + 10);
 }

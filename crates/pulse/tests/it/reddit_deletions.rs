@@ -4,7 +4,7 @@
 //! stored posts, `/api/v1/posts/{id}` answers 410 `gone`, the live feed no longer holds
 //! them, and a recompute's rollups count only the posts that remain.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -166,6 +166,7 @@ recheck_interval_ms = 2000
     let to = (hour + Duration::hours(1)).to_rfc3339();
     run(&["batch", "recompute", "--from", &from, "--to", &to]);
     let rollups = run(&[
+        "--json",
         "batch",
         "rollups",
         "--channel",

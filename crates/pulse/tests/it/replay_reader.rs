@@ -4,7 +4,7 @@
 //! Kafka crash then ended "complete" with holes). Every record of the range is handed out
 //! exactly once, in order, across the crash.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

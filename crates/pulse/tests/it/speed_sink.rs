@@ -4,7 +4,7 @@
 //! exactly once. A Redis that comes back without writes it had acknowledged (killed after
 //! its last snapshot) is caught up by the running sink, with no manual step.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

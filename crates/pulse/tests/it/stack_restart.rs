@@ -3,7 +3,7 @@
 //! idempotent and status names each server. Runs a second stack on its own ports and data
 //! directory so it does not disturb the stack the other tests use.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

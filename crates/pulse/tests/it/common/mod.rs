@@ -2,8 +2,6 @@
 //! group on the real local broker, runs the real `pulse` binary, and reads topics back.
 //! Tests that stop or kill a server run a private stack of their own ([`PrivateStack`]).
 
-#![allow(dead_code)] // each test binary uses a different subset
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
