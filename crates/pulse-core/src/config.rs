@@ -48,10 +48,14 @@ pub type SourceSection = serde_json::Map<String, serde_json::Value>;
 pub struct KafkaConfig {
     /// Bootstrap servers, comma-separated.
     pub brokers: String,
+    /// The `client.id` of every Kafka client, as the brokers' logs and quotas name it; also
+    /// the stem of the live sources' transactional ids.
     pub client_id: String,
+    /// Topic names.
     pub topics: TopicsConfig,
     /// Partitions of topics created by `pulse topics create`: the unit of parallelism.
     pub partitions: i32,
+    /// Replicas of each topic created by `pulse topics create` (1 on one broker).
     pub replication_factor: i32,
     /// Consumer session timeout; a member silent this long loses its partitions.
     pub session_timeout_ms: u64,
@@ -105,8 +109,11 @@ impl KafkaCompression {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TopicsConfig {
+    /// Posts as the sources publish them, keyed by post id (`pulse enrich` reads them).
     pub raw: String,
+    /// Enriched posts, keyed by post id (the sinks read them).
     pub enriched: String,
+    /// Dead letters of every stage: the original bytes with the reason in headers.
     pub dlq: String,
     /// Where live sources keep their checkpoints: compacted, keyed by source instance.
     pub checkpoints: String,
@@ -340,6 +347,7 @@ impl TryFrom<String> for Consistency {
 pub struct BatchConfig {
     /// Contact points, comma-separated `host:port`; the driver discovers the other nodes.
     pub nodes: String,
+    /// The keyspace of the batch layer's tables (`pulse schema apply` creates it).
     pub keyspace: String,
     /// `SimpleStrategy` (one data centre, local runs) or `NetworkTopologyStrategy`.
     pub replication_class: ReplicationClass,
@@ -355,8 +363,11 @@ pub struct BatchConfig {
     pub local_datacenter: String,
     /// Password authentication; empty user for none.
     pub username: String,
+    /// The password of `username` (redacted by `pulse config show`).
     pub password: String,
+    /// Longest wait for a connection to a node to open.
     pub connect_timeout_ms: u64,
+    /// Longest wait for one CQL request's answer before it fails (and is retried).
     pub request_timeout_ms: u64,
     /// Writes in flight at once per sink batch.
     pub max_concurrency: usize,
@@ -473,6 +484,7 @@ impl Default for ApiConfig {
 pub struct MetricsConfig {
     /// Address of the `/metrics` endpoint of long-running roles; port 0 picks a free port.
     pub listen: String,
+    /// Whether long-running roles serve `/metrics`, `/healthz` and `/readyz` at all.
     pub enabled: bool,
 }
 
