@@ -86,6 +86,10 @@ fn every_command_stops_quietly_on_a_closed_stdout() {
         (&["analyze"], Some("I love this!\nI hate that.\n")),
     ];
     for (args, input) in commands {
+        // The reader has gone before the command starts, so its first write meets a closed
+        // pipe whatever the timing.
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
         let mut child = lane
             .pulse(args)
             .envs(env)
@@ -95,12 +99,10 @@ fn every_command_stops_quietly_on_a_closed_stdout() {
             } else {
                 Stdio::null()
             })
-            .stdout(Stdio::piped())
+            .stdout(writer)
             .stderr(Stdio::piped())
             .spawn()
             .expect("pulse starts");
-        // The reader has gone before the first line is written.
-        drop(child.stdout.take());
         if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
             stdin.write_all(input.as_bytes()).expect("input written");
         }
