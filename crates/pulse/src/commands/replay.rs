@@ -49,16 +49,8 @@ pub struct ReplayArgs {
     to_time: Option<DateTime<Utc>>,
     /// The stage to replay into (the sinks also by their short names: speed, batch,
     /// archive).
-    #[arg(long, value_parser = super::choice::<StageKind>(stage_names()))]
+    #[arg(long, value_parser = super::choice::<StageKind>(super::stage_names(StageKind::ALL)))]
     into: StageKind,
-}
-
-/// Every name `--into` takes: the catalogue's, and the sinks' short forms.
-fn stage_names() -> Vec<&'static str> {
-    StageKind::ALL
-        .into_iter()
-        .flat_map(|kind| std::iter::once(kind.name()).chain(kind.name().strip_prefix("sink-")))
-        .collect()
 }
 
 /// Runs the replay; exit 130 when interrupted (the report says where to resume).

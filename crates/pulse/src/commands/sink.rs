@@ -15,16 +15,15 @@ pub struct SinkArgs {
     /// The sink: speed (the Redis speed layer: live windows, top terms, feed), batch (the
     /// Cassandra/ScyllaDB history) or archive (hourly Parquet files under `archive.dir`);
     /// the catalogue's names (sink-speed, ...) work too.
-    #[arg(value_parser = parse_sink)]
+    #[arg(value_parser = super::choice::<StageKind>(super::stage_names(sinks())))]
     sink: StageKind,
 }
 
-/// A stage of the catalogue other than enrich, which is not a sink.
-fn parse_sink(name: &str) -> Result<StageKind, String> {
-    match name.parse::<StageKind>()? {
-        StageKind::Enrich => Err("enrich is not a sink: run it with `pulse enrich`".into()),
-        sink => Ok(sink),
-    }
+/// Every stage of the catalogue but enrich, which is not a sink (`pulse enrich` runs it).
+fn sinks() -> impl Iterator<Item = StageKind> {
+    StageKind::ALL
+        .into_iter()
+        .filter(|kind| *kind != StageKind::Enrich)
 }
 
 /// Runs a sink role until SIGINT/SIGTERM.
@@ -36,25 +35,38 @@ pub async fn run(args: SinkArgs, config: PulseConfig) -> anyhow::Result<ExitCode
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sink: SinkArgs,
+    }
+
+    fn parse(name: &str) -> Result<StageKind, String> {
+        Cli::try_parse_from(["sink", name])
+            .map(|cli| cli.sink.sink)
+            .map_err(|e| e.to_string())
+    }
 
     #[test]
     fn every_stage_but_enrich_is_a_sink_by_either_name() {
         for kind in StageKind::ALL {
             let short = kind.name().strip_prefix("sink-").unwrap_or(kind.name());
-            let parsed = (parse_sink(kind.name()), parse_sink(short));
             match kind {
-                StageKind::Enrich => assert_eq!(
-                    parsed,
-                    (
-                        Err("enrich is not a sink: run it with `pulse enrich`".into()),
-                        Err("enrich is not a sink: run it with `pulse enrich`".into())
-                    )
-                ),
-                sink => assert_eq!(parsed, (Ok(sink), Ok(sink))),
+                StageKind::Enrich => {
+                    let refused = parse("enrich").expect_err("enrich is no sink");
+                    assert!(
+                        refused.starts_with("error: invalid value 'enrich' for '<SINK>'")
+                            && refused.contains("[possible values: sink-speed, speed, "),
+                        "{refused}"
+                    );
+                }
+                sink => assert_eq!((parse(kind.name()), parse(short)), (Ok(sink), Ok(sink))),
             }
         }
-        assert!(parse_sink("redis")
-            .is_err_and(|e| e.starts_with("no stage \"redis\": the stages are enrich, ")));
+        assert!(parse("redis").is_err());
     }
 }
