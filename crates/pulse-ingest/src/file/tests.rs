@@ -385,17 +385,8 @@ fn reddit_archive_names_are_json_lines() {
 #[test]
 fn a_corrupt_archive_is_an_error_naming_the_file_not_an_empty_file() {
     let dir = tempfile::tempdir().unwrap();
-    // Bytes that are no gzip or zstd stream (a seeded xorshift, so the case is the same on
-    // every run), and a gzip stream cut off in its middle.
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let noise: Vec<u8> = (0..256 * 1024)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
+    // Bytes that are no gzip or zstd stream, and a gzip stream cut off in its middle.
+    let noise = pulse_testkit::noise(256 * 1024, 0x9E37_79B9_7F4A_7C15);
     let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     for i in 0..2_000 {
         writeln!(

@@ -99,6 +99,19 @@ fn a_reddit_archive_with_a_two_gib_zstd_window_ingests_whole() {
     assert_eq!(dead, want);
 }
 
+/// The texts of the posts on `topic`, sorted.
+fn texts_on(topic: &str, partitions: i32) -> Vec<String> {
+    let mut texts: Vec<String> = read_all(topic, partitions)
+        .iter()
+        .map(|record| {
+            let post: serde_json::Value = serde_json::from_slice(&record.payload).expect("json");
+            post["text"].as_str().expect("text").to_string()
+        })
+        .collect();
+    texts.sort();
+    texts
+}
+
 #[test]
 fn missing_topics_are_created_not_waited_for() {
     let lane = Lane::new("ingestfresh", 2);
@@ -127,15 +140,7 @@ fn missing_topics_are_created_not_waited_for() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("ingested 3 posts"), "{stderr}");
-    let mut texts: Vec<String> = read_all(&raw, 2)
-        .iter()
-        .map(|record| {
-            let post: serde_json::Value = serde_json::from_slice(&record.payload).expect("json");
-            post["text"].as_str().expect("text").to_string()
-        })
-        .collect();
-    texts.sort();
-    assert_eq!(texts, ["first", "second", "third"]);
+    assert_eq!(texts_on(&raw, 2), ["first", "second", "third"]);
 }
 
 /// A file that cannot be decoded (256 KiB of noise named `.jsonl.gz`) is an error naming the
@@ -145,17 +150,11 @@ fn missing_topics_are_created_not_waited_for() {
 fn a_corrupt_archive_fails_the_ingest_by_name_and_the_good_file_goes_in() {
     let lane = Lane::new("ingestcorrupt", 1);
     let corrupt = lane.dir.path().join("dump.jsonl.gz");
-    // A seeded xorshift: the same noise on every run.
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
-    let noise: Vec<u8> = (0..256 * 1024)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
-    std::fs::write(&corrupt, noise).expect("noise written");
+    std::fs::write(
+        &corrupt,
+        pulse_testkit::noise(256 * 1024, 0x2545_F491_4F6C_DD1D),
+    )
+    .expect("noise written");
     let good = lane.dir.path().join("good.txt");
     std::fs::write(&good, "one\ntwo\n").expect("file written");
     let output = lane
@@ -174,13 +173,5 @@ fn a_corrupt_archive_fails_the_ingest_by_name_and_the_good_file_goes_in() {
         stderr.contains("ingested 2 posts from 2 file(s)"),
         "{stderr}"
     );
-    let mut texts: Vec<String> = read_all(&lane.raw, 1)
-        .iter()
-        .map(|record| {
-            let post: serde_json::Value = serde_json::from_slice(&record.payload).expect("json");
-            post["text"].as_str().expect("text").to_string()
-        })
-        .collect();
-    texts.sort();
-    assert_eq!(texts, ["one", "two"]);
+    assert_eq!(texts_on(&lane.raw, 1), ["one", "two"]);
 }
