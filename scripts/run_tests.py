@@ -77,6 +77,10 @@ def main():
         "--filter", action="append", default=[],
         help="run only tests whose binary and name contain this (repeatable: any of them)",
     )
+    parser.add_argument(
+        "--sweep", metavar="PYTHON",
+        help="after the run, drop what the passed tests made (scripts/sweep_test_data.py)",
+    )
     parser.add_argument("cargo_args", nargs="*")
     args = parser.parse_args()
 
@@ -102,6 +106,8 @@ def main():
     print(f"==> {len(tests)} tests, {args.jobs} at a time; each test's output in {logs}", flush=True)
     pending = list(reversed(tests))
     results = {}
+    # The process id of each passed test: the names of what it made on the servers carry it.
+    passed_pids = []
     lock = threading.Lock()
     started = time.monotonic()
 
@@ -126,6 +132,8 @@ def main():
         passed = code == 0 and "1 passed" in text
         with lock:
             results[key(test)] = (passed, seconds)
+            if passed:
+                passed_pids.append(str(process.pid))
             status = "ok  " if passed else "FAIL"
             print(f"{status} {seconds:7.1f} s  {test.binary}  {test.name}", flush=True)
             if not passed:
@@ -160,6 +168,11 @@ def main():
         args.times.parent.mkdir(parents=True, exist_ok=True)
         known.update({name: round(seconds, 1) for name, (_, seconds) in results.items()})
         args.times.write_text(json.dumps(known, indent=1, sort_keys=True))
+    if args.sweep:
+        # A failed test's topics, keyspace and keys stay, for its diagnosis.
+        sweeper = Path(__file__).resolve().parent / "sweep_test_data.py"
+        if subprocess.run([args.sweep, str(sweeper), *passed_pids]).returncode != 0:
+            print("warning: the sweep of the tests' data failed; it stays on the stack", flush=True)
     failed = sorted(name for name, (passed, _) in results.items() if not passed)
     for name in failed:
         print(f"failed: {name}")
