@@ -7,7 +7,7 @@ binary after another, and each test's time is known.
 
 Builds with `cargo test --no-run CARGO_TEST_ARGS`, lists each binary's tests (`--list`), then
 runs them `--jobs` at a time, the longest first by the times of earlier runs (kept in
-`--times`). A failed test's output is printed whole; every test's is kept in a log folder.
+`--times`), at most one heavy test (a minute or more before) at once. A failed test's output is printed whole; every test's is kept in a log folder.
 Ends with the ten slowest tests and a closing line `tests: N passed, N failed`; exits 1 if any
 test failed or the build did.
 """
@@ -29,6 +29,11 @@ Test = namedtuple("Test", "binary name executable cwd")
 # A test that runs longer than this is stuck: it is killed and counted as failed. The tests'
 # own patience for the pipeline is 3 minutes per wait; the longest fault test takes a few.
 TEST_TIMEOUT_S = 20 * 60
+
+# A test that took this long before is heavy (private stacks, tens of thousands of posts
+# enriched): one runs at a time, beside light ones. Heavy tests side by side starve each
+# other of the 2 cores until their waits for the pipeline run out.
+HEAVY_S = 60
 
 
 def build(cargo_args):
@@ -104,11 +109,14 @@ def main():
 
     logs = Path(tempfile.mkdtemp(prefix="pulse-test-logs-"))
     print(f"==> {len(tests)} tests, {args.jobs} at a time; each test's output in {logs}", flush=True)
-    pending = list(reversed(tests))
+    heavy = {key(test) for test in tests if known.get(key(test), 0) >= HEAVY_S}
+    pending = list(tests)
     results = {}
+    heavy_running = [0]
     # The process id of each passed test: the names of what it made on the servers carry it.
     passed_pids = []
     lock = threading.Lock()
+    changed = threading.Condition(lock)
     started = time.monotonic()
 
     def run_one(test, number):
@@ -143,12 +151,26 @@ def main():
 
     def worker():
         while True:
-            with lock:
-                if not pending:
-                    return
-                test = pending.pop()
+            with changed:
+                while True:
+                    if not pending:
+                        return
+                    # The longest test that may start: a heavy one only when none runs.
+                    test = next(
+                        (t for t in pending if key(t) not in heavy or not heavy_running[0]),
+                        None,
+                    )
+                    if test:
+                        break
+                    changed.wait()
+                pending.remove(test)
                 number = len(tests) - len(pending)
+                is_heavy = key(test) in heavy
+                heavy_running[0] += is_heavy
             run_one(test, number)
+            with changed:
+                heavy_running[0] -= is_heavy
+                changed.notify_all()
 
     threads = [threading.Thread(target=worker) for _ in range(max(1, args.jobs))]
     for thread in threads:
