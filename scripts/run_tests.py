@@ -7,7 +7,7 @@ binary after another, and each test's time is known.
 
 Builds with `cargo test --no-run CARGO_TEST_ARGS`, lists each binary's tests (`--list`), then
 runs them `--jobs` at a time, the longest first by the times of earlier runs (kept in
-`--times`), at most one heavy test (a minute or more before) at once. A failed test's output is printed whole; every test's is kept in a log folder.
+`--times`); a heavy test (a minute or more before) runs alone. A failed test's output is printed whole; every test's is kept in a log folder.
 Ends with the ten slowest tests and a closing line `tests: N passed, N failed`; exits 1 if any
 test failed or the build did.
 """
@@ -31,8 +31,8 @@ Test = namedtuple("Test", "binary name executable cwd")
 TEST_TIMEOUT_S = 20 * 60
 
 # A test that took this long before is heavy (private stacks, tens of thousands of posts
-# enriched): one runs at a time, beside light ones. Heavy tests side by side starve each
-# other of the 2 cores until their waits for the pipeline run out.
+# enriched, servers killed and restarted): it runs alone. Beside other tests on 2 cores, the
+# heavy ones' waits for the pipeline ran out, and the shared Redis answered light ones late.
 HEAVY_S = 60
 
 
@@ -112,7 +112,8 @@ def main():
     heavy = {key(test) for test in tests if known.get(key(test), 0) >= HEAVY_S}
     pending = list(tests)
     results = {}
-    heavy_running = [0]
+    # Tests running now, and whether one of them is heavy.
+    running = {"tests": 0, "heavy": False}
     # The process id of each passed test: the names of what it made on the servers carry it.
     passed_pids = []
     lock = threading.Lock()
@@ -155,21 +156,25 @@ def main():
                 while True:
                     if not pending:
                         return
-                    # The longest test that may start: a heavy one only when none runs.
-                    test = next(
-                        (t for t in pending if key(t) not in heavy or not heavy_running[0]),
-                        None,
-                    )
+                    # The longest test that may start: none beside a heavy one, and a heavy
+                    # one only on an idle machine.
+                    test = None
+                    if not running["heavy"]:
+                        test = next(
+                            (t for t in pending if key(t) not in heavy or not running["tests"]),
+                            None,
+                        )
                     if test:
                         break
                     changed.wait()
                 pending.remove(test)
                 number = len(tests) - len(pending)
-                is_heavy = key(test) in heavy
-                heavy_running[0] += is_heavy
+                running["tests"] += 1
+                running["heavy"] = key(test) in heavy
             run_one(test, number)
             with changed:
-                heavy_running[0] -= is_heavy
+                running["tests"] -= 1
+                running["heavy"] = False
                 changed.notify_all()
 
     threads = [threading.Thread(target=worker) for _ in range(max(1, args.jobs))]
