@@ -143,8 +143,10 @@ def main():
             results[key(test)] = (passed, seconds)
             if passed:
                 passed_pids.append(str(process.pid))
-            status = "ok  " if passed else "FAIL"
-            print(f"{status} {seconds:7.1f} s  {test.binary}  {test.name}", flush=True)
+            # libtest's own line (with --report-time), so that tools reading cargo test's
+            # output count these tests too.
+            status = "ok" if passed else "FAILED"
+            print(f"test {test.binary}::{test.name} ... {status} <{seconds:.3f}s>", flush=True)
             if not passed:
                 print(f"---- output of {test.binary} {test.name} (exit {code}) ----")
                 print(text.rstrip())
@@ -204,6 +206,12 @@ def main():
     for name in failed:
         print(f"failed: {name}")
     print(f"tests: {len(results) - len(failed)} passed, {len(failed)} failed", flush=True)
+    # libtest's summary line, for the same tools.
+    print(
+        f"test result: {'FAILED' if failed else 'ok'}. {len(results) - len(failed)} passed; "
+        f"{len(failed)} failed; 0 ignored; 0 measured; 0 filtered out; finished in {elapsed:.2f}s",
+        flush=True,
+    )
     sys.exit(1 if failed else 0)
 
 
