@@ -1,6 +1,8 @@
 //! Reddit's HTTP API as the source uses it: an OAuth2 token obtained and refreshed before it
-//! expires (and again on a 401), every call within the request budget, 429s and 5xx retried
-//! with backoff, bad bodies (HTML error pages, non-JSON, oversized) skipped and counted.
+//! expires (and again on a 401), every call within the request budget (Reddit's
+//! `X-Ratelimit-*` window spread evenly, the own cap as a ceiling), 429s waited out until the
+//! reset they name, 5xx retried with backoff, bad bodies (HTML error pages, non-JSON,
+//! oversized) skipped and counted.
 
 use std::time::Duration;
 
@@ -12,7 +14,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::config::{Grant, RedditConfig};
-use crate::live::{Backoff, RequestBudget, SourceError, SourceMetrics};
+use crate::live::{
+    Backoff, BudgetState, Priority, RateHeaders, RequestBudget, SourceError, SourceMetrics,
+};
 
 /// Refresh a token this long before Reddit says it expires.
 const REFRESH_MARGIN: Duration = Duration::from_secs(60);
@@ -26,6 +30,8 @@ pub enum Answer {
     Unusable,
     /// The stop signal fired while waiting.
     Stopped,
+    /// The budget had no room for it before the deadline given; nothing was sent.
+    Deferred,
 }
 
 struct Token {
@@ -50,6 +56,8 @@ pub struct RedditClient {
     /// Waits after 5xx, 429s without a reset header and network errors.
     backoff: Backoff,
     metrics: SourceMetrics,
+    /// The `created_utc` of the newest item handed out, for the lag shown while waiting.
+    newest_created: Option<i64>,
 }
 
 impl RedditClient {
@@ -71,7 +79,25 @@ impl RedditClient {
             budget: RequestBudget::new(per_minute, Duration::from_secs(60)),
             backoff,
             metrics,
+            newest_created: None,
         })
+    }
+
+    /// The budget's state for the checkpoint.
+    pub fn budget_state(&self) -> BudgetState {
+        self.budget
+            .state(Instant::now(), chrono::Utc::now().timestamp_millis())
+    }
+
+    /// Takes in the budget of a checkpoint (a predecessor's requests and the API's last word).
+    pub fn restore_budget(&mut self, state: &BudgetState) {
+        self.budget
+            .restore(state, Instant::now(), chrono::Utc::now().timestamp_millis());
+    }
+
+    /// The newest item handed out, so that the lag metric keeps growing during waits.
+    pub fn set_newest_created(&mut self, created_utc: i64) {
+        self.newest_created = Some(created_utc);
     }
 
     /// What the API last said is left of its rate-limit window.
@@ -80,10 +106,13 @@ impl RedditClient {
     }
 
     /// GETs `path_and_query` from the API (`/r/rust/new?limit=100`), retrying what is
-    /// transient until it answers or `stop` fires.
+    /// transient until it answers or `stop` fires. A request that may not be sent before
+    /// `deadline` (when given) is not sent: [`Answer::Deferred`].
     pub async fn get(
         &mut self,
         path_and_query: &str,
+        priority: Priority,
+        deadline: Option<Instant>,
         stop: &CancellationToken,
     ) -> Result<Answer, SourceError> {
         let url = format!(
@@ -100,14 +129,26 @@ impl RedditClient {
                 Some(bearer) => bearer,
                 None => return Ok(Answer::Stopped),
             };
-            let wait = self.budget.wait(Instant::now());
+            let now = Instant::now();
+            let wait = self.budget.wait(now, priority);
+            if deadline.is_some_and(|deadline| now + wait > deadline) {
+                return Ok(Answer::Deferred);
+            }
             if !wait.is_zero() {
-                tracing::debug!(
-                    wait_ms = wait.as_millis() as u64,
-                    "reddit request budget spent, waiting"
-                );
+                if wait >= Duration::from_secs(5) {
+                    tracing::info!(
+                        wait_ms = wait.as_millis() as u64,
+                        remaining = self.budget.remaining(),
+                        "reddit rate limit: pacing requests until the window resets"
+                    );
+                }
+                self.show_lag();
                 if !pause(wait, stop).await {
                     return Ok(Answer::Stopped);
+                }
+                // A wait for room can lose its place to first work meanwhile: ask again.
+                if priority != Priority::First {
+                    continue;
                 }
             }
             self.budget.spend(Instant::now());
@@ -133,8 +174,8 @@ impl RedditClient {
             let status = response.status();
             self.metrics.request(status.as_str());
             let now = Instant::now();
-            let (remaining, reset_in) = rate_headers(response.headers());
-            self.budget.observe(now, remaining, reset_in);
+            let headers = rate_headers(response.headers());
+            self.budget.observe(now, headers);
             if let Some(remaining) = self.budget.remaining() {
                 self.metrics.set_rate_limit_remaining(remaining);
             }
@@ -161,18 +202,16 @@ impl RedditClient {
                     )))
                 }
                 StatusCode::TOO_MANY_REQUESTS => {
-                    // Reddit says when its window resets; without that, back off.
-                    let wait = match reset_in {
-                        Some(reset) if reset.is_finite() && reset >= 0.0 => {
-                            self.budget.observe(now, Some(0.0), Some(reset));
-                            Duration::from_secs_f64(reset.min(3_600.0))
-                        }
-                        _ => self.backoff.next_delay(),
-                    };
+                    // Reddit says when its window resets (or Retry-After does); no request
+                    // goes before that, and without either the wait grows.
+                    let reset_in = headers.reset_in.or_else(|| retry_after(response.headers()));
+                    let wait = self.budget.rate_limited(now, reset_in, &mut self.backoff);
                     tracing::warn!(
                         wait_ms = wait.as_millis() as u64,
-                        "reddit rate limit reached (429), waiting"
+                        reset_in,
+                        "reddit rate limit reached (429), waiting for the reset"
                     );
+                    self.show_lag();
                     if !pause(wait, stop).await {
                         return Ok(Answer::Stopped);
                     }
@@ -325,15 +364,42 @@ enum TokenFailure {
     Transient(String),
 }
 
-/// `X-Ratelimit-Remaining` and `X-Ratelimit-Reset` (seconds to the window's end).
-fn rate_headers(headers: &HeaderMap) -> (Option<f64>, Option<f64>) {
-    let number = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-    };
-    (number("x-ratelimit-remaining"), number("x-ratelimit-reset"))
+impl RedditClient {
+    /// Sets the lag metric from the newest item handed out, before a wait.
+    fn show_lag(&self) {
+        if let Some(newest) = self.newest_created.filter(|n| *n > 0) {
+            self.metrics
+                .set_lag_seconds(chrono::Utc::now().timestamp().saturating_sub(newest));
+        }
+    }
+}
+
+/// `X-Ratelimit-Remaining`, `-Used` (with it, the window's size) and `-Reset` (seconds to
+/// the window's end).
+fn rate_headers(headers: &HeaderMap) -> RateHeaders {
+    let remaining = header_seconds(headers, "x-ratelimit-remaining");
+    let used = header_seconds(headers, "x-ratelimit-used");
+    RateHeaders {
+        remaining,
+        limit: remaining
+            .zip(used)
+            .map(|(remaining, used)| remaining + used),
+        reset_in: header_seconds(headers, "x-ratelimit-reset"),
+    }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is not used by these APIs).
+pub fn retry_after(headers: &HeaderMap) -> Option<f64> {
+    header_seconds(headers, "retry-after")
+}
+
+/// A header holding a number.
+fn header_seconds(headers: &HeaderMap, name: &str) -> Option<f64> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|v| v.is_finite())
 }
 
 /// Sleeps `wait` unless `stop` fires first; `false` if it did.

@@ -195,6 +195,17 @@ impl FakeReddit {
         self.fake().faults.push_back(fault);
     }
 
+    /// Counts `requests` against the current window, as another process of the same app
+    /// (client id) would spend it.
+    pub fn spend(&self, requests: u32) {
+        let mut fake = self.fake();
+        let now = Instant::now();
+        if fake.window_start.is_none() {
+            fake.window_start = Some(now);
+        }
+        fake.window_used = fake.window_used.saturating_add(requests);
+    }
+
     /// Makes every token handed out so far expired.
     pub fn expire_tokens(&self) {
         let now = Instant::now();

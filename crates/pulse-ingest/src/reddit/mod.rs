@@ -7,6 +7,12 @@
 //! than `recheck_age_secs` are looked up again through `/api/info`, 100 per call: a changed
 //! text becomes an update (the post again, same id) and a deleted or removed one a
 //! tombstone, because Reddit's terms require deleted content to be removed.
+//!
+//! Polls, pages and rechecks share one request budget (see [`crate::live::budget`]): new
+//! items first; a recheck round goes a call at a time while the budget has room beyond the
+//! polls due before Reddit's window resets, and what does not fit waits for the next poll
+//! (counted as `recheck_deferred`). The budget is part of the checkpoint, so a restarted
+//! process continues its predecessor's pace.
 
 pub mod client;
 pub mod config;
@@ -16,7 +22,7 @@ pub mod fake;
 mod tests;
 pub mod thing;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -33,12 +39,16 @@ pub use config::{Grant, Listing, RedditConfig};
 use self::client::{pause, Answer, RedditClient};
 use self::thing::{reddit_post, RedditFallback};
 use crate::live::{
-    decode_position, encode_position, LiveSource, SeenWindow, SourceError, SourceMetrics,
+    decode_position, encode_position, BudgetState, LiveSource, Priority, SeenWindow, SourceError,
+    SourceMetrics,
 };
 use crate::SourceItem;
 
 /// Most ids in one `/api/info` call.
 const INFO_BATCH: usize = 100;
+
+/// The longest a recheck call waits for room when the next poll is due sooner.
+const RECHECK_SLOT: Duration = Duration::from_secs(2);
 
 /// Where a Reddit instance stands; committed with the posts it covers.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -50,6 +60,9 @@ struct Position {
     newest: BTreeMap<Listing, i64>,
     /// Items still young enough to be rechecked, oldest first.
     tracked: VecDeque<Tracked>,
+    /// The request budget when the checkpoint was taken.
+    #[serde(default)]
+    budget: BudgetState,
 }
 
 /// An item handed out that may still be edited or deleted.
@@ -73,6 +86,8 @@ pub struct RedditSource {
     position: Position,
     next_poll: Instant,
     next_recheck: Instant,
+    /// Fullnames of the recheck round under way, next first.
+    recheck_queue: VecDeque<String>,
 }
 
 impl RedditSource {
@@ -98,6 +113,7 @@ impl RedditSource {
             metrics,
             next_poll: now,
             next_recheck: now,
+            recheck_queue: VecDeque::new(),
         })
     }
 
@@ -135,10 +151,10 @@ impl RedditSource {
                 path.push_str("&after=");
                 path.push_str(after);
             }
-            let page = match self.client.get(&path, stop).await? {
+            let page = match self.client.get(&path, Priority::First, None, stop).await? {
                 Answer::Json(page) => page,
                 // A bad page ends this poll; what was found before it still goes out.
-                Answer::Unusable => {
+                Answer::Unusable | Answer::Deferred => {
                     reached_known = true;
                     break;
                 }
@@ -206,6 +222,7 @@ impl RedditSource {
             }
         }
         self.position.newest.insert(listing, newest_created);
+        self.client.set_newest_created(newest_created);
         if newest_created > 0 {
             self.metrics
                 .set_lag_seconds(Utc::now().timestamp().saturating_sub(newest_created));
@@ -273,26 +290,62 @@ impl RedditSource {
         }
     }
 
-    /// Looks the tracked items up again; edits and deletions found.
-    async fn recheck(&mut self, stop: &CancellationToken) -> Result<Vec<SourceItem>, SourceError> {
+    /// Starts a recheck round: every tracked item still young enough, queued. The rest of
+    /// a round that did not finish within its interval stays first in line.
+    fn start_recheck_round(&mut self) {
         let horizon = Utc::now().timestamp() - self.config.recheck_age_secs as i64;
         self.position.tracked.retain(|t| t.created_utc >= horizon);
-        let names: Vec<String> = self
+        if !self.recheck_queue.is_empty() {
+            self.metrics.skip("recheck_round_late");
+        }
+        let queued: BTreeSet<String> = self.recheck_queue.iter().cloned().collect();
+        let new: Vec<String> = self
             .position
             .tracked
             .iter()
+            .filter(|t| !queued.contains(&t.name))
             .map(|t| t.name.clone())
             .collect();
+        self.recheck_queue.extend(new);
+    }
+
+    /// Looks the queued items up again, a call of 100 at a time, while the budget has room
+    /// beyond the polls and before the next poll is due; the edits and deletions found.
+    async fn recheck(&mut self, stop: &CancellationToken) -> Result<Vec<SourceItem>, SourceError> {
+        // What the polls need: a call per listing per poll interval.
+        let first_per_second = self.config.listings.len() as f64
+            / Duration::from_millis(self.config.poll_interval_ms.max(1)).as_secs_f64();
+        let priority = Priority::WhenRoom { first_per_second };
+        // Rechecks fill the time until the next poll, and may take a short slot of their
+        // own when polls follow each other closely.
+        let deadline = self.next_poll.max(Instant::now() + RECHECK_SLOT);
         let mut events = Vec::new();
-        for chunk in names.chunks(INFO_BATCH) {
+        while !self.recheck_queue.is_empty() && events.is_empty() {
+            let chunk: Vec<String> = self
+                .recheck_queue
+                .iter()
+                .take(INFO_BATCH)
+                .cloned()
+                .collect();
             let path = format!("/api/info?id={}&raw_json=1", chunk.join(","));
-            let page = match self.client.get(&path, stop).await? {
-                Answer::Json(page) => page,
-                Answer::Unusable => continue,
+            let page = match self
+                .client
+                .get(&path, priority, Some(deadline), stop)
+                .await?
+            {
+                Answer::Json(page) => Some(page),
+                // Skipped; the next round asks again.
+                Answer::Unusable => None,
                 Answer::Stopped => break,
+                Answer::Deferred => {
+                    self.metrics.skip("recheck_deferred");
+                    break;
+                }
             };
+            self.recheck_queue.drain(..chunk.len());
             let children = page
-                .pointer("/data/children")
+                .as_ref()
+                .and_then(|page| page.pointer("/data/children"))
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();
@@ -363,13 +416,22 @@ impl LiveSource for RedditSource {
         let key = format!("reddit/{}", self.name);
         let mut position: Position = decode_position(&key, checkpoint)?;
         position.seen = position.seen.with_capacity(self.config.seen_capacity);
+        self.client.restore_budget(&position.budget);
+        if let Some(newest) = position.newest.values().max() {
+            self.client.set_newest_created(*newest);
+        }
         self.position = position;
         self.next_poll = Instant::now();
+        // Edits and deletions made while the source was down are looked for at once.
+        self.next_recheck = Instant::now();
+        self.recheck_queue.clear();
         Ok(())
     }
 
     fn checkpoint(&self) -> Result<Vec<u8>, SourceError> {
-        encode_position(&format!("reddit/{}", self.name), &self.position)
+        let mut position = self.position.clone();
+        position.budget = self.client.budget_state();
+        encode_position(&format!("reddit/{}", self.name), &position)
     }
 
     async fn next_events(
@@ -387,6 +449,9 @@ impl LiveSource for RedditSource {
         if self.config.recheck_age_secs > 0 && Instant::now() >= self.next_recheck {
             self.next_recheck =
                 Instant::now() + Duration::from_millis(self.config.recheck_interval_ms);
+            self.start_recheck_round();
+        }
+        if !self.recheck_queue.is_empty() {
             let events = self.recheck(stop).await?;
             if !events.is_empty() {
                 return Ok(events);

@@ -328,3 +328,105 @@ async fn a_restored_checkpoint_resumes_where_it_was_taken() {
     let error = second.restore(Some(b"not json")).unwrap_err();
     assert!(matches!(error, SourceError::Checkpoint(_)), "{error}");
 }
+
+/// The gaps between consecutive API requests the fake saw.
+fn gaps(fake: &FakeReddit) -> Vec<Duration> {
+    let log = fake.log();
+    log.windows(2)
+        .map(|pair| pair[1].0.duration_since(pair[0].0))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_429_waits_at_least_a_second_and_at_least_its_reset() {
+    let fake = FakeReddit::start(FakeSettings::default()).await.unwrap();
+    let mut source = reddit(RedditConfig {
+        recheck_age_secs: 0,
+        ..config(&fake)
+    });
+    source.next_events(&CancellationToken::new()).await.unwrap();
+    // A reset of 0 (a window about to roll over) still waits a second; one of 2 s, 2 s.
+    for (reset, floor) in [(0, 1_000), (2, 2_000)] {
+        let before = fake.log().len();
+        let item = fake.submit("rust", "a", "", now());
+        fake.inject(Fault::RateLimited(reset));
+        assert_eq!(ids(&next(&mut source, 2).await), [format!("reddit:{item}")]);
+        // The request answered 429, then its retry.
+        let gap = gaps(&fake)[before - 1 + 1];
+        assert!(
+            gap >= Duration::from_millis(floor),
+            "a 429 with a reset of {reset} s was retried after {gap:?}"
+        );
+    }
+    assert_eq!(source.metrics.requests("429"), 2);
+}
+
+#[tokio::test]
+async fn a_spent_window_is_spread_and_a_restart_late_in_it_waits_for_its_reset() {
+    let fake = FakeReddit::start(FakeSettings {
+        window: Duration::from_secs(8),
+        window_limit: 20,
+        ..FakeSettings::default()
+    })
+    .await
+    .unwrap();
+    let mut first = reddit(RedditConfig {
+        recheck_age_secs: 0,
+        ..config(&fake)
+    });
+    let stop = CancellationToken::new();
+    // Polling without pause: the requests spread over the window, 18 of its 20 (two are
+    // headroom), instead of running it out at once.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(6) {
+        first.next_events(&stop).await.unwrap();
+    }
+    let sent = fake.stats().api_requests;
+    assert!(
+        (12..=18).contains(&sent),
+        "{sent} requests in the first 6 s"
+    );
+    let gaps_before = gaps(&fake);
+    assert!(
+        gaps_before
+            .iter()
+            .all(|gap| *gap >= Duration::from_millis(250)),
+        "{gaps_before:?}"
+    );
+    // Another process of the app spends the rest; the source's next answer says so.
+    fake.spend(20);
+    let item = fake.submit("rust", "a", "", now());
+    first.next_events(&stop).await.unwrap();
+    let sent = fake.stats().api_requests;
+    assert_eq!(fake.stats().over_limit, 1);
+    let checkpoint = first.checkpoint().unwrap();
+    drop(first);
+
+    // Restarted in the last quarter of the window with its budget spent: nothing goes
+    // before the reset, 8 s after the window's first request.
+    let mut second = reddit(RedditConfig {
+        recheck_age_secs: 0,
+        ..config(&fake)
+    });
+    second.restore(Some(&checkpoint)).unwrap();
+    let until = started + Duration::from_secs(10);
+    while Instant::now() < until {
+        second.next_events(&stop).await.unwrap();
+    }
+    let log = fake.log();
+    let window_start = log[0].0;
+    let after_restart: Vec<_> = log[sent as usize..].iter().map(|(at, _)| *at).collect();
+    assert!(
+        !after_restart.is_empty(),
+        "the restarted source polls again"
+    );
+    assert!(
+        after_restart
+            .iter()
+            .all(|at| at.duration_since(window_start) >= Duration::from_secs(8)),
+        "a request went before the reset"
+    );
+    // The one 429 was the answer that told the first process; none since.
+    assert_eq!(fake.stats().over_limit, 1);
+    let _ = item;
+}
