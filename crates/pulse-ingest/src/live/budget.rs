@@ -204,6 +204,13 @@ impl RequestBudget {
         wait
     }
 
+    /// Holds every request until `now + wait` (a failure's backoff, when the caller does
+    /// not wait itself).
+    pub fn hold(&mut self, now: Instant, wait: Duration) {
+        let until = now + wait;
+        self.blocked_until = Some(self.blocked_until.map_or(until, |b| b.max(until)));
+    }
+
     /// What the API last said is left (less what was sent since), while its window lasts.
     pub fn remaining(&self) -> Option<f64> {
         let now = Instant::now();

@@ -42,6 +42,9 @@ pub struct XConfig {
     pub poll_interval_ms: u64,
     /// Pages of recent search read per rule when filling a gap or polling.
     pub max_search_pages: u32,
+    /// Own cap of recent-search requests in X's 15-minute window, a ceiling over what
+    /// X's `x-rate-limit-*` headers allow (lower it to your access level's limit).
+    pub max_search_requests: u32,
     /// Ids remembered to skip posts already handed out (the stream and the search that
     /// fills its gaps overlap).
     pub seen_capacity: usize,
@@ -62,6 +65,7 @@ impl Default for XConfig {
             read_timeout_ms: 30_000,
             poll_interval_ms: 60_000,
             max_search_pages: 10,
+            max_search_requests: 450,
             seen_capacity: 10_000,
             backoff_scale: 1.0,
             request_timeout_ms: 30_000,

@@ -1,8 +1,9 @@
 //! An in-process fake of X API v2 for tests: stream rules (read, add, delete), the filtered
 //! stream as a long-lived chunked body (posts, keep-alives, raw lines, cuts mid-line,
-//! silent stalls, refused connections), and recent search with `since_id` and
-//! `next_token`. It counts connections and rule changes, so tests can assert reconnection
-//! waits and rule syncing.
+//! silent stalls, refused connections), and recent search with `since_id`, `until_id` and
+//! `next_token`, under a rate-limit window as X documents it (`x-rate-limit-limit`,
+//! `-remaining`, and `-reset` in Unix seconds on every answer; 429 past the limit). It
+//! counts connections, searches and rule changes, so tests can assert waits and syncing.
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -39,7 +40,18 @@ pub struct FakeXStats {
     /// Stream connection attempts, refused ones included.
     pub connects: u64,
     pub searches: u64,
+    /// Searches that arrived when the window had nothing left (answered 429).
+    pub searches_over_limit: u64,
     pub unauthorized: u64,
+}
+
+/// A search rate-limit window: `limit` requests per `window`, from the first request.
+#[derive(Debug, Clone, Copy)]
+struct SearchWindow {
+    limit: u32,
+    window: std::time::Duration,
+    start: Option<Instant>,
+    used: u32,
 }
 
 struct Tweet {
@@ -60,6 +72,11 @@ struct FakeXState {
     stalled: Vec<mpsc::UnboundedSender<Result<Bytes, Infallible>>>,
     refusals: VecDeque<u16>,
     connect_times: Vec<Instant>,
+    search_window: Option<SearchWindow>,
+    /// 429s to answer the next searches with, each with its reset in seconds from now.
+    search_refusals: VecDeque<u64>,
+    /// When each search arrived, and the status it got.
+    search_log: Vec<(Instant, u16)>,
     stats: FakeXStats,
 }
 
@@ -196,6 +213,41 @@ impl FakeX {
     pub fn stats(&self) -> FakeXStats {
         self.fake().stats.clone()
     }
+
+    /// Limits recent search to `limit` requests per `window`, a fixed window from the
+    /// first search, as X's 15-minute windows are.
+    pub fn limit_searches(&self, limit: u32, window: std::time::Duration) {
+        self.fake().search_window = Some(SearchWindow {
+            limit,
+            window,
+            start: None,
+            used: 0,
+        });
+    }
+
+    /// Answers the next searches 429, each with `x-rate-limit-reset` this many seconds on.
+    pub fn refuse_searches(&self, resets_in_secs: &[u64]) {
+        self.fake().search_refusals.extend(resets_in_secs);
+    }
+
+    /// When each search arrived, and its status.
+    pub fn search_log(&self) -> Vec<(Instant, u16)> {
+        self.fake().search_log.clone()
+    }
+}
+
+/// Unix seconds `seconds` from now.
+fn unix_in(seconds: f64) -> u64 {
+    (chrono::Utc::now().timestamp_millis() as f64 / 1_000.0 + seconds).ceil() as u64
+}
+
+/// The rate-limit headers of an answer.
+fn rate_headers(limit: u32, remaining: u32, reset_unix: u64) -> [(&'static str, String); 3] {
+    [
+        ("x-rate-limit-limit", limit.to_string()),
+        ("x-rate-limit-remaining", remaining.to_string()),
+        ("x-rate-limit-reset", reset_unix.to_string()),
+    ]
 }
 
 impl FakeXState {
@@ -340,6 +392,48 @@ async fn search(
     }
     let mut fake = lock(&state);
     fake.stats.searches += 1;
+    let now = Instant::now();
+    if let Some(reset) = fake.search_refusals.pop_front() {
+        fake.search_log.push((now, 429));
+        let headers = rate_headers(0, 0, unix_in(reset as f64));
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            headers,
+            Json(json!({"title": "Too Many Requests"})),
+        )
+            .into_response();
+    }
+    let mut limit_headers = None;
+    if let Some(window) = fake.search_window.as_mut() {
+        let start = match window.start {
+            Some(start) if now.duration_since(start) < window.window => start,
+            _ => {
+                window.start = Some(now);
+                window.used = 0;
+                now
+            }
+        };
+        let left = window.window.saturating_sub(now.duration_since(start));
+        let reset = unix_in(left.as_secs_f64());
+        if window.used >= window.limit {
+            let headers = rate_headers(window.limit, 0, reset);
+            fake.stats.searches_over_limit += 1;
+            fake.search_log.push((now, 429));
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                headers,
+                Json(json!({"title": "Too Many Requests"})),
+            )
+                .into_response();
+        }
+        window.used += 1;
+        limit_headers = Some(rate_headers(
+            window.limit,
+            window.limit - window.used,
+            reset,
+        ));
+    }
+    fake.search_log.push((now, 200));
     let value = query.get("query").cloned().unwrap_or_default();
     let tags: Vec<String> = fake
         .rules
@@ -351,6 +445,10 @@ async fn search(
         .get("since_id")
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
+    let until: u64 = query
+        .get("until_id")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(u64::MAX);
     let max = query
         .get("max_results")
         .and_then(|m| m.parse::<usize>().ok())
@@ -364,7 +462,7 @@ async fn search(
         .tweets
         .iter()
         .rev()
-        .filter(|t| tags.contains(&t.tag) && t.id > since)
+        .filter(|t| tags.contains(&t.tag) && t.id > since && t.id < until)
         .collect();
     let page: Vec<Value> = matching
         .iter()
@@ -377,8 +475,16 @@ async fn search(
         meta["next_token"] = json!((skip + page.len()).to_string());
     }
     let users = json!([{"id": "42", "username": "fake_user", "name": "Fake"}]);
-    if page.is_empty() {
-        return Json(json!({"meta": meta})).into_response();
+    let body = if page.is_empty() {
+        json!({"meta": meta})
+    } else {
+        json!({"data": page, "includes": {"users": users}, "meta": meta})
+    };
+    let mut response = Json(body).into_response();
+    for (name, value) in limit_headers.into_iter().flatten() {
+        if let Ok(value) = header::HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, value);
+        }
     }
-    Json(json!({"data": page, "includes": {"users": users}, "meta": meta})).into_response()
+    response
 }

@@ -7,6 +7,13 @@
 //! errors linearly from 250 ms up to 16 s, HTTP errors from 5 s doubling up to 320 s, 429s
 //! from a minute doubling. An edited post keeps the id of its first version, so the edit
 //! is an update. Channels are `x/<rule tag>`.
+//!
+//! Recent search has its own request budget, paced by X's `x-rate-limit-*` headers (see
+//! [`crate::live::budget`]) and kept in the checkpoint. A gap after a reconnect is filled a
+//! page at a time while the budget allows, between reads of the stream: X drops readers
+//! that fall behind, so the stream is never left unread while a search waits. A 429 on a
+//! search waits for the reset it names. After an established connection drops, the source
+//! reconnects at once, as X asks; only failed reconnections back off.
 
 pub mod config;
 #[cfg(any(test, feature = "fakes"))]
@@ -30,8 +37,8 @@ pub use config::{Mode, Rule, XConfig};
 
 use self::tweet::{tweet_post, TWEET_FIELDS};
 use crate::live::{
-    decode_position, encode_position, Backoff, LiveSource, Schedule, SeenWindow, SourceError,
-    SourceMetrics,
+    decode_position, encode_position, Backoff, BudgetState, LiveSource, Priority, RateHeaders,
+    RequestBudget, Schedule, SeenWindow, SourceError, SourceMetrics,
 };
 use crate::reddit::client::pause;
 use crate::SourceItem;
@@ -43,6 +50,10 @@ const BATCH_WAIT: Duration = Duration::from_millis(200);
 const TWITTER_EPOCH_MS: u64 = 1_288_834_974_657;
 /// Recent search reaches back 7 days; a `since_id` older than that is refused.
 const SEARCH_REACH: chrono::Duration = chrono::Duration::days(7);
+/// X's rate-limit window.
+const SEARCH_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// A dropped stream reconnects at once only if the last such reconnection is older.
+const RECONNECT_AT_ONCE_EVERY: Duration = Duration::from_secs(1);
 
 /// Why the source waited, for [`XSource::waits`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +70,24 @@ struct Position {
     since_id: Option<u64>,
     /// Tweet (version) ids handed out most recently.
     seen: SeenWindow,
+    /// What was posted while the stream was down, still to be searched.
+    #[serde(default)]
+    gap: Option<Gap>,
+    /// The recent-search budget when the checkpoint was taken.
+    #[serde(default)]
+    search_budget: BudgetState,
+}
+
+/// A stretch of time the stream missed, filled by recent search a page at a time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Gap {
+    /// Posts after this id were missed.
+    since_id: u64,
+    /// The first post the stream delivered after reconnecting: the gap ends before it.
+    until_id: Option<u64>,
+    /// The rule searched next, and the token of its next page.
+    rule: usize,
+    next_token: Option<String>,
 }
 
 struct Connection {
@@ -68,6 +97,8 @@ struct Connection {
     /// Bytes of an overlong line are dropped up to its end.
     skipping: bool,
     last_byte: Instant,
+    /// Whether it delivered anything: only then is it established.
+    delivered: bool,
 }
 
 /// Why a request did not answer with what was asked.
@@ -91,6 +122,9 @@ pub struct XSource {
     rate_limited: Backoff,
     waits: Vec<(WaitReason, Duration)>,
     next_poll: Instant,
+    search_budget: RequestBudget,
+    /// When a dropped stream was last reconnected without waiting.
+    reconnected_at_once: Option<Instant>,
 }
 
 impl XSource {
@@ -126,6 +160,10 @@ impl XSource {
                 seen: SeenWindow::new(config.seen_capacity),
                 ..Position::default()
             },
+            search_budget: RequestBudget::new(
+                config.max_search_requests.max(1) as usize,
+                SEARCH_WINDOW,
+            ),
             config,
             http,
             limits,
@@ -134,6 +172,7 @@ impl XSource {
             rules_synced: false,
             waits: Vec::new(),
             next_poll: Instant::now(),
+            reconnected_at_once: None,
         })
     }
 
@@ -155,12 +194,15 @@ impl XSource {
             }
             Failure::Status(..) => (WaitReason::Http, self.http_errors.next_delay()),
         };
-        // A 429 that says when its window resets waits for that, if later.
-        if let Failure::Status(StatusCode::TOO_MANY_REQUESTS, Some(reset)) = failure {
-            let until_reset = (*reset as i64 - Utc::now().timestamp()).clamp(0, 3_600);
-            wait = wait
-                .max(Duration::from_secs(until_reset as u64).mul_f64(self.config.backoff_scale));
+        // A 429 waits at least a second, and at least until the reset it names: a server's
+        // window is not shortened by the test scale of the documented schedule.
+        if let Failure::Status(StatusCode::TOO_MANY_REQUESTS, reset) = failure {
+            wait = wait.max(MIN_RATE_LIMITED_WAIT);
+            if let Some(reset_in) = reset.and_then(seconds_until) {
+                wait = wait.max(Duration::from_secs_f64(reset_in.ceil()));
+            }
         }
+        self.record_wait(reason, wait);
         match failure {
             Failure::Network(error) => {
                 tracing::warn!(%error, wait_ms = wait.as_millis() as u64, "x request failed, waiting")
@@ -169,11 +211,14 @@ impl XSource {
                 tracing::warn!(%status, wait_ms = wait.as_millis() as u64, "x answered an error, waiting")
             }
         }
+        pause(wait, stop).await
+    }
+
+    fn record_wait(&mut self, reason: WaitReason, wait: Duration) {
         if self.waits.len() >= 1_000 {
             self.waits.remove(0);
         }
         self.waits.push((reason, wait));
-        pause(wait, stop).await
     }
 
     fn reset_backoff(&mut self) {
@@ -360,6 +405,7 @@ impl XSource {
                         partial: Vec::new(),
                         skipping: false,
                         last_byte: Instant::now(),
+                        delivered: false,
                     });
                     return Ok(true);
                 }
@@ -372,8 +418,13 @@ impl XSource {
         }
     }
 
-    /// Reads the stream until a batch is gathered, the stream ends or stalls, or `stop`.
-    async fn read_stream(&mut self, stop: &CancellationToken) -> Vec<SourceItem> {
+    /// Reads the stream until a batch is gathered, the stream ends or stalls, `deadline`
+    /// (when given), or `stop`.
+    async fn read_stream(
+        &mut self,
+        stop: &CancellationToken,
+        deadline: Option<Instant>,
+    ) -> Vec<SourceItem> {
         let mut events = Vec::new();
         let mut gathered_by: Option<Instant> = None;
         let read_timeout = Duration::from_millis(self.config.read_timeout_ms.max(1));
@@ -382,7 +433,10 @@ impl XSource {
                 return events;
             };
             let stall_at = connection.last_byte + read_timeout;
-            let until = gathered_by.map_or(stall_at, |at| at.min(stall_at));
+            let until = [gathered_by, deadline]
+                .into_iter()
+                .flatten()
+                .fold(stall_at, Instant::min);
             let read = tokio::select! {
                 _ = stop.cancelled() => return events,
                 read = tokio::time::timeout_at(until, connection.response.chunk()) => read,
@@ -390,6 +444,7 @@ impl XSource {
             let failure = match read {
                 Ok(Ok(Some(bytes))) => {
                     connection.last_byte = Instant::now();
+                    connection.delivered = true;
                     let lines = split_lines(connection, &bytes, self.config.max_line_bytes);
                     for line in lines {
                         match line {
@@ -405,7 +460,8 @@ impl XSource {
                     }
                     continue;
                 }
-                Err(_) if gathered_by.is_some_and(|at| Instant::now() >= at) => return events,
+                // A batch gathered, or the deadline, came before a stall.
+                Err(_) if Instant::now() < stall_at => return events,
                 Err(_) => {
                     self.metrics.skip("stream_stalled");
                     Failure::Network(format!(
@@ -417,8 +473,21 @@ impl XSource {
                 Ok(Err(error)) => Failure::Network(format!("the stream broke: {error}")),
             };
             // A line cut by the disconnection is dropped: the gap fill serves it again.
-            self.connection = None;
-            if events.is_empty() {
+            let delivered = self.connection.take().is_some_and(|c| c.delivered);
+            // X: reconnect at once after an established connection drops; back off only
+            // when reconnecting fails. A server that drops every connection at once
+            // still gets the backoff.
+            let now = Instant::now();
+            let at_once = delivered
+                && self
+                    .reconnected_at_once
+                    .is_none_or(|last| now.duration_since(last) >= RECONNECT_AT_ONCE_EVERY);
+            if at_once {
+                self.reconnected_at_once = Some(now);
+                if let Failure::Network(error) = &failure {
+                    tracing::warn!(%error, "x stream disconnected; reconnecting at once");
+                }
+            } else if events.is_empty() {
                 self.back_off(&failure, stop).await;
             } else if let Failure::Network(error) = &failure {
                 tracing::warn!(%error, "x stream disconnected; reconnecting after this batch");
@@ -457,6 +526,13 @@ impl XSource {
             .and_then(Value::as_str)
             .unwrap_or("untagged");
         let users = users(&value);
+        // The first post after a reconnection ends the gap that search fills.
+        if let Some(gap) = self.position.gap.as_mut().filter(|g| g.until_id.is_none()) {
+            gap.until_id = tweet
+                .get("id")
+                .and_then(Value::as_str)
+                .and_then(|id| id.parse().ok());
+        }
         if let Some(event) = self.item(tweet, &users, tag, line) {
             events.push(event);
         }
@@ -502,61 +578,80 @@ impl XSource {
         }
     }
 
-    /// Recent search of every rule since the last tweet handed out, oldest first.
+    /// Recent search of every rule since the last tweet handed out, oldest first, waiting
+    /// for the search budget as needed (search mode).
     async fn search(&mut self, stop: &CancellationToken) -> Result<Vec<SourceItem>, SourceError> {
         let mut found: Vec<Found> = Vec::new();
+        let start = self.search_start(self.position.since_id);
         for rule in self.config.rules.clone() {
             let mut next_token: Option<String> = None;
             for _ in 0..self.config.max_search_pages.max(1) {
-                let base = self.url(&format!("/2/tweets/search/recent?{TWEET_FIELDS}"));
-                let mut url = reqwest::Url::parse(&base).map_err(|e| SourceError::Config {
-                    key: format!("sources.x.{}.api_url", self.name),
-                    reason: e.to_string(),
-                })?;
-                {
-                    let mut query = url.query_pairs_mut();
-                    query.append_pair("query", &rule.value);
-                    query.append_pair("max_results", "100");
-                    match self.search_start() {
-                        SearchStart::SinceId(id) => query.append_pair("since_id", &id.to_string()),
-                        SearchStart::Time(time) => query.append_pair("start_time", &time),
-                        SearchStart::Recent => &mut query,
-                    };
-                    if let Some(token) = &next_token {
-                        query.append_pair("next_token", token);
+                let page = self
+                    .search_page(&rule, &start, None, next_token.as_deref(), true, stop)
+                    .await?;
+                match page {
+                    SearchPage::Page {
+                        found: mut page,
+                        next_token: next,
+                    } => {
+                        found.append(&mut page);
+                        next_token = next;
                     }
+                    SearchPage::Unusable => next_token = None,
+                    SearchPage::Deferred | SearchPage::Stopped => return Ok(Vec::new()),
                 }
-                let Some(page) = self.call(Method::GET, url.as_str(), None, stop).await? else {
-                    break;
-                };
-                let users = users(&page);
-                for tweet in page
-                    .get("data")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_object)
-                {
-                    let id = tweet
-                        .get("id")
-                        .and_then(Value::as_str)
-                        .and_then(|id| id.parse().ok());
-                    found.push(Found {
-                        id: id.unwrap_or(0),
-                        tweet: tweet.clone(),
-                        users: users.clone(),
-                        tag: rule.tag.clone(),
-                    });
-                }
-                next_token = page
-                    .pointer("/meta/next_token")
-                    .and_then(Value::as_str)
-                    .map(str::to_string);
                 if next_token.is_none() {
                     break;
                 }
             }
         }
+        Ok(self.found_items(found))
+    }
+
+    /// One page of the gap's search, if the search budget allows it now; what it found.
+    async fn fill_gap(&mut self, stop: &CancellationToken) -> Result<Vec<SourceItem>, SourceError> {
+        let Some(gap) = self.position.gap.clone() else {
+            return Ok(Vec::new());
+        };
+        let Some(rule) = self.config.rules.get(gap.rule).cloned() else {
+            self.position.gap = None;
+            return Ok(Vec::new());
+        };
+        let start = self.search_start(Some(gap.since_id));
+        let page = self
+            .search_page(
+                &rule,
+                &start,
+                gap.until_id,
+                gap.next_token.as_deref(),
+                false,
+                stop,
+            )
+            .await?;
+        let (found, next_token) = match page {
+            SearchPage::Page { found, next_token } => (found, next_token),
+            // Skipped (counted): the rule's search ends here.
+            SearchPage::Unusable => (Vec::new(), None),
+            SearchPage::Deferred | SearchPage::Stopped => return Ok(Vec::new()),
+        };
+        if let Some(gap) = self.position.gap.as_mut() {
+            match next_token {
+                Some(token) => gap.next_token = Some(token),
+                None => {
+                    gap.rule += 1;
+                    gap.next_token = None;
+                }
+            }
+            if gap.rule >= self.config.rules.len() {
+                tracing::info!(source = %format!("x/{}", self.name), "x gap filled by recent search");
+                self.position.gap = None;
+            }
+        }
+        Ok(self.found_items(found))
+    }
+
+    /// The items of posts found by search, oldest first.
+    fn found_items(&mut self, mut found: Vec<Found>) -> Vec<SourceItem> {
         found.sort_by_key(|found| found.id);
         let mut events = Vec::new();
         for Found {
@@ -568,13 +663,119 @@ impl XSource {
                 events.push(event);
             }
         }
-        Ok(events)
+        events
     }
 
-    /// Where a search starts: after the last id handed out, or as far back as search
-    /// reaches when that id is older.
-    fn search_start(&self) -> SearchStart {
-        let Some(since) = self.position.since_id else {
+    /// One page of recent search for `rule`. With `wait`, waits for the budget and retries
+    /// failures; without, a request the budget does not allow now, or one that failed, is
+    /// [`SearchPage::Deferred`] (the budget holds later ones back by the failure's wait).
+    async fn search_page(
+        &mut self,
+        rule: &Rule,
+        start: &SearchStart,
+        until_id: Option<u64>,
+        next_token: Option<&str>,
+        wait: bool,
+        stop: &CancellationToken,
+    ) -> Result<SearchPage, SourceError> {
+        let base = self.url(&format!("/2/tweets/search/recent?{TWEET_FIELDS}"));
+        let mut url = reqwest::Url::parse(&base).map_err(|e| SourceError::Config {
+            key: format!("sources.x.{}.api_url", self.name),
+            reason: e.to_string(),
+        })?;
+        {
+            let mut query = url.query_pairs_mut();
+            query.append_pair("query", &rule.value);
+            query.append_pair("max_results", "100");
+            match start {
+                SearchStart::SinceId(id) => query.append_pair("since_id", &id.to_string()),
+                SearchStart::Time(time) => query.append_pair("start_time", time),
+                SearchStart::Recent => &mut query,
+            };
+            if let Some(until_id) = until_id {
+                query.append_pair("until_id", &until_id.to_string());
+            }
+            if let Some(token) = next_token {
+                query.append_pair("next_token", token);
+            }
+        }
+        loop {
+            if stop.is_cancelled() {
+                return Ok(SearchPage::Stopped);
+            }
+            let now = Instant::now();
+            let budget_wait = self.search_budget.wait(now, Priority::First);
+            if !budget_wait.is_zero() {
+                if !wait {
+                    return Ok(SearchPage::Deferred);
+                }
+                if budget_wait >= Duration::from_secs(5) {
+                    tracing::info!(
+                        wait_ms = budget_wait.as_millis() as u64,
+                        remaining = self.search_budget.remaining(),
+                        "x search rate limit: pacing searches until the window resets"
+                    );
+                }
+                if !pause(budget_wait, stop).await {
+                    return Ok(SearchPage::Stopped);
+                }
+                continue;
+            }
+            self.search_budget.spend(now);
+            let failure = match self.send(Method::GET, url.as_str(), None).await? {
+                Ok(response) => {
+                    self.search_budget
+                        .observe(Instant::now(), rate_headers(response.headers()));
+                    self.http_errors.reset();
+                    self.rate_limited.reset();
+                    let Some(page) = self.json_body(response).await else {
+                        return Ok(SearchPage::Unusable);
+                    };
+                    return Ok(SearchPage::Page {
+                        found: found_on(&page, &rule.tag),
+                        next_token: page
+                            .pointer("/meta/next_token")
+                            .and_then(Value::as_str)
+                            .map(str::to_string),
+                    });
+                }
+                Err(failure) => failure,
+            };
+            let now = Instant::now();
+            if let Failure::Status(StatusCode::TOO_MANY_REQUESTS, reset) = &failure {
+                let reset_in = reset.map(|reset| seconds_until(reset).unwrap_or(0.0));
+                let held = self
+                    .search_budget
+                    .rate_limited(now, reset_in, &mut self.rate_limited);
+                self.record_wait(WaitReason::RateLimited, held);
+                tracing::warn!(
+                    wait_ms = held.as_millis() as u64,
+                    reset_in,
+                    "x search rate limit reached (429), waiting for the reset"
+                );
+                if !wait {
+                    return Ok(SearchPage::Deferred);
+                }
+                continue;
+            }
+            if !wait {
+                let held = match failure {
+                    Failure::Network(_) => self.network.next_delay(),
+                    Failure::Status(..) => self.http_errors.next_delay(),
+                };
+                self.search_budget.hold(now, held);
+                return Ok(SearchPage::Deferred);
+            }
+            if !self.back_off(&failure, stop).await {
+                return Ok(SearchPage::Stopped);
+            }
+        }
+    }
+
+    /// Where a search starts: after `since` (the last id handed out), or as far back as
+    /// search reaches when that id is older.
+    fn search_start(&self, since: Option<u64>) -> SearchStart {
+        let Some(since) = since else {
             return SearchStart::Recent;
         };
         let created_ms = (since >> 22) + TWITTER_EPOCH_MS;
@@ -600,6 +801,11 @@ impl LiveSource for XSource {
         let key = format!("x/{}", self.name);
         let mut position: Position = decode_position(&key, checkpoint)?;
         position.seen = position.seen.with_capacity(self.config.seen_capacity);
+        self.search_budget.restore(
+            &position.search_budget,
+            Instant::now(),
+            Utc::now().timestamp_millis(),
+        );
         self.position = position;
         // What the stream delivered after that checkpoint is served again by the gap fill
         // of the next connection.
@@ -609,7 +815,11 @@ impl LiveSource for XSource {
     }
 
     fn checkpoint(&self) -> Result<Vec<u8>, SourceError> {
-        encode_position(&format!("x/{}", self.name), &self.position)
+        let mut position = self.position.clone();
+        position.search_budget = self
+            .search_budget
+            .state(Instant::now(), Utc::now().timestamp_millis());
+        encode_position(&format!("x/{}", self.name), &position)
     }
 
     async fn next_events(
@@ -638,15 +848,34 @@ impl LiveSource for XSource {
             if !self.connect(stop).await? {
                 return Ok(Vec::new());
             }
-            // What was posted while disconnected: from recent search, since the last id.
-            if self.position.since_id.is_some() {
-                let filled = self.search(stop).await?;
-                if !filled.is_empty() {
-                    return Ok(filled);
-                }
+            // What was posted while disconnected: from recent search, since the last id
+            // (or the start of a gap not filled yet), up to the stream's first post.
+            if let Some(since) = self.position.since_id {
+                let since = self
+                    .position
+                    .gap
+                    .as_ref()
+                    .map_or(since, |gap| gap.since_id.min(since));
+                self.position.gap = Some(Gap {
+                    since_id: since,
+                    until_id: None,
+                    rule: 0,
+                    next_token: None,
+                });
             }
         }
-        Ok(self.read_stream(stop).await)
+        if self.position.gap.is_some() {
+            let filled = self.fill_gap(stop).await?;
+            if !filled.is_empty() {
+                return Ok(filled);
+            }
+        }
+        // With a gap left, the stream is read until the search budget allows its next page.
+        let deadline = self.position.gap.as_ref().map(|_| {
+            let now = Instant::now();
+            now + self.search_budget.wait(now, Priority::First)
+        });
+        Ok(self.read_stream(stop, deadline).await)
     }
 
     fn status(&self) -> String {
@@ -720,6 +949,61 @@ fn users(answer: &Value) -> Vec<Value> {
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default()
+}
+
+/// How a search request turned out.
+enum SearchPage {
+    /// The page's posts, and the token of the next page.
+    Page {
+        found: Vec<Found>,
+        next_token: Option<String>,
+    },
+    /// The body was unusable (skipped and counted).
+    Unusable,
+    /// Not sent now, or failed, where waiting was not allowed.
+    Deferred,
+    Stopped,
+}
+
+/// The posts of a search answer, tagged with their rule.
+fn found_on(page: &Value, tag: &str) -> Vec<Found> {
+    let users = users(page);
+    page.get("data")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object)
+        .map(|tweet| Found {
+            id: tweet
+                .get("id")
+                .and_then(Value::as_str)
+                .and_then(|id| id.parse().ok())
+                .unwrap_or(0),
+            tweet: tweet.clone(),
+            users: users.clone(),
+            tag: tag.to_string(),
+        })
+        .collect()
+}
+
+/// The shortest wait after a 429.
+const MIN_RATE_LIMITED_WAIT: Duration = Duration::from_secs(1);
+
+/// Seconds from now until the Unix time `reset` (0 when past); `None` for a time so far off
+/// that the header is misread.
+fn seconds_until(reset: u64) -> Option<f64> {
+    let now = Utc::now().timestamp_millis() as f64 / 1_000.0;
+    let seconds = reset as f64 - now;
+    (seconds <= 86_400.0).then_some(seconds.max(0.0))
+}
+
+/// `x-rate-limit-limit`, `-remaining` and `-reset` (Unix seconds).
+fn rate_headers(headers: &HeaderMap) -> RateHeaders {
+    RateHeaders {
+        remaining: header_number(headers, "x-rate-limit-remaining").map(|n| n as f64),
+        limit: header_number(headers, "x-rate-limit-limit").map(|n| n as f64),
+        reset_in: header_number(headers, "x-rate-limit-reset").and_then(seconds_until),
+    }
 }
 
 fn header_number(headers: &HeaderMap, name: &str) -> Option<u64> {

@@ -129,11 +129,8 @@ async fn a_cut_stream_reconnects_and_search_fills_the_gap() {
         [format!("twitter:{after} x/rust after the reconnection")]
     );
     let source = running.finish().await;
-    // One network wait: the first step of the linear schedule, scaled.
-    assert_eq!(
-        source.waits(),
-        [(WaitReason::Network, Duration::from_micros(250))]
-    );
+    // An established connection that drops is reconnected at once, as X asks.
+    assert_eq!(source.waits(), []);
     assert_ne!(first, after);
     assert_eq!(fake.stats().connects, 2);
 }
@@ -178,15 +175,16 @@ async fn refused_connections_wait_as_documented() {
     let source = running.finish().await;
     let ms = Duration::from_micros;
     // X's schedules scaled by 1/1000: HTTP errors 5 s doubling, 429s 60 s doubling (each
-    // schedule keeps its own step), reset by the connection that succeeds.
+    // schedule keeps its own step), reset by the connection that succeeds. A 429 waits a
+    // second at least, whatever the scale.
     assert_eq!(
         source.waits(),
         [
             (WaitReason::Http, ms(5_000)),
             (WaitReason::Http, ms(10_000)),
             (WaitReason::Http, ms(20_000)),
-            (WaitReason::RateLimited, ms(60_000)),
-            (WaitReason::RateLimited, ms(120_000)),
+            (WaitReason::RateLimited, Duration::from_secs(1)),
+            (WaitReason::RateLimited, Duration::from_secs(1)),
             (WaitReason::Http, ms(40_000)),
         ]
     );
@@ -322,4 +320,74 @@ async fn search_mode_pages_and_then_reads_only_what_is_new() {
         describe(&restored.next_events(&stop).await.unwrap()),
         [format!("twitter:{newer} x/go newer")]
     );
+}
+
+#[tokio::test]
+async fn a_429_on_search_waits_at_least_a_second_and_at_least_its_reset() {
+    let fake = FakeX::start(TOKEN).await.unwrap();
+    fake.preset_rule("rust", "#rustlang");
+    fake.preset_rule("go", "#golang");
+    let posted = fake.post("rust", "found after the waits");
+    // A reset of 0 (the window rolls over now) and one 2 s away; the backoff scale of the
+    // documented schedules does not shorten either.
+    fake.refuse_searches(&[0, 2]);
+    let mut searching = source(XConfig {
+        mode: Mode::Search,
+        ..config(&fake)
+    });
+    let stop = CancellationToken::new();
+    let events = searching.next_events(&stop).await.unwrap();
+    assert_eq!(
+        describe(&events),
+        [format!("twitter:{posted} x/rust found after the waits")]
+    );
+    let log = fake.search_log();
+    assert_eq!(
+        log.iter().map(|(_, status)| *status).collect::<Vec<_>>(),
+        [429, 429, 200, 200]
+    );
+    let gap = |i: usize| log[i + 1].0.duration_since(log[i].0);
+    assert!(gap(0) >= Duration::from_secs(1), "{:?}", gap(0));
+    assert!(gap(1) >= Duration::from_secs(2), "{:?}", gap(1));
+}
+
+#[tokio::test]
+async fn the_stream_is_read_while_its_gap_waits_for_the_search_budget() {
+    let fake = FakeX::start(TOKEN).await.unwrap();
+    // Two searches per 4 s: with one kept as headroom, the gap's second rule waits for
+    // the window's reset.
+    fake.limit_searches(2, Duration::from_secs(4));
+    // The fake sends no keep-alives: a long read timeout keeps the stream from stalling.
+    let mut running = run(source(XConfig {
+        read_timeout_ms: 60_000,
+        ..config(&fake)
+    }));
+    until_connected(&fake, 1).await;
+    fake.post("rust", "before the cut");
+    running.take(1, name).await;
+    let missed = fake.post_and_cut("go", "missed by the stream");
+    until_connected(&fake, 1).await;
+    let started = Instant::now();
+    let live = fake.post("rust", "on the stream meanwhile");
+    assert_eq!(
+        describe(&running.take(1, name).await),
+        [format!("twitter:{live} x/rust on the stream meanwhile")]
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the stream waited for the search: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        describe(&running.take(1, name).await),
+        [format!("twitter:{missed} x/go missed by the stream")]
+    );
+    let source = running.finish().await;
+    let log = fake.search_log();
+    assert_eq!(fake.stats().searches_over_limit, 0, "{log:?}");
+    // The gap's two searches, one per rule, the second after the first window's reset.
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert!(log[1].0.duration_since(log[0].0) >= Duration::from_secs(3));
+    // Reconnected at once after the cut: no wait at all.
+    assert_eq!(source.waits(), []);
 }
