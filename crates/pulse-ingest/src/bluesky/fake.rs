@@ -1,7 +1,8 @@
 //! An in-process fake of Bluesky's Jetstream for tests: a WebSocket endpoint that replays
 //! its events from `cursor` (or sends only new ones without it) and then new ones as they
 //! are made; posts, updates, deletes, other collections and kinds, raw messages; dropped
-//! connections and silent stalls on demand. It records the cursor of every connection.
+//! connections, connections closed at once with a close frame, and silent stalls (with or
+//! without pings) on demand. It records the cursor and time of every connection.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -23,8 +24,13 @@ struct Inner {
     /// Bumped to drop every open connection, or to silence them.
     cuts: u64,
     stalls: u64,
-    /// The cursor each connection asked for.
+    /// The cursor each connection asked for, and when it came.
     cursors: Vec<Option<i64>>,
+    connected_at: Vec<tokio::time::Instant>,
+    /// The next connections to close at once with this close code ("try again later").
+    refusals: Vec<u16>,
+    /// Stalled connections still send a ping this often.
+    stall_pings: Option<Duration>,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -120,6 +126,24 @@ impl FakeJetstream {
     pub fn cursors(&self) -> Vec<Option<i64>> {
         self.inner().cursors.clone()
     }
+
+    /// When each connection came, in order.
+    pub fn connected_at(&self) -> Vec<tokio::time::Instant> {
+        self.inner().connected_at.clone()
+    }
+
+    /// Accepts the next `connections` and closes each at once with close `code` (1013:
+    /// try again later), before any event.
+    pub fn close_next(&self, connections: usize, code: u16) {
+        self.inner()
+            .refusals
+            .extend(std::iter::repeat_n(code, connections));
+    }
+
+    /// Makes stalled connections still send a ping every `every`, as Jetstream does.
+    pub fn ping_while_stalled(&self, every: Duration) {
+        self.inner().stall_pings = Some(every);
+    }
 }
 
 impl Inner {
@@ -172,15 +196,26 @@ async fn serve(stream: TcpStream, state: Shared) {
         })
         .await;
     let Ok(mut socket) = accepted else { return };
-    let (mut next, cuts, stalls) = {
+    let (mut next, cuts, stalls, refusal, pings) = {
         let mut inner = lock(&state);
         inner.cursors.push(cursor);
+        inner.connected_at.push(tokio::time::Instant::now());
+        let refusal = (!inner.refusals.is_empty()).then(|| inner.refusals.remove(0));
         let next = match cursor {
             Some(cursor) => inner.events.partition_point(|(time, _)| *time < cursor),
             None => inner.events.len(),
         };
-        (next, inner.cuts, inner.stalls)
+        (next, inner.cuts, inner.stalls, refusal, inner.stall_pings)
     };
+    if let Some(code) = refusal {
+        let frame = tokio_tungstenite::tungstenite::protocol::CloseFrame {
+            code: code.into(),
+            reason: "try again later".into(),
+        };
+        let _ = socket.send(Message::Close(Some(frame))).await;
+        return;
+    }
+    let mut last_ping = tokio::time::Instant::now();
     loop {
         let (pending, cut, stalled) = {
             let inner = lock(&state);
@@ -200,6 +235,11 @@ async fn serve(stream: TcpStream, state: Shared) {
                     return;
                 }
                 next += 1;
+            }
+        } else if pings.is_some_and(|every| last_ping.elapsed() >= every) {
+            last_ping = tokio::time::Instant::now();
+            if socket.send(Message::Ping(Vec::new().into())).await.is_err() {
+                return;
             }
         }
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -4,6 +4,11 @@
 //! the record's language; an update is the post again, a delete a tombstone. The position
 //! is the `time_us` of the last event handled: a reconnection, or a restart from the
 //! checkpoint, resumes there with `cursor`.
+//!
+//! Only events count as life: pings keep a connection open but do not hide a stalled
+//! upstream. A connection that ends (a close frame too) before it delivered an event backs
+//! off, doubling with jitter, so a server that accepts and closes (1013, "try again later")
+//! is not hammered; one that moved the cursor is reconnected at once.
 
 pub mod config;
 #[cfg(any(test, feature = "fakes"))]
@@ -66,7 +71,8 @@ pub struct BlueskySource {
     limits: PostLimits,
     metrics: SourceMetrics,
     position: Position,
-    socket: Option<(Socket, Instant)>,
+    /// The open connection, when its last event came, and the cursor it started from.
+    socket: Option<(Socket, Instant, Option<i64>)>,
     backoff: Backoff,
 }
 
@@ -123,9 +129,10 @@ impl BlueskySource {
             };
             match connected {
                 Ok((socket, _)) => {
+                    // The backoff starts over once the connection delivers, not here: a
+                    // server may accept and close at once.
                     self.metrics.request("101");
-                    self.backoff.reset();
-                    self.socket = Some((socket, Instant::now()));
+                    self.socket = Some((socket, Instant::now(), self.position.cursor));
                     return true;
                 }
                 Err(error) => {
@@ -146,10 +153,10 @@ impl BlueskySource {
         let mut gathered_by: Option<Instant> = None;
         let read_timeout = Duration::from_millis(self.config.read_timeout_ms.max(1));
         loop {
-            let Some((socket, last_message)) = self.socket.as_mut() else {
+            let Some((socket, last_event, _)) = self.socket.as_mut() else {
                 return events;
             };
-            let stall_at = *last_message + read_timeout;
+            let stall_at = *last_event + read_timeout;
             let until = gathered_by.map_or(stall_at, |at| at.min(stall_at));
             let next = tokio::select! {
                 _ = stop.cancelled() => return events,
@@ -157,14 +164,26 @@ impl BlueskySource {
             };
             let ended = match next {
                 Ok(Some(Ok(message))) => {
-                    *last_message = Instant::now();
+                    if matches!(message, Message::Text(_) | Message::Binary(_)) {
+                        *last_event = Instant::now();
+                    }
                     match message {
                         Message::Text(text) => self.message(text.as_bytes(), &mut events),
                         Message::Binary(_) => self.metrics.skip("binary_message"),
-                        Message::Close(_) => {
-                            self.socket = None;
+                        Message::Close(frame) => {
+                            let said = frame.map_or_else(
+                                || "no code".to_string(),
+                                |f| format!("{} {}", u16::from(f.code), f.reason),
+                            );
+                            self.end_connection(
+                                &format!("closed by jetstream ({said})"),
+                                &events,
+                                stop,
+                            )
+                            .await;
                             return events;
                         }
+                        // Pings are answered by the socket; they are not events.
                         _ => {}
                     }
                     if !events.is_empty() && gathered_by.is_none() {
@@ -178,19 +197,40 @@ impl BlueskySource {
                 Err(_) if gathered_by.is_some_and(|at| Instant::now() >= at) => return events,
                 Err(_) => {
                     self.metrics.skip("stream_stalled");
-                    "no message within read_timeout_ms: stalled".to_string()
+                    "no event within read_timeout_ms: stalled".to_string()
                 }
                 Ok(None) => "the connection ended".to_string(),
                 Ok(Some(Err(error))) => format!("the connection broke: {error}"),
             };
-            self.socket = None;
-            if events.is_empty() {
-                let wait = self.backoff.next_delay();
-                tracing::warn!(reason = %ended, wait_ms = wait.as_millis() as u64, "jetstream disconnected, reconnecting");
-                pause(wait, stop).await;
-            }
+            self.end_connection(&ended, &events, stop).await;
             return events;
         }
+    }
+
+    /// Drops the connection. One that moved the cursor (the replayed last event does not)
+    /// is reconnected at once; one that did not waits the next backoff step, unless events
+    /// of this call are waiting to go out.
+    async fn end_connection(
+        &mut self,
+        reason: &str,
+        events: &[SourceItem],
+        stop: &CancellationToken,
+    ) {
+        let delivered = self
+            .socket
+            .take()
+            .is_some_and(|(_, _, cursor)| cursor != self.position.cursor);
+        if delivered {
+            self.backoff.reset();
+            tracing::warn!(%reason, "jetstream disconnected, reconnecting");
+            return;
+        }
+        if !events.is_empty() {
+            return;
+        }
+        let wait = self.backoff.next_delay();
+        tracing::warn!(%reason, wait_ms = wait.as_millis() as u64, "jetstream disconnected before any event, waiting");
+        pause(wait, stop).await;
     }
 
     /// One Jetstream message.
@@ -308,17 +348,20 @@ impl BlueskySource {
             self.metrics.skip("no_text");
             return None;
         }
-        let lang = record
+        let langs: Vec<&str> = record
             .get("langs")
             .and_then(Value::as_array)
-            .and_then(|langs| langs.first())
-            .and_then(Value::as_str);
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let lang = langs.first().copied();
         if !self.config.langs.is_empty()
-            && !lang.is_some_and(|lang| {
+            && !langs.iter().any(|tag| {
                 self.config
                     .langs
                     .iter()
-                    .any(|l| l.eq_ignore_ascii_case(lang))
+                    .any(|range| language_matches(range, tag))
             })
         {
             self.metrics.skip("other_language");
@@ -487,6 +530,19 @@ fn hashtags(text: &str, record: &Map<String, Value>) -> Vec<String> {
 }
 
 /// Whether `needle` occurs in `haystack` as whole words (both lower-cased).
+/// Whether language tag `tag` (BCP 47, `en-US`) falls in `range` (`en`), by RFC 4647's
+/// basic filtering: equal, or `range` followed by a `-` subtag, case aside.
+fn language_matches(range: &str, tag: &str) -> bool {
+    let (range, tag) = (range.trim(), tag.trim());
+    if range == "*" {
+        return true;
+    }
+    tag.len() >= range.len()
+        && tag.is_char_boundary(range.len())
+        && tag[..range.len()].eq_ignore_ascii_case(range)
+        && (tag.len() == range.len() || tag.as_bytes()[range.len()] == b'-')
+}
+
 fn contains_words(haystack: &str, needle: &str) -> bool {
     if needle.is_empty() {
         return false;

@@ -105,9 +105,19 @@ async fn every_post_without_channels_and_languages_filtered() {
     let english = fake.post(DID, "hello there", &["en"]);
     fake.post(DID, "hallo", &["de"]);
     fake.post(DID, "no language given", &[]);
+    // Tags match by BCP 47's basic filtering: `en` covers en-US, en-GB, EN-au.
+    let american = fake.post(DID, "howdy", &["en-US"]);
+    let british = fake.post(DID, "cheers", &["EN-gb"]);
+    let bilingual = fake.post(DID, "hallo, hello", &["de", "en-AU"]);
+    fake.post(DID, "not english", &["eng-x"]);
     assert_eq!(
-        names(&running.take(1, describe).await),
-        [format!("{english} bluesky/all hello there")]
+        names(&running.take(4, describe).await),
+        [
+            format!("{english} bluesky/all hello there"),
+            format!("{american} bluesky/all howdy"),
+            format!("{british} bluesky/all cheers"),
+            format!("{bilingual} bluesky/all hallo, hello"),
+        ]
     );
     running.nothing_more(describe).await;
     running.finish().await;
@@ -237,4 +247,51 @@ async fn a_restored_checkpoint_reconnects_at_its_cursor() {
     );
     running.nothing_more(describe).await;
     running.finish().await;
+}
+
+#[tokio::test]
+async fn a_server_that_closes_at_once_is_backed_off_not_hammered() {
+    let fake = FakeJetstream::start().await.unwrap();
+    fake.close_next(6, 1013);
+    let mut running = run(source(BlueskyConfig {
+        backoff_initial_ms: 200,
+        backoff_max_ms: 1_600,
+        ..config(&fake)
+    }));
+    connected(&fake, 7).await;
+    let post = fake.post(DID, "#rust at last", &["en"]);
+    assert_eq!(
+        names(&running.take(1, describe).await),
+        [format!("{post} bluesky/rust #rust at last")]
+    );
+    running.finish().await;
+    // Six closes, six waits: 200, 400, 800, 1600, 1600, 1600 ms less up to half of each.
+    let times = fake.connected_at();
+    assert_eq!(times.len(), 7, "{} connections", times.len());
+    let waits: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    for (wait, step) in waits.iter().zip([200, 400, 800, 1_600, 1_600, 1_600]) {
+        assert!(*wait >= Duration::from_millis(step / 2), "{waits:?}");
+    }
+}
+
+#[tokio::test]
+async fn pings_do_not_hide_a_stall() {
+    let fake = FakeJetstream::start().await.unwrap();
+    fake.ping_while_stalled(Duration::from_millis(100));
+    let mut running = run(source(BlueskyConfig {
+        read_timeout_ms: 600,
+        ..config(&fake)
+    }));
+    connected(&fake, 1).await;
+    fake.post(DID, "#rust before", &["en"]);
+    running.take(1, describe).await;
+    fake.stall();
+    let after = fake.post(DID, "#rust during the stall", &["en"]);
+    assert_eq!(
+        names(&running.take(1, describe).await),
+        [format!("{after} bluesky/rust #rust during the stall")]
+    );
+    let source = running.finish().await;
+    assert_eq!(source.metrics.skipped("stream_stalled"), 1);
+    assert_eq!(fake.cursors().len(), 2);
 }
