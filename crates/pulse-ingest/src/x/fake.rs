@@ -77,6 +77,9 @@ struct FakeXState {
     search_refusals: VecDeque<u64>,
     /// When each search arrived, and the status it got.
     search_log: Vec<(Instant, u16)>,
+    /// Open streams get a keep-alive newline this often (X: every 20 s).
+    keep_alive_every: std::time::Duration,
+    last_keep_alive: Option<Instant>,
     stats: FakeXStats,
 }
 
@@ -91,7 +94,31 @@ pub struct FakeX {
 impl FakeX {
     /// Starts the fake on a free loopback port; it accepts `bearer_token`.
     pub async fn start(bearer_token: &str) -> std::io::Result<Self> {
-        let state: Shared = Arc::new((Mutex::new(FakeXState::default()), bearer_token.into()));
+        let state: Shared = Arc::new((
+            Mutex::new(FakeXState {
+                keep_alive_every: std::time::Duration::from_secs(20),
+                ..FakeXState::default()
+            }),
+            bearer_token.into(),
+        ));
+        // Keep-alives, as X sends them on an idle stream.
+        let keeping = state.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                if Arc::strong_count(&keeping) == 1 {
+                    return;
+                }
+                let mut fake = lock(&keeping);
+                let due = fake
+                    .last_keep_alive
+                    .is_none_or(|last| last.elapsed() >= fake.keep_alive_every);
+                if due {
+                    fake.last_keep_alive = Some(Instant::now());
+                    fake.send(Bytes::from_static(b"\r\n"));
+                }
+            }
+        });
         let app = Router::new()
             .route(
                 "/2/tweets/search/stream/rules",
@@ -212,6 +239,11 @@ impl FakeX {
 
     pub fn stats(&self) -> FakeXStats {
         self.fake().stats.clone()
+    }
+
+    /// Sends keep-alive newlines this often instead of X's 20 s.
+    pub fn keep_alive_every(&self, every: std::time::Duration) {
+        self.fake().keep_alive_every = every;
     }
 
     /// Limits recent search to `limit` requests per `window`, a fixed window from the

@@ -70,25 +70,32 @@ struct Position {
     since_id: Option<u64>,
     /// Tweet (version) ids handed out most recently.
     seen: SeenWindow,
-    /// What was posted while the stream was down, still to be searched.
+    /// What was posted while the stream was down, still to be searched, oldest first.
     #[serde(default)]
-    gap: Option<Gap>,
+    gaps: Vec<Gap>,
     /// The recent-search budget when the checkpoint was taken.
     #[serde(default)]
     search_budget: BudgetState,
 }
 
-/// A stretch of time the stream missed, filled by recent search a page at a time.
+/// A stretch of time the stream missed for one rule, filled by recent search a page at a
+/// time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Gap {
+    /// The rule's tag.
+    tag: String,
     /// Posts after this id were missed.
     since_id: u64,
     /// The first post the stream delivered after reconnecting: the gap ends before it.
+    /// Without it, the gap runs to the moment of its first page.
     until_id: Option<u64>,
-    /// The rule searched next, and the token of its next page.
-    rule: usize,
+    /// The token of the next page, once paging started.
     next_token: Option<String>,
+    started: bool,
 }
+
+/// Gaps kept per rule; a further one is merged into the rule's newest.
+const MAX_GAPS_PER_RULE: usize = 4;
 
 struct Connection {
     response: Response,
@@ -526,12 +533,16 @@ impl XSource {
             .and_then(Value::as_str)
             .unwrap_or("untagged");
         let users = users(&value);
-        // The first post after a reconnection ends the gap that search fills.
-        if let Some(gap) = self.position.gap.as_mut().filter(|g| g.until_id.is_none()) {
-            gap.until_id = tweet
-                .get("id")
-                .and_then(Value::as_str)
-                .and_then(|id| id.parse().ok());
+        // The first post after a reconnection ends the gaps that search fills (those not
+        // paged yet: a page token holds its query).
+        let id: Option<u64> = tweet
+            .get("id")
+            .and_then(Value::as_str)
+            .and_then(|id| id.parse().ok());
+        for gap in &mut self.position.gaps {
+            if gap.until_id.is_none() && !gap.started {
+                gap.until_id = id;
+            }
         }
         if let Some(event) = self.item(tweet, &users, tag, line) {
             events.push(event);
@@ -608,13 +619,15 @@ impl XSource {
         Ok(self.found_items(found))
     }
 
-    /// One page of the gap's search, if the search budget allows it now; what it found.
+    /// One page of the oldest gap's search, if the search budget allows it now; what it
+    /// found.
     async fn fill_gap(&mut self, stop: &CancellationToken) -> Result<Vec<SourceItem>, SourceError> {
-        let Some(gap) = self.position.gap.clone() else {
+        let Some(gap) = self.position.gaps.first().cloned() else {
             return Ok(Vec::new());
         };
-        let Some(rule) = self.config.rules.get(gap.rule).cloned() else {
-            self.position.gap = None;
+        let Some(rule) = self.config.rules.iter().find(|r| r.tag == gap.tag).cloned() else {
+            // A rule no longer configured.
+            self.position.gaps.remove(0);
             return Ok(Vec::new());
         };
         let start = self.search_start(Some(gap.since_id));
@@ -630,24 +643,57 @@ impl XSource {
             .await?;
         let (found, next_token) = match page {
             SearchPage::Page { found, next_token } => (found, next_token),
-            // Skipped (counted): the rule's search ends here.
+            // Skipped (counted): this gap's search ends here.
             SearchPage::Unusable => (Vec::new(), None),
             SearchPage::Deferred | SearchPage::Stopped => return Ok(Vec::new()),
         };
-        if let Some(gap) = self.position.gap.as_mut() {
-            match next_token {
-                Some(token) => gap.next_token = Some(token),
-                None => {
-                    gap.rule += 1;
-                    gap.next_token = None;
+        match next_token {
+            Some(token) => {
+                if let Some(gap) = self.position.gaps.first_mut() {
+                    gap.next_token = Some(token);
+                    gap.started = true;
                 }
             }
-            if gap.rule >= self.config.rules.len() {
-                tracing::info!(source = %format!("x/{}", self.name), "x gap filled by recent search");
-                self.position.gap = None;
+            None => {
+                self.position.gaps.remove(0);
+                if self.position.gaps.is_empty() {
+                    tracing::info!(source = %format!("x/{}", self.name), "x gaps filled by recent search");
+                }
             }
         }
         Ok(self.found_items(found))
+    }
+
+    /// Adds, for every rule, the gap of a reconnection: what was posted after `since_id`.
+    /// A rule whose last gap is still open-ended and unsearched is covered already.
+    fn open_gaps(&mut self, since_id: u64) {
+        for rule in &self.config.rules {
+            let gaps = &mut self.position.gaps;
+            let of_rule: Vec<usize> = (0..gaps.len())
+                .filter(|i| gaps[*i].tag == rule.tag)
+                .collect();
+            if let Some(last) = of_rule.last().map(|i| &mut gaps[*i]) {
+                if last.until_id.is_none() && !last.started {
+                    continue;
+                }
+                if of_rule.len() >= MAX_GAPS_PER_RULE {
+                    // Widened to cover the new one too, and searched afresh.
+                    self.metrics.skip("x_gaps_merged");
+                    last.since_id = last.since_id.min(since_id);
+                    last.until_id = None;
+                    last.next_token = None;
+                    last.started = false;
+                    continue;
+                }
+            }
+            gaps.push(Gap {
+                tag: rule.tag.clone(),
+                since_id,
+                until_id: None,
+                next_token: None,
+                started: false,
+            });
+        }
     }
 
     /// The items of posts found by search, oldest first.
@@ -848,30 +894,20 @@ impl LiveSource for XSource {
             if !self.connect(stop).await? {
                 return Ok(Vec::new());
             }
-            // What was posted while disconnected: from recent search, since the last id
-            // (or the start of a gap not filled yet), up to the stream's first post.
+            // What was posted while disconnected: from recent search, since the last id,
+            // up to the stream's first post.
             if let Some(since) = self.position.since_id {
-                let since = self
-                    .position
-                    .gap
-                    .as_ref()
-                    .map_or(since, |gap| gap.since_id.min(since));
-                self.position.gap = Some(Gap {
-                    since_id: since,
-                    until_id: None,
-                    rule: 0,
-                    next_token: None,
-                });
+                self.open_gaps(since);
             }
         }
-        if self.position.gap.is_some() {
+        if !self.position.gaps.is_empty() {
             let filled = self.fill_gap(stop).await?;
             if !filled.is_empty() {
                 return Ok(filled);
             }
         }
         // With a gap left, the stream is read until the search budget allows its next page.
-        let deadline = self.position.gap.as_ref().map(|_| {
+        let deadline = (!self.position.gaps.is_empty()).then(|| {
             let now = Instant::now();
             now + self.search_budget.wait(now, Priority::First)
         });
