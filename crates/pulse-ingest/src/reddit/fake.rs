@@ -93,6 +93,8 @@ struct Fake {
     stats: FakeStats,
     /// When each API request arrived, with its path.
     log: Vec<(Instant, String)>,
+    /// Each 429: when it was answered, and the reset it named.
+    rate_limited: Vec<(Instant, Instant)>,
     next_token: u64,
 }
 
@@ -221,6 +223,16 @@ impl FakeReddit {
     /// When each API request arrived, with its path and query, in order.
     pub fn log(&self) -> Vec<(Instant, String)> {
         self.fake().log.clone()
+    }
+
+    /// Each 429 answered: when, and the moment its `X-Ratelimit-Reset` named.
+    pub fn rate_limited(&self) -> Vec<(Instant, Instant)> {
+        self.fake().rate_limited.clone()
+    }
+
+    /// The settings it runs with.
+    pub fn settings(&self) -> FakeSettings {
+        self.state.1.clone()
     }
 }
 
@@ -365,6 +377,7 @@ fn admit(state: &Shared, headers: &HeaderMap, path: String) -> Admission {
         .ceil();
     if fake.window_used >= settings.window_limit {
         fake.stats.over_limit += 1;
+        fake.rate_limited.push((now, start + settings.window));
         return Admission::Answer(rate_limited(settings.window_limit, 0, reset));
     }
     fake.window_used += 1;
@@ -385,11 +398,15 @@ fn admit(state: &Shared, headers: &HeaderMap, path: String) -> Admission {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             Admission::Answer((status, rate).into_response())
         }
-        Some(Fault::RateLimited(reset)) => Admission::Answer(rate_limited(
-            settings.window_limit,
-            settings.window_limit,
-            reset as f64,
-        )),
+        Some(Fault::RateLimited(reset)) => {
+            fake.rate_limited
+                .push((now, now + Duration::from_secs(reset)));
+            Admission::Answer(rate_limited(
+                settings.window_limit,
+                settings.window_limit,
+                reset as f64,
+            ))
+        }
         Some(Fault::Html) => Admission::Answer(
             (
                 rate,

@@ -56,6 +56,19 @@ async fn records_read_before_a_broker_crash_are_replayed() {
     aborted
         .abort_transaction(Duration::from_secs(30))
         .expect("aborted");
+    // The coordinator writes the abort marker after it answers: the range is whole once
+    // the partition's end counts it.
+    let deadline = Instant::now() + PATIENCE;
+    while producer
+        .client()
+        .fetch_watermarks(topic, 0, Duration::from_secs(10))
+        .expect("watermarks")
+        .1
+        < 102
+    {
+        assert!(Instant::now() < deadline, "the abort marker never landed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let mut reader = ReplayReader::open(
         &config,

@@ -2,6 +2,8 @@
 //! group on the real local broker, runs the real `pulse` binary, and reads topics back.
 //! Tests that stop or kill a server run a private stack of their own ([`PrivateStack`]).
 
+pub mod soak;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -218,6 +220,8 @@ pub struct Record {
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
     pub headers: BTreeMap<String, String>,
+    /// The record's timestamp (its producer's create time), Unix milliseconds.
+    pub timestamp_ms: Option<i64>,
 }
 
 impl Record {
@@ -456,6 +460,7 @@ pub fn read_all_on(brokers: &str, topic: &str, partitions: i32) -> Vec<Record> {
             key: message.key().map(<[u8]>::to_vec),
             payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
             headers,
+            timestamp_ms: message.timestamp().to_millis(),
         });
     }
     records
