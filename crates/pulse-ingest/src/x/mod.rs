@@ -22,6 +22,7 @@ pub mod fake;
 mod tests;
 pub mod tweet;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -76,7 +77,14 @@ struct Position {
     /// The recent-search budget when the checkpoint was taken.
     #[serde(default)]
     search_budget: BudgetState,
+    /// Of posts edited recently, the newest version handed out: an older version that
+    /// comes later (a gap's search after the stream's edit) is not handed out over it.
+    #[serde(default)]
+    edited: BTreeMap<u64, u64>,
 }
+
+/// Edited posts whose newest version is remembered.
+const EDITED_CAPACITY: usize = 1_000;
 
 /// A stretch of time the stream missed for one rule, filled by recent search a page at a
 /// time.
@@ -561,6 +569,10 @@ impl XSource {
         if !version.is_empty() && !self.position.seen.insert(version) {
             return None;
         }
+        if self.older_than_handed_out(tweet) {
+            self.metrics.skip("older_version");
+            return None;
+        }
         let location = format!("x/{}/{version}", self.name);
         match tweet_post(tweet, users, tag, &self.limits) {
             Ok(post) => {
@@ -587,6 +599,39 @@ impl XSource {
                 })
             }
         }
+    }
+
+    /// Whether a newer version of this post was handed out already; remembers the version
+    /// of an edit.
+    fn older_than_handed_out(&mut self, tweet: &Map<String, Value>) -> bool {
+        let id = |value: Option<&Value>| {
+            value
+                .and_then(Value::as_str)
+                .and_then(|id| id.parse::<u64>().ok())
+        };
+        let Some(version) = id(tweet.get("id")) else {
+            return false;
+        };
+        let first = tweet
+            .get("edit_history_tweet_ids")
+            .and_then(Value::as_array)
+            .and_then(|ids| ids.first());
+        let post = id(first).unwrap_or(version);
+        if self
+            .position
+            .edited
+            .get(&post)
+            .is_some_and(|newest| version < *newest)
+        {
+            return true;
+        }
+        if version != post {
+            self.position.edited.insert(post, version);
+            while self.position.edited.len() > EDITED_CAPACITY {
+                self.position.edited.pop_first();
+            }
+        }
+        false
     }
 
     /// Recent search of every rule since the last tweet handed out, oldest first, waiting

@@ -391,3 +391,69 @@ async fn the_stream_is_read_while_its_gap_waits_for_the_search_budget() {
     // Reconnected at once after the cut: no wait at all.
     assert_eq!(source.waits(), []);
 }
+
+#[tokio::test]
+async fn the_stream_is_read_while_its_gaps_wait_long_for_the_search_budget() {
+    let fake = FakeX::start(TOKEN).await.unwrap();
+    fake.keep_alive_every(Duration::from_millis(200));
+    // One search in 15 minutes: after the first gap's first search, gaps wait that long.
+    let mut running = run(source(XConfig {
+        read_timeout_ms: 1_000,
+        max_search_requests: 1,
+        ..config(&fake)
+    }));
+    until_connected(&fake, 1).await;
+    fake.post("rust", "before the cut");
+    running.take(1, name).await;
+    for round in 0..3 {
+        let missed = fake.post_and_cut("go", &format!("missed {round}"));
+        until_connected(&fake, 1).await;
+        let live = fake.post("rust", &format!("on the stream {round}"));
+        let events = running.take(1, name).await;
+        let names = describe(&events);
+        assert!(
+            names == [format!("twitter:{live} x/rust on the stream {round}")]
+                || names == [format!("twitter:{missed} x/go missed {round}")],
+            "{names:?}"
+        );
+        if names[0].contains("missed") {
+            running.take(1, name).await;
+        }
+        fake.stall();
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        until_connected(&fake, 1).await;
+        let after = fake.post("rust", &format!("after the stall {round}"));
+        assert_eq!(
+            describe(&running.take(1, name).await),
+            [format!("twitter:{after} x/rust after the stall {round}")]
+        );
+    }
+    running.finish().await;
+}
+
+#[tokio::test]
+async fn an_older_version_found_after_its_edit_is_not_handed_out_over_it() {
+    let fake = FakeX::start(TOKEN).await.unwrap();
+    let mut running = run(source(XConfig {
+        read_timeout_ms: 60_000,
+        ..config(&fake)
+    }));
+    until_connected(&fake, 1).await;
+    fake.post("rust", "before the cut");
+    running.take(1, name).await;
+    // The first version is lost with the cut, and the gap's first search is refused: the
+    // edit comes on the stream before the search finds the first version.
+    fake.refuse_searches(&[2]);
+    let first = fake.post_and_cut("go", "first words");
+    until_connected(&fake, 1).await;
+    fake.edit(&first, "second words");
+    assert_eq!(
+        describe(&running.take(1, name).await),
+        [format!("twitter:{first} x/go second words")]
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    running.nothing_more(name).await;
+    let source = running.finish().await;
+    assert_eq!(source.metrics.skipped("older_version"), 1);
+    assert_eq!(fake.search_log().len(), 3, "{:?}", fake.search_log());
+}

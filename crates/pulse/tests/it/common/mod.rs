@@ -144,6 +144,23 @@ impl Lane {
         *role = self.spawn(name, args, extra_env);
     }
 
+    /// The last `lines` lines of every role's log, named, for a failure's message.
+    pub fn log_tails(&self, lines: usize) -> String {
+        let mut logs: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .map(|dir| dir.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        logs.retain(|path| path.extension().is_some_and(|e| e == "log"));
+        logs.sort();
+        let mut out = String::new();
+        for path in logs {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let all: Vec<&str> = text.lines().collect();
+            out.push_str(&format!("\n==> {}\n", path.display()));
+            out.push_str(&all[all.len().saturating_sub(lines)..].join("\n"));
+        }
+        out
+    }
+
     /// Starts `pulse ARGS...` with its logs in `<dir>/<name>.log`.
     pub fn spawn(&self, name: &str, args: &[&str], extra_env: &[(&str, &str)]) -> Role {
         let log = self.dir.path().join(format!("{name}.log"));
