@@ -106,10 +106,14 @@ backoff_max_ms = 8000
     let mut tick = 0u64;
     while started.elapsed() < length {
         let now = Instant::now();
-        let burst = tick > 0 && tick % (burst_every * 4) == 0;
+        let burst = tick > 0 && tick.is_multiple_of(burst_every * 4);
         for _ in 0..if burst { 120 } else { 1 } {
             let i = items.len();
-            let sub = if i % 3 == 0 { "golang" } else { "rust" };
+            let sub = if i.is_multiple_of(3) {
+                "golang"
+            } else {
+                "rust"
+            };
             let created = chrono::Utc::now().timestamp();
             let name = match items.iter().rev().find(|(n, _)| n.starts_with("t3_")) {
                 Some((link, _)) if i % 4 == 3 => {

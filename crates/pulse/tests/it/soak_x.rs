@@ -93,7 +93,7 @@ backoff_scale = 0.01
     while started.elapsed() < length {
         let now = Instant::now();
         let i = posts.len();
-        let tag = if i % 3 == 0 { "go" } else { "rust" };
+        let tag = if i.is_multiple_of(3) { "go" } else { "rust" };
         let text = format!("post {i} about {tag}");
         let due = schedule.due();
         let id = if due.contains(&Fault::First) {
