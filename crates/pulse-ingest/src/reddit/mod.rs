@@ -11,7 +11,8 @@
 //! Polls, pages and rechecks share one request budget (see [`crate::live::budget`]): new
 //! items first; a recheck round goes a call at a time while the budget has room beyond the
 //! polls due before Reddit's window resets, and what does not fit waits for the next poll
-//! (counted as `recheck_deferred`). The budget is part of the checkpoint, so a restarted
+//! (counted as `recheck_deferred`; after three deferrals in a row, a recheck waits for its
+//! room even past a poll, so rechecks are slowed, never starved). The budget is part of the checkpoint, so a restarted
 //! process continues its predecessor's pace.
 
 pub mod client;
@@ -49,6 +50,10 @@ const INFO_BATCH: usize = 100;
 
 /// The longest a recheck call waits for room when the next poll is due sooner.
 const RECHECK_SLOT: Duration = Duration::from_secs(2);
+
+/// After this many recheck calls deferred in a row, the next one waits for its room even
+/// past the next poll: polls come first, but rechecks must not starve.
+const MAX_DEFERRED_IN_A_ROW: u32 = 3;
 
 /// Where a Reddit instance stands; committed with the posts it covers.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -88,6 +93,8 @@ pub struct RedditSource {
     next_recheck: Instant,
     /// Fullnames of the recheck round under way, next first.
     recheck_queue: VecDeque<String>,
+    /// Recheck calls deferred in a row.
+    deferred_in_a_row: u32,
 }
 
 impl RedditSource {
@@ -114,6 +121,7 @@ impl RedditSource {
             next_poll: now,
             next_recheck: now,
             recheck_queue: VecDeque::new(),
+            deferred_in_a_row: 0,
         })
     }
 
@@ -317,8 +325,10 @@ impl RedditSource {
             / Duration::from_millis(self.config.poll_interval_ms.max(1)).as_secs_f64();
         let priority = Priority::WhenRoom { first_per_second };
         // Rechecks fill the time until the next poll, and may take a short slot of their
-        // own when polls follow each other closely.
-        let deadline = self.next_poll.max(Instant::now() + RECHECK_SLOT);
+        // own when polls follow each other closely; after a few deferrals, the time they
+        // need.
+        let deadline = (self.deferred_in_a_row < MAX_DEFERRED_IN_A_ROW)
+            .then(|| self.next_poll.max(Instant::now() + RECHECK_SLOT));
         let mut events = Vec::new();
         while !self.recheck_queue.is_empty() && events.is_empty() {
             let chunk: Vec<String> = self
@@ -328,20 +338,18 @@ impl RedditSource {
                 .cloned()
                 .collect();
             let path = format!("/api/info?id={}&raw_json=1", chunk.join(","));
-            let page = match self
-                .client
-                .get(&path, priority, Some(deadline), stop)
-                .await?
-            {
+            let page = match self.client.get(&path, priority, deadline, stop).await? {
                 Answer::Json(page) => Some(page),
                 // Skipped; the next round asks again.
                 Answer::Unusable => None,
                 Answer::Stopped => break,
                 Answer::Deferred => {
                     self.metrics.skip("recheck_deferred");
+                    self.deferred_in_a_row += 1;
                     break;
                 }
             };
+            self.deferred_in_a_row = 0;
             self.recheck_queue.drain(..chunk.len());
             let children = page
                 .as_ref()
