@@ -11,8 +11,8 @@
 //! Polls, pages and rechecks share one request budget (see [`crate::live::budget`]): new
 //! items first; a recheck round goes a call at a time while the budget has room beyond the
 //! polls due before Reddit's window resets, and what does not fit waits for the next poll
-//! (counted as `recheck_deferred`; after three deferrals in a row, a recheck waits for its
-//! room even past a poll, so rechecks are slowed, never starved). The budget is part of the checkpoint, so a restarted
+//! (counted as `recheck_deferred`; after three deferrals in a row, a recheck goes once as
+//! first work, so rechecks are slowed, never starved). The budget is part of the checkpoint, so a restarted
 //! process continues its predecessor's pace.
 
 pub mod client;
@@ -51,8 +51,8 @@ const INFO_BATCH: usize = 100;
 /// The longest a recheck call waits for room when the next poll is due sooner.
 const RECHECK_SLOT: Duration = Duration::from_secs(2);
 
-/// After this many recheck calls deferred in a row, the next one waits for its room even
-/// past the next poll: polls come first, but rechecks must not starve.
+/// After this many recheck calls deferred in a row, the next one goes as first work (paced
+/// like a poll, even past the next poll): polls come first, but rechecks must not starve.
 const MAX_DEFERRED_IN_A_ROW: u32 = 3;
 
 /// Where a Reddit instance stands; committed with the posts it covers.
@@ -323,14 +323,16 @@ impl RedditSource {
         // What the polls need: a call per listing per poll interval.
         let first_per_second = self.config.listings.len() as f64
             / Duration::from_millis(self.config.poll_interval_ms.max(1)).as_secs_f64();
-        let priority = Priority::WhenRoom { first_per_second };
-        // Rechecks fill the time until the next poll, and may take a short slot of their
-        // own when polls follow each other closely; after a few deferrals, the time they
-        // need.
-        let deadline = (self.deferred_in_a_row < MAX_DEFERRED_IN_A_ROW)
-            .then(|| self.next_poll.max(Instant::now() + RECHECK_SLOT));
+        let room = Priority::WhenRoom { first_per_second };
         let mut events = Vec::new();
         while !self.recheck_queue.is_empty() && events.is_empty() {
+            // Rechecks fill the time until the next poll, and may take a short slot of
+            // their own when polls follow each other closely. Waiting for the room of work
+            // that can wait may take long (its share of a long window), so a recheck
+            // deferred too often goes once as first work instead.
+            let starved = self.deferred_in_a_row >= MAX_DEFERRED_IN_A_ROW;
+            let priority = if starved { Priority::First } else { room };
+            let deadline = (!starved).then(|| self.next_poll.max(Instant::now() + RECHECK_SLOT));
             let chunk: Vec<String> = self
                 .recheck_queue
                 .iter()
