@@ -29,8 +29,8 @@ const HEADROOM: f64 = 0.1;
 /// window may roll over a little after the moment they name.
 const RESET_MARGIN: Duration = Duration::from_millis(1_000);
 
-/// The shortest wait after a 429.
-const MIN_RATE_LIMITED_WAIT: Duration = Duration::from_secs(1);
+/// The shortest wait after a 429, whatever its reset says.
+pub const MIN_RATE_LIMITED_WAIT: Duration = Duration::from_secs(1);
 
 /// The longest reset taken from a header (a day); longer values are misread headers.
 const MAX_RESET: f64 = 86_400.0;

@@ -24,7 +24,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 pub use backoff::{Backoff, Schedule};
-pub use budget::{BudgetState, Priority, RateHeaders, RequestBudget};
+pub use budget::{BudgetState, Priority, RateHeaders, RequestBudget, MIN_RATE_LIMITED_WAIT};
 pub use catalogue::AnySource;
 pub use metrics::SourceMetrics;
 pub use seen::SeenWindow;

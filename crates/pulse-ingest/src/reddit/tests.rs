@@ -395,7 +395,7 @@ async fn a_spent_window_is_spread_and_a_restart_late_in_it_waits_for_its_reset()
     );
     // Another process of the app spends the rest; the source's next answer says so.
     fake.spend(20);
-    let item = fake.submit("rust", "a", "", now());
+    fake.submit("rust", "a", "", now());
     first.next_events(&stop).await.unwrap();
     let sent = fake.stats().api_requests;
     assert_eq!(fake.stats().over_limit, 1);
@@ -428,5 +428,4 @@ async fn a_spent_window_is_spread_and_a_restart_late_in_it_waits_for_its_reset()
     );
     // The one 429 was the answer that told the first process; none since.
     assert_eq!(fake.stats().over_limit, 1);
-    let _ = item;
 }

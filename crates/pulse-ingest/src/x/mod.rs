@@ -39,7 +39,7 @@ pub use config::{Mode, Rule, XConfig};
 use self::tweet::{tweet_post, TWEET_FIELDS};
 use crate::live::{
     decode_position, encode_position, Backoff, BudgetState, LiveSource, Priority, RateHeaders,
-    RequestBudget, Schedule, SeenWindow, SourceError, SourceMetrics,
+    RequestBudget, Schedule, SeenWindow, SourceError, SourceMetrics, MIN_RATE_LIMITED_WAIT,
 };
 use crate::reddit::client::pause;
 use crate::SourceItem;
@@ -1066,9 +1066,6 @@ fn found_on(page: &Value, tag: &str) -> Vec<Found> {
         })
         .collect()
 }
-
-/// The shortest wait after a 429.
-const MIN_RATE_LIMITED_WAIT: Duration = Duration::from_secs(1);
 
 /// Seconds from now until the Unix time `reset` (0 when past); `None` for a time so far off
 /// that the header is misread.
